@@ -1,0 +1,39 @@
+# Two entry points: `make reproduce` (all notebooks, default profile -> figures/)
+# and `make test` (unit tests + nbval over every notebook on the smoke profile).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROFILE ?= default
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+
+.PHONY: reproduce test install lint clean-venv
+
+install: $(STAMP)
+
+# Reinstall whenever the package metadata or pins change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m ipykernel install --quiet --sys-prefix --name python3
+	@touch $(STAMP)
+
+reproduce: $(STAMP)
+	@mkdir -p figures build/notebooks
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb (profile=$(PROFILE))"; \
+	  $(BIN)/papermill --cwd notebooks -k python3 -p profile $(PROFILE) \
+	    "$$nb" "build/notebooks/$$(basename $$nb)" || exit 1; \
+	done
+	@echo "figures written to figures/; executed notebooks in build/notebooks/"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

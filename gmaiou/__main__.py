@@ -1,0 +1,5 @@
+import sys
+
+from gmaiou.cli import main
+
+sys.exit(main())

@@ -1,0 +1,258 @@
+"""Anchor assigners: YOLACT's fixed-IoU rule and ATSS, each with any overlap measure.
+
+An assigner has one job: label each anchor positive (matched to a ground truth),
+negative or ignored. Result convention (``docs/spec.md`` section 2): ``gt_inds[a] = g >= 0``
+for a positive matched to GT ``g``, ``-1`` for a negative, ``-2`` for ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gmaiou._validation import check_boxes, check_same_device
+from gmaiou.measure import (
+    MaskIntegrals,
+    as_integrals,
+    box_area,
+    box_overlaps,
+    canonical_measure,
+    check_mask_input,
+    gmaiou_from_counts,
+    is_mask_measure,
+    pairwise_overlaps,
+    polygon_of,
+)
+
+__all__ = ["ATSSAssigner", "AssignResult", "MaxIoUAssigner", "NEGATIVE", "IGNORED"]
+
+NEGATIVE = -1
+IGNORED = -2
+
+
+@dataclass(frozen=True)
+class AssignResult:
+    """Labels of ``A`` anchors.
+
+    Attributes:
+        gt_inds: ``[A]`` int64: ``g >= 0`` positive for GT ``g``; ``-1`` negative; ``-2`` ignored.
+        max_overlaps: ``[A]`` overlap that decided each label (see the assigner).
+    """
+
+    gt_inds: Tensor
+    max_overlaps: Tensor
+
+    @property
+    def pos_mask(self) -> Tensor:
+        """``[A]`` bool, the positives."""
+        return self.gt_inds >= 0
+
+    @property
+    def neg_mask(self) -> Tensor:
+        """``[A]`` bool, the negatives."""
+        return self.gt_inds == NEGATIVE
+
+    @property
+    def num_pos(self) -> int:
+        return int(self.pos_mask.sum())
+
+
+def _check_assign_inputs(
+    anchors: Tensor,
+    num_level_anchors: Sequence[int],
+    gt_boxes: Tensor,
+    gt_masks: Tensor | MaskIntegrals | None,
+    measure: str,
+) -> tuple[Tensor, Tensor, Tensor | MaskIntegrals | None]:
+    anchors = check_boxes(anchors, "anchors")
+    gt_boxes = check_boxes(gt_boxes, "gt_boxes")
+    if sum(num_level_anchors) != anchors.shape[0] or any(n < 0 for n in num_level_anchors):
+        raise ValueError(
+            f"num_level_anchors {list(num_level_anchors)} sums to {sum(num_level_anchors)} "
+            f"but there are {anchors.shape[0]} anchors"
+        )
+    if is_mask_measure(measure):
+        if gt_masks is None:
+            raise ValueError(
+                f"measure {measure!r} is mask-aware and needs gt_masks [G, H, W]; none were given"
+            )
+        gt_masks = check_mask_input(gt_masks, gt_boxes.shape[0])
+        if gt_masks.device != anchors.device:
+            raise ValueError(
+                f"gt_masks is on {gt_masks.device} but anchors are on {anchors.device}; move them to one device"
+            )
+    check_same_device(anchors=anchors, gt_boxes=gt_boxes)
+    return anchors, gt_boxes, gt_masks
+
+
+def _all_negative(anchors: Tensor) -> AssignResult:
+    n = anchors.shape[0]
+    return AssignResult(
+        torch.full((n,), NEGATIVE, dtype=torch.long, device=anchors.device), anchors.new_zeros(n)
+    )
+
+
+class MaxIoUAssigner:
+    """YOLACT's fixed-threshold assigner.
+
+    An anchor whose best overlap is ``>= pos_iou`` is positive for that GT, ``< neg_iou``
+    negative, in between ignored. Then every GT whose best overlap is ``>= min_pos_iou``
+    also takes its best anchor (a later GT wins an anchor two GTs claim, as in YOLACT).
+
+    ``max_overlaps`` is each anchor's best overlap over the GTs.
+    """
+
+    def __init__(
+        self, pos_iou: float = 0.5, neg_iou: float = 0.4, min_pos_iou: float = 0.0, measure: str = "iou"
+    ) -> None:
+        if not neg_iou <= pos_iou:
+            raise ValueError(f"neg_iou ({neg_iou}) must not exceed pos_iou ({pos_iou})")
+        self.pos_iou, self.neg_iou, self.min_pos_iou = pos_iou, neg_iou, min_pos_iou
+        self.measure = canonical_measure(measure)
+
+    def __repr__(self) -> str:
+        return (
+            f"MaxIoUAssigner(pos_iou={self.pos_iou}, neg_iou={self.neg_iou}, "
+            f"min_pos_iou={self.min_pos_iou}, measure={self.measure!r})"
+        )
+
+    def assign(
+        self,
+        anchors: Tensor,
+        num_level_anchors: Sequence[int],
+        gt_boxes: Tensor,
+        gt_masks: Tensor | MaskIntegrals | None = None,
+    ) -> AssignResult:
+        """Label ``[A, 4]`` anchors against ``[G, 4]`` GT boxes (and ``[G, H, W]`` masks if mask-aware)."""
+        anchors, gt_boxes, gt_masks = _check_assign_inputs(
+            anchors, num_level_anchors, gt_boxes, gt_masks, self.measure
+        )
+        num_gt, num_anchors = gt_boxes.shape[0], anchors.shape[0]
+        if num_gt == 0 or num_anchors == 0:
+            return _all_negative(anchors)
+        overlaps = pairwise_overlaps(self.measure, gt_boxes, anchors, gt_masks)  # [G, A]
+        max_overlaps, argmax = overlaps.max(dim=0)
+        gt_inds = torch.full((num_anchors,), IGNORED, dtype=torch.long, device=anchors.device)
+        gt_inds[max_overlaps < self.neg_iou] = NEGATIVE
+        pos = max_overlaps >= self.pos_iou
+        gt_inds[pos] = argmax[pos]
+
+        # Each GT also takes its best anchor; where GTs share one, the later GT wins.
+        gt_best, best_anchor = overlaps.max(dim=1)
+        eligible = gt_best >= self.min_pos_iou
+        if bool(eligible.any()):
+            claim = torch.full((num_anchors,), -1, dtype=torch.long, device=anchors.device)
+            gt_ids = torch.arange(num_gt, device=anchors.device)[eligible]
+            claim = claim.scatter_reduce(0, best_anchor[eligible], gt_ids, reduce="amax")
+            gt_inds = torch.where(claim >= 0, claim, gt_inds)
+        return AssignResult(gt_inds, max_overlaps)
+
+
+class ATSSAssigner:
+    """Adaptive Training Sample Selection (Zhang et al., CVPR 2020) with any overlap measure.
+
+    For each GT: on every level, the ``topk`` anchors nearest by centre distance
+    are candidates; the threshold is the mean plus the unbiased standard deviation
+    of the candidates' overlaps; a candidate is positive if its overlap reaches the
+    threshold and its centre lies inside the GT box (more than 0.01 from every side).
+    An anchor positive for several GTs goes to the one it overlaps most.
+
+    With a mask-aware measure only the candidates' overlaps are computed (``k``
+    per level per GT), from integral images cropped to each mask.
+
+    ``max_overlaps`` is, for a positive, its overlap with its GT; for any other
+    anchor, its highest overlap among the GTs it was a candidate of (0 if none).
+    """
+
+    def __init__(self, topk: int = 9, measure: str = "gmaiou-mask") -> None:
+        if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+            raise ValueError(f"topk must be a positive integer, got {topk!r}")
+        self.topk = topk
+        self.measure = canonical_measure(measure)
+
+    def __repr__(self) -> str:
+        return f"ATSSAssigner(topk={self.topk}, measure={self.measure!r})"
+
+    def _candidates(self, anchor_ctr: Tensor, gt_ctr: Tensor, num_level_anchors: Sequence[int]) -> Tensor:
+        """``[G, K]`` indices of each GT's candidates, ``K = sum_l min(topk, n_l)``."""
+        dist = torch.cdist(gt_ctr, anchor_ctr)  # [G, A]
+        out, start = [], 0
+        for n in num_level_anchors:
+            if n:
+                k = min(self.topk, n)
+                idx = dist[:, start : start + n].topk(k, dim=1, largest=False).indices
+                out.append(idx + start)
+            start += n
+        return torch.cat(out, dim=1)
+
+    def _candidate_overlaps(
+        self, cand: Tensor, anchors: Tensor, gt_boxes: Tensor, gt_masks: Tensor | MaskIntegrals | None
+    ) -> Tensor:
+        """``[G, K]`` overlaps of each GT with its candidates."""
+        if not is_mask_measure(self.measure):
+            return box_overlaps(self.measure, gt_boxes, anchors).gather(1, cand)
+        assert gt_masks is not None
+        integrals = as_integrals(gt_masks, gt_boxes)
+        cand_boxes = anchors[cand]  # [G, K, 4]
+        inter = integrals.grouped_intersection(cand_boxes)
+        polygon = polygon_of(self.measure)
+        gt = gt_boxes[:, None, :]
+        anchor_area = (cand_boxes[..., 2] - cand_boxes[..., 0]) * (cand_boxes[..., 3] - cand_boxes[..., 1])
+        gt_area = box_area(gt_boxes)[:, None]
+        union = None
+        if polygon == "box":
+            wh = (torch.minimum(gt[..., 2:], cand_boxes[..., 2:]) - torch.maximum(gt[..., :2], cand_boxes[..., :2]))
+            wh = wh.clamp(min=0)
+            union = gt_area + anchor_area - wh[..., 0] * wh[..., 1]
+        return gmaiou_from_counts(inter, integrals.mask_area[:, None], gt_area, anchor_area, union, polygon)
+
+    def assign(
+        self,
+        anchors: Tensor,
+        num_level_anchors: Sequence[int],
+        gt_boxes: Tensor,
+        gt_masks: Tensor | MaskIntegrals | None = None,
+    ) -> AssignResult:
+        """Label ``[A, 4]`` anchors against ``[G, 4]`` GT boxes (and ``[G, H, W]`` masks if mask-aware).
+
+        ``num_level_anchors`` gives how many of the anchors, in order, belong to each level.
+        """
+        anchors, gt_boxes, gt_masks = _check_assign_inputs(
+            anchors, num_level_anchors, gt_boxes, gt_masks, self.measure
+        )
+        num_gt, num_anchors = gt_boxes.shape[0], anchors.shape[0]
+        if num_gt == 0 or num_anchors == 0:
+            return _all_negative(anchors)
+
+        anchor_ctr = (anchors[:, :2] + anchors[:, 2:]) / 2
+        gt_ctr = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
+        cand = self._candidates(anchor_ctr, gt_ctr, num_level_anchors)  # [G, K]
+        cand_ov = self._candidate_overlaps(cand, anchors, gt_boxes, gt_masks)  # [G, K]
+
+        k = cand_ov.shape[1]
+        std = cand_ov.std(dim=1, correction=1) if k > 1 else torch.zeros_like(cand_ov[:, 0])
+        threshold = cand_ov.mean(dim=1) + std
+        is_pos = cand_ov >= threshold[:, None]
+
+        c = anchor_ctr[cand]  # [G, K, 2]
+        side_dist = torch.cat([c - gt_boxes[:, None, :2], gt_boxes[:, None, 2:] - c], dim=2)
+        is_pos &= side_dist.min(dim=2).values > 0.01
+
+        # Resolve anchors claimed by several GTs: highest overlap wins (first GT on ties).
+        neg_inf = torch.finfo(cand_ov.dtype).min
+        rows = torch.arange(num_gt, device=anchors.device)[:, None].expand_as(cand)
+        claimed = anchors.new_full((num_gt, num_anchors), neg_inf)
+        claimed[rows[is_pos], cand[is_pos]] = cand_ov[is_pos]
+        best, best_gt = claimed.max(dim=0)
+        positive = best > neg_inf
+        gt_inds = torch.where(positive, best_gt, torch.full_like(best_gt, NEGATIVE))
+
+        seen = anchors.new_full((num_anchors,), neg_inf).scatter_reduce(
+            0, cand.reshape(-1), cand_ov.reshape(-1), reduce="amax"
+        )
+        seen = torch.where(seen > neg_inf, seen, torch.zeros_like(seen))
+        max_overlaps = torch.where(positive, best, seen)
+        return AssignResult(gt_inds, max_overlaps)

@@ -1,0 +1,623 @@
+"""Generalized mask-aware IoU (GmaIoU), the mask-over-box ratio, and the box IoU family.
+
+Conventions (``docs/spec.md`` section 1, followed to the letter):
+
+* boxes are ``(x1, y1, x2, y2)`` in continuous pixel coordinates; pixel ``(r, c)``
+  covers ``[c, c+1) x [r, r+1)``;
+* ``|A ∩ M|`` counts the mask pixels with ``round(x1) <= c < round(x2)`` and
+  ``round(y1) <= r < round(y2)``, the rounded coordinates clamped to ``[0, W]`` and
+  ``[0, H]`` (``round`` is :func:`torch.round`, half to even, like Python's);
+* ``|A|``, ``|B|`` and ``|A ∪ B|`` are continuous box areas, ``|M|`` a pixel count;
+* an empty mask gives 0 for every anchor.
+
+Then, with polygon ``P`` holding the ground truth's "energy",
+``GmaIoU_P = (|A ∩ M| / |M|) * |P| / |A ∪ P|``:
+
+* ``P = B`` (``polygon="box"``, the BMVC maIoU): ``|A∩M| |B| / (|M| |A ∪ B|)``;
+* ``P = M`` (``polygon="mask"``): ``|A∩M| / (|A| + |M| - |A∩M|)``.
+
+Both lie in [0, 1] and ``GmaIoU_M <= GmaIoU_B`` (Corollary 1) for anchors with
+integer coordinates. With fractional coordinates the rounding in ``|A ∩ M|`` can
+count slightly more pixels than the continuous ``|A|``, so ``GmaIoU_M`` may exceed
+1 by that rounding; the contract keeps it, since every implementation must agree.
+
+The efficient path (Alg. 1 of the paper) builds one summed-area table per mask,
+cropped to the mask's own extent, so memory is O(sum of mask extents) rather than
+O(G * H * W), and each anchor-GT count is four look-ups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import torch
+import torchvision.ops as tvops
+from torch import Tensor
+
+from gmaiou._validation import check_boxes, check_masks, check_same_device
+
+Polygon = Literal["mask", "box"]
+
+__all__ = [
+    "MaskIntegrals",
+    "MEASURES",
+    "box_area",
+    "box_union",
+    "gmaiou",
+    "gmaiou_bruteforce",
+    "gmaiou_from_counts",
+    "is_mask_measure",
+    "maiou",
+    "mob_ratio",
+    "pairwise_overlaps",
+]
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """Continuous areas of ``[N, 4]`` boxes, shape ``[N]``."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_union(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Continuous union areas ``|b1 ∪ b2|`` of ``[N, 4]`` and ``[M, 4]`` boxes, shape ``[N, M]``."""
+    lt = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
+    rb = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - inter
+
+
+def _rounded_pixel_bounds(boxes: Tensor, height: int, width: int) -> Tensor:
+    """Integer pixel bounds ``[N, 4]`` (c1, r1, c2, r2) of boxes under the spec's rounding and clamping."""
+    r = boxes.round()
+    r[:, 0::2] = r[:, 0::2].clamp(0, width)
+    r[:, 1::2] = r[:, 1::2].clamp(0, height)
+    return r.long()
+
+
+class MaskIntegrals:
+    """Summed-area tables of ``G`` binary masks, each cropped to a region holding the whole mask.
+
+    Build once per image, then count mask pixels under any number of boxes with
+    four look-ups per (mask, box) pair. Memory is O(sum of crop areas), not
+    O(G * H * W). The tables live on the masks' device.
+
+    Each mask's crop is its box hint rounded outwards, when a hint is given and the
+    crop holds every pixel of the mask (checked by counting); otherwise the mask's
+    own tight extent. Annotated boxes do not always hold every pixel of their
+    rasterised polygon, so a hint never changes a result, only the time to build.
+
+    Args:
+        masks: ``[G, H, W]`` bool or uint8 masks.
+        boxes: optional ``[G, 4]`` boxes ``(x1, y1, x2, y2)`` expected to hold the masks.
+        backend: ``"auto"`` (NumPy on the CPU, torch elsewhere), ``"numpy"`` or ``"torch"``.
+
+    Attributes:
+        mask_area: ``[G]`` pixel counts ``|M|`` (int64).
+        height, width: the image size ``H``, ``W``.
+    """
+
+    def __init__(self, masks: Tensor, boxes: Tensor | None = None, backend: str = "auto") -> None:
+        if not isinstance(masks, Tensor) or masks.dim() != 3:
+            shape = list(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
+            raise ValueError(f"masks must have shape [G, H, W], got {shape}")
+        masks = masks if masks.dtype == torch.bool else masks.bool()
+        if boxes is not None and tuple(boxes.shape) != (masks.shape[0], 4):
+            raise ValueError(f"boxes must have shape [{masks.shape[0]}, 4], got {list(boxes.shape)}")
+        if backend == "auto":
+            backend = "numpy" if masks.device.type == "cpu" else "torch"
+        if backend not in ("numpy", "torch"):
+            raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
+        g, h, w = masks.shape
+        self.height, self.width = h, w
+        self.device = masks.device
+        self._table: Tensor | None = None
+        self._offset: Tensor | None = None
+        self._masks_np: np.ndarray | None = None
+        if backend == "numpy":
+            if masks.device.type != "cpu":
+                raise ValueError("the numpy backend needs masks on the CPU")
+            self._masks_np = masks.numpy()
+            hint = None if boxes is None else boxes.detach().cpu().double().numpy()
+            origin, size, area = _crops_numpy(self._masks_np, hint)
+            self._origin, self._size = torch.from_numpy(origin), torch.from_numpy(size)
+            self.mask_area = torch.from_numpy(area)
+        else:
+            self._table, self._origin, self._size, self._offset, self.mask_area = _build_tables_torch(masks)
+
+    def __len__(self) -> int:
+        return int(self._origin.shape[0])
+
+    def build(self) -> MaskIntegrals:
+        """Build the summed-area tables now (they are otherwise built on the first dense query).
+
+        On the CPU, ATSS's per-GT candidate queries are answered from the crops
+        without full tables; call this to prepare tables ahead, e.g. in a data-loader worker.
+        """
+        if self._table is None:
+            assert self._masks_np is not None
+            table, offset = _tables_numpy(self._masks_np, self._origin.numpy(), self._size.numpy())
+            self._table, self._offset = torch.from_numpy(table), torch.from_numpy(offset)
+            self._masks_np = None
+        return self
+
+    def to(self, device: torch.device | str) -> MaskIntegrals:
+        """The same tables on ``device`` (e.g. built in a data-loader worker, used on the GPU)."""
+        self.build()
+        out = object.__new__(MaskIntegrals)
+        out.height, out.width, out.device = self.height, self.width, torch.device(device)
+        out._table, out._origin = self._table.to(device), self._origin.to(device)
+        out._size, out._offset = self._size.to(device), self._offset.to(device)
+        out.mask_area = self.mask_area.to(device)
+        out._masks_np = None
+        return out
+
+    def _count(self, gt_index: Tensor, bounds: Tensor) -> Tensor:
+        """Mask pixels of masks ``gt_index`` inside integer pixel ``bounds`` (c1, r1, c2, r2); broadcasts.
+
+        Tables are stored transposed, ``T[x, y] = sum_{c < x, r < y} m[r, c]``.
+        """
+        self.build()
+        ry, cx = self._origin[gt_index, 0], self._origin[gt_index, 1]
+        hh, ww = self._size[gt_index, 0], self._size[gt_index, 1]
+        stride = hh + 1
+        base = self._offset[gt_index]
+        x1 = (bounds[..., 0] - cx).clamp(min=0).minimum(ww)
+        x2 = (bounds[..., 2] - cx).clamp(min=0).minimum(ww)
+        y1 = (bounds[..., 1] - ry).clamp(min=0).minimum(hh)
+        y2 = (bounds[..., 3] - ry).clamp(min=0).minimum(hh)
+        t = self._table
+        cols1 = base + x1 * stride
+        cols2 = base + x2 * stride
+        return (t[cols2 + y2].long() - t[cols1 + y2] - t[cols2 + y1] + t[cols1 + y1]).long()
+
+    def intersection(self, boxes: Tensor) -> Tensor:
+        """``|box ∩ M|`` for every mask and box: ``[N, 4]`` boxes -> ``[G, N]`` int64 counts."""
+        boxes = check_boxes(boxes, "boxes")
+        g = len(self)
+        if g == 0 or boxes.shape[0] == 0:
+            return torch.zeros(g, boxes.shape[0], dtype=torch.long, device=self.device)
+        bounds = _rounded_pixel_bounds(boxes, self.height, self.width)  # [N, 4]
+        gi = torch.arange(g, device=self.device)[:, None]  # [G, 1]
+        return self._count(gi, bounds[None, :, :])
+
+    def grouped_intersection(self, boxes: Tensor) -> Tensor:
+        """``|box ∩ M_g|`` for ``K`` boxes per mask: ``[G, K, 4]`` -> ``[G, K]`` int64 counts."""
+        g = len(self)
+        if boxes.dim() != 3 or boxes.shape[0] != g or boxes.shape[-1] != 4:
+            raise ValueError(f"boxes must have shape [{g}, K, 4], got {list(boxes.shape)}")
+        if boxes.shape[1] == 0 or g == 0:
+            return torch.zeros(g, boxes.shape[1], dtype=torch.long, device=self.device)
+        bounds = _rounded_pixel_bounds(boxes.reshape(-1, 4), self.height, self.width).view(g, -1, 4)
+        if self._table is None:
+            # Only K boxes per mask: sample the crop's row-wise prefix sums at the
+            # boxes' columns instead of building whole tables.
+            assert self._masks_np is not None
+            counts = _grouped_counts_numpy(self._masks_np, self._origin.numpy(), self._size.numpy(), bounds.numpy())
+            return torch.from_numpy(counts)
+        gi = torch.arange(g, device=self.device)[:, None]
+        return self._count(gi, bounds)
+
+    def paired_intersection(self, gt_index: Tensor, boxes: Tensor) -> Tensor:
+        """``|box_k ∩ M_{gt_index[k]}|`` for ``K`` pairs: ``[K]`` indices and ``[K, 4]`` boxes -> ``[K]``."""
+        if gt_index.shape[0] != boxes.shape[0]:
+            raise ValueError(
+                f"gt_index has {gt_index.shape[0]} entries but boxes has {boxes.shape[0]}; they must pair up"
+            )
+        if boxes.shape[0] == 0:
+            return torch.zeros(0, dtype=torch.long, device=self.device)
+        bounds = _rounded_pixel_bounds(boxes, self.height, self.width)
+        return self._count(gt_index.long(), bounds)
+
+
+def _hint_crops(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Box hints rounded outwards and clamped: ``[G, 4]`` int64 (r0, c0, r1, c1)."""
+    out = np.empty((boxes.shape[0], 4), dtype=np.int64)
+    out[:, 0] = np.clip(np.floor(boxes[:, 1]), 0, h)
+    out[:, 1] = np.clip(np.floor(boxes[:, 0]), 0, w)
+    out[:, 2] = np.clip(np.ceil(boxes[:, 3]), 0, h)
+    out[:, 3] = np.clip(np.ceil(boxes[:, 2]), 0, w)
+    out[:, 2] = np.maximum(out[:, 2], out[:, 0])
+    out[:, 3] = np.maximum(out[:, 3], out[:, 1])
+    return out
+
+
+def _crops_numpy(masks: np.ndarray, boxes: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per mask: crop origin ``(r0, c0)``, crop size ``(h, w)`` and pixel count; one counting pass each."""
+    g, h, w = masks.shape
+    crops = _hint_crops(boxes, h, w) if boxes is not None else None
+    origin = np.zeros((g, 2), dtype=np.int64)
+    size = np.zeros((g, 2), dtype=np.int64)
+    area = np.zeros(g, dtype=np.int64)
+    for i in range(g):
+        m = masks[i]
+        total = np.count_nonzero(m)
+        area[i] = total
+        if total == 0:
+            continue
+        if crops is not None:
+            r0, c0, r1, c1 = crops[i]
+            if np.count_nonzero(m[r0:r1, c0:c1]) == total:
+                origin[i] = r0, c0
+                size[i] = r1 - r0, c1 - c0
+                continue
+        rows = np.flatnonzero(m.any(axis=1))
+        r0, r1 = rows[0], rows[-1] + 1
+        cols = np.flatnonzero(m[r0:r1].any(axis=0))
+        origin[i] = r0, cols[0]
+        size[i] = r1 - r0, cols[-1] + 1 - cols[0]
+    return origin, size, area
+
+
+def _table_dtype(h: int, w: int) -> type:
+    return np.int32 if h * w < 2**31 else np.int64
+
+
+def _tables_numpy(masks: np.ndarray, origin: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat buffer of transposed summed-area tables ``T[x, y]`` of the crops, and their offsets."""
+    g, h, w = masks.shape
+    dtype = _table_dtype(h, w)
+    numel = (size[:, 0] + 1) * (size[:, 1] + 1)
+    offset = np.cumsum(numel) - numel
+    table = np.zeros(int(numel.sum()), dtype=dtype)
+    for i in range(g):
+        hh, ww = size[i]
+        if hh == 0 or ww == 0:
+            continue
+        r0, c0 = origin[i]
+        t = table[offset[i] : offset[i] + numel[i]].reshape(ww + 1, hh + 1)
+        t[1:, 1:] = np.cumsum(masks[i, r0 : r0 + hh, c0 : c0 + ww], axis=1, dtype=dtype).T
+        np.cumsum(t[1:, 1:], axis=1, out=t[1:, 1:])
+    return table, offset
+
+
+def _grouped_counts_numpy(
+    masks: np.ndarray, origin: np.ndarray, size: np.ndarray, bounds: np.ndarray
+) -> np.ndarray:
+    """``|box ∩ M_g|`` for ``[G, K, 4]`` integer pixel bounds (c1, r1, c2, r2), from the crops directly."""
+    g, k, _ = bounds.shape
+    h, w = masks.shape[1:]
+    dtype = _table_dtype(h, w)
+    # Crop-local corners, clamped to each crop; all masks at once.
+    xs = bounds[:, :, 0::2] - origin[:, None, 1:2]  # [G, K, 2] x1, x2
+    ys = bounds[:, :, 1::2] - origin[:, None, 0:1]
+    np.minimum(np.maximum(xs, 0, out=xs), size[:, None, 1:2], out=xs)
+    np.minimum(np.maximum(ys, 0, out=ys), size[:, None, 0:1], out=ys)
+    xs = np.ascontiguousarray(xs.transpose(0, 2, 1)).reshape(g, 2 * k)  # x1s then x2s
+    out = np.zeros((g, k), dtype=np.int64)
+    first, second = np.arange(k), np.arange(k, 2 * k)
+    for i in range(g):
+        hh, ww = size[i]
+        if hh == 0 or ww == 0:
+            continue
+        r0, c0 = origin[i]
+        # rowsum[r, x] = sum_{c < x} m[r, c]; then prefix over rows at the boxes' columns only.
+        rowsum = np.zeros((hh, ww + 1), dtype=dtype)
+        np.cumsum(masks[i, r0 : r0 + hh, c0 : c0 + ww], axis=1, dtype=dtype, out=rowsum[:, 1:])
+        cols = np.zeros((2 * k, hh + 1), dtype=dtype)
+        cols[:, 1:] = rowsum[:, xs[i]].T
+        np.cumsum(cols[:, 1:], axis=1, out=cols[:, 1:])
+        y1, y2 = ys[i, :, 0], ys[i, :, 1]
+        out[i] = cols[second, y2] - cols[first, y2] - cols[second, y1] + cols[first, y1]
+    return out
+
+
+def _build_tables_torch(masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Device-side tables: extents from two reductions over the stack, then a loop over masks."""
+    g, h, w = masks.shape
+    device = masks.device
+    dtype = torch.int32 if h * w < 2**31 else torch.int64
+    if g == 0:
+        z = torch.zeros(0, 2, dtype=torch.long, device=device)
+        return torch.zeros(0, dtype=dtype, device=device), z, z.clone(), z[:, 0].clone(), z[:, 0].clone()
+    u8 = masks.view(torch.uint8)
+    rows = u8.amax(dim=2)  # [G, H]
+    cols = u8.amax(dim=1)  # [G, W]
+    nonempty = rows.amax(dim=1) > 0
+    r0 = rows.argmax(dim=1)
+    r1 = torch.where(nonempty, h - rows.flip(1).argmax(dim=1), r0)
+    c0 = cols.argmax(dim=1)
+    c1 = torch.where(nonempty, w - cols.flip(1).argmax(dim=1), c0)
+    origin = torch.stack([r0, c0], dim=1)
+    size = torch.stack([r1 - r0, c1 - c0], dim=1)
+    numel = (size[:, 0] + 1) * (size[:, 1] + 1)
+    offset = torch.cumsum(numel, 0) - numel
+    extents = torch.cat([origin, size, offset[:, None], numel[:, None]], 1).tolist()  # one host sync
+    table = torch.zeros(int(numel.sum()), dtype=dtype, device=device)
+    for i, (ry, cx, hh, ww, off, n) in enumerate(extents):
+        if hh == 0 or ww == 0:
+            continue
+        crop = masks[i, ry : ry + hh, cx : cx + ww]
+        t = table[off : off + n].view(ww + 1, hh + 1)
+        t[1:, 1:] = crop.cumsum(0, dtype=dtype).cumsum(1).T
+    area = table[offset + numel - 1].long()
+    return table, origin, size, offset, area
+
+
+def gmaiou_from_counts(
+    inter: Tensor,
+    mask_area: Tensor,
+    gt_area: Tensor,
+    anchor_area: Tensor,
+    union_box: Tensor | None,
+    polygon: Polygon,
+) -> Tensor:
+    """GmaIoU from its ingredients; all arguments broadcast to a common shape.
+
+    Args:
+        inter: ``|A ∩ M|`` pixel counts.
+        mask_area: ``|M|`` pixel counts.
+        gt_area: ``|B|``, continuous.
+        anchor_area: ``|A|``, continuous.
+        union_box: ``|A ∪ B|``, continuous (only read for ``polygon="box"``).
+        polygon: ``"box"`` (P = B, maIoU) or ``"mask"`` (P = M).
+    """
+    dtype = anchor_area.dtype if anchor_area.is_floating_point() else torch.float32
+    inter = inter.to(dtype)
+    m = mask_area.to(dtype)
+    if polygon == "box":
+        assert union_box is not None
+        num = inter * gt_area.to(dtype)
+        den = m * union_box.to(dtype)
+    elif polygon == "mask":
+        num = inter
+        den = anchor_area.to(dtype) + m - inter
+    else:
+        raise ValueError(f"polygon must be 'mask' or 'box', got {polygon!r}")
+    # |M| = 0 forces |A ∩ M| = 0: the value is 0, never 0/0.
+    valid = (m > 0) & (den > 0)
+    return torch.where(valid, num / torch.where(valid, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+def _check_measure_inputs(
+    gt_boxes: Tensor, gt_masks: Tensor | MaskIntegrals, anchors: Tensor, polygon: str
+) -> tuple[Tensor, Tensor | MaskIntegrals, Tensor]:
+    if polygon not in ("mask", "box"):
+        raise ValueError(f"polygon must be 'mask' or 'box', got {polygon!r}")
+    gt_boxes = check_boxes(gt_boxes, "gt_boxes")
+    anchors = check_boxes(anchors, "anchors")
+    gt_masks = check_mask_input(gt_masks, gt_boxes.shape[0])
+    check_same_device(gt_boxes=gt_boxes, anchors=anchors)
+    if gt_masks.device != anchors.device:
+        raise ValueError(f"gt_masks is on {gt_masks.device} but anchors are on {anchors.device}; move them to one device")
+    return gt_boxes, gt_masks, anchors
+
+
+def check_mask_input(gt_masks: Tensor | MaskIntegrals, num_boxes: int) -> Tensor | MaskIntegrals:
+    """Validate masks given as a ``[G, H, W]`` tensor or as prebuilt :class:`MaskIntegrals`."""
+    if isinstance(gt_masks, MaskIntegrals):
+        if len(gt_masks) != num_boxes:
+            raise ValueError(
+                f"gt_masks holds {len(gt_masks)} masks but there are {num_boxes} boxes; "
+                "give exactly one mask per ground-truth box"
+            )
+        return gt_masks
+    return check_masks(gt_masks, num_boxes)
+
+
+def as_integrals(gt_masks: Tensor | MaskIntegrals, gt_boxes: Tensor | None = None) -> MaskIntegrals:
+    """``gt_masks`` itself if it is already :class:`MaskIntegrals`, else tables built from it."""
+    return gt_masks if isinstance(gt_masks, MaskIntegrals) else MaskIntegrals(gt_masks, gt_boxes)
+
+
+def gmaiou(
+    gt_boxes: Tensor,
+    gt_masks: Tensor | MaskIntegrals,
+    anchors: Tensor,
+    polygon: Polygon = "mask",
+) -> Tensor:
+    """Generalized mask-aware IoU between every ground truth and every anchor (Alg. 1).
+
+    Args:
+        gt_boxes: ``[G, 4]`` ground-truth boxes ``(x1, y1, x2, y2)``.
+        gt_masks: ``[G, H, W]`` bool or uint8 ground-truth masks at image resolution,
+            or their prebuilt :class:`MaskIntegrals`.
+        anchors: ``[A, 4]`` anchor boxes; they may lie partly or wholly off the image.
+        polygon: ``"mask"`` for P = M (the IoU of the anchor box and the mask) or
+            ``"box"`` for P = B (maIoU).
+
+    Returns:
+        ``[G, A]`` tensor in the anchors' floating dtype.
+    """
+    gt_boxes, gt_masks, anchors = _check_measure_inputs(gt_boxes, gt_masks, anchors, polygon)
+    integrals = as_integrals(gt_masks, gt_boxes)
+    return _gmaiou_dense(integrals, gt_boxes, anchors, polygon)
+
+
+def _gmaiou_dense(integrals: MaskIntegrals, gt_boxes: Tensor, anchors: Tensor, polygon: Polygon) -> Tensor:
+    inter = integrals.intersection(anchors)  # [G, A]
+    anchor_area = box_area(anchors)[None, :]
+    gt_area = box_area(gt_boxes)[:, None]
+    union = box_union(gt_boxes, anchors) if polygon == "box" else None
+    return gmaiou_from_counts(inter, integrals.mask_area[:, None], gt_area, anchor_area, union, polygon)
+
+
+def maiou(gt_boxes: Tensor, gt_masks: Tensor | MaskIntegrals, anchors: Tensor) -> Tensor:
+    """Mask-aware IoU of the BMVC paper: :func:`gmaiou` with ``polygon="box"``; ``[G, A]``."""
+    return gmaiou(gt_boxes, gt_masks, anchors, polygon="box")
+
+
+def mob_ratio(gt_masks: Tensor, boxes: Tensor) -> Tensor:
+    """Mask-over-box ratio ``|box ∩ M| / |box|`` for every mask and box.
+
+    Args:
+        gt_masks: ``[G, H, W]`` bool or uint8 masks.
+        boxes: ``[N, 4]`` boxes (anchors, or the GTs' own boxes).
+
+    Returns:
+        ``[G, N]`` ratios; 0 where a box has zero area. For a GT's own (tight) box
+        the diagonal is ``|M| / |B|``.
+    """
+    boxes = check_boxes(boxes, "boxes")
+    if not isinstance(gt_masks, Tensor) or gt_masks.dim() != 3:
+        shape = list(gt_masks.shape) if isinstance(gt_masks, Tensor) else type(gt_masks).__name__
+        raise ValueError(f"gt_masks must have shape [G, H, W], got {shape}")
+    gt_masks = check_masks(gt_masks, gt_masks.shape[0])
+    check_same_device(gt_masks=gt_masks, boxes=boxes)
+    inter = MaskIntegrals(gt_masks).intersection(boxes).to(boxes.dtype)
+    area = box_area(boxes)[None, :].expand_as(inter)
+    return torch.where(area > 0, inter / area.clamp(min=torch.finfo(boxes.dtype).tiny), torch.zeros_like(inter))
+
+
+def gmaiou_bruteforce(
+    gt_boxes: Tensor,
+    gt_masks: Tensor,
+    anchors: Tensor,
+    polygon: Polygon = "mask",
+) -> Tensor:
+    """Reference GmaIoU: counts the mask pixels under every anchor one pair at a time.
+
+    O(G * A * anchor area); same signature and result as :func:`gmaiou`, which
+    the tests compare against this. Runs on the CPU and returns on the inputs' device.
+    """
+    if isinstance(gt_masks, MaskIntegrals):
+        raise TypeError("gmaiou_bruteforce needs the masks themselves, not MaskIntegrals")
+    gt_boxes, gt_masks, anchors = _check_measure_inputs(gt_boxes, gt_masks, anchors, polygon)
+    device = anchors.device
+    g, h, w = gt_masks.shape
+    masks = gt_masks.cpu().numpy()
+    boxes_np = gt_boxes.detach().cpu().double().numpy()
+    anchors_np = anchors.detach().cpu().double().numpy()
+    bounds = _rounded_pixel_bounds(anchors.detach().cpu().double(), h, w).numpy()
+    out = np.zeros((g, anchors_np.shape[0]), dtype=np.float64)
+    a_area = (anchors_np[:, 2] - anchors_np[:, 0]) * (anchors_np[:, 3] - anchors_np[:, 1])
+    for i in range(g):
+        m = masks[i]
+        mask_pixels = int(m.sum())
+        if mask_pixels == 0:
+            continue
+        bx1, by1, bx2, by2 = boxes_np[i]
+        b_area = (bx2 - bx1) * (by2 - by1)
+        for j, (c1, r1, c2, r2) in enumerate(bounds):
+            inter = int(m[r1:r2, c1:c2].sum())
+            if inter == 0:
+                continue
+            if polygon == "mask":
+                den = a_area[j] + mask_pixels - inter
+                out[i, j] = inter / den
+            else:
+                ax1, ay1, ax2, ay2 = anchors_np[j]
+                iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
+                ih = max(0.0, min(ay2, by2) - max(ay1, by1))
+                union = a_area[j] + b_area - iw * ih
+                out[i, j] = inter * b_area / (mask_pixels * union) if union > 0 else 0.0
+    return torch.from_numpy(out).to(device=device, dtype=anchors.dtype)
+
+
+# --------------------------------------------------------------------------- box measures
+
+
+def _hull_and_centres(gt: Tensor, anchors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Hull area ``[G, A]``, squared hull diagonal and squared centre distance."""
+    lt = torch.minimum(gt[:, None, :2], anchors[None, :, :2])
+    rb = torch.maximum(gt[:, None, 2:], anchors[None, :, 2:])
+    wh = rb - lt
+    hull = wh[..., 0] * wh[..., 1]
+    diag2 = wh[..., 0] ** 2 + wh[..., 1] ** 2
+    cg = (gt[:, :2] + gt[:, 2:]) / 2
+    ca = (anchors[:, :2] + anchors[:, 2:]) / 2
+    dist2 = ((cg[:, None, :] - ca[None, :, :]) ** 2).sum(-1)
+    return hull, diag2, dist2
+
+
+def _degenerate_box_measure(name: str, gt: Tensor, anchors: Tensor) -> Tensor:
+    """Value for pairs where torchvision divides 0 by 0 (zero-area boxes).
+
+    The overlap term of such a pair is 0 (no area in common); a penalty whose
+    denominator is 0 is 0; CIoU's aspect term is undefined for a point and
+    counts 0. So GIoU is -1 for separate hulls, DIoU and CIoU keep their
+    centre-distance penalty (with torchvision's eps).
+    """
+    hull, diag2, dist2 = _hull_and_centres(gt, anchors)
+    if name == "iou":
+        return torch.zeros_like(hull)
+    if name == "giou":
+        union = box_union(gt, anchors)
+        return -torch.where(hull > 0, (hull - union) / hull.clamp(min=1e-12), torch.zeros_like(hull))
+    iou = tvops.box_iou(gt, anchors).nan_to_num(0.0)
+    return iou - dist2 / (diag2 + 1e-7)
+
+
+_BOX_FUNCTIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "iou": tvops.box_iou,
+    "giou": tvops.generalized_box_iou,
+    "diou": tvops.distance_box_iou,
+    "ciou": tvops.complete_box_iou,
+}
+
+#: Measures accepted by :func:`pairwise_overlaps` and the assigners, with aliases.
+MEASURES: dict[str, str] = {
+    "iou": "iou",
+    "giou": "giou",
+    "diou": "diou",
+    "ciou": "ciou",
+    "gmaiou-box": "gmaiou-box",
+    "maiou": "gmaiou-box",
+    "gmaiou-mask": "gmaiou-mask",
+    "gmaiou": "gmaiou-mask",
+}
+
+
+def canonical_measure(measure: str) -> str:
+    """Resolve an alias (``"maiou"`` -> ``"gmaiou-box"``); raise for an unknown name."""
+    try:
+        return MEASURES[measure]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown measure {measure!r}; choose one of {sorted(MEASURES)}") from None
+
+
+def is_mask_measure(measure: str) -> bool:
+    """Whether ``measure`` needs ground-truth masks."""
+    return canonical_measure(measure).startswith("gmaiou")
+
+
+def polygon_of(measure: str) -> Polygon:
+    """The GmaIoU polygon of a mask-aware measure (``"box"`` or ``"mask"``)."""
+    name = canonical_measure(measure)
+    if not name.startswith("gmaiou"):
+        raise ValueError(f"{measure!r} is a box measure, not a mask-aware one")
+    return "box" if name == "gmaiou-box" else "mask"
+
+
+def box_overlaps(measure: str, gt_boxes: Tensor, anchors: Tensor) -> Tensor:
+    """A torchvision box measure for every GT and anchor, ``[G, A]``; finite for zero-area boxes."""
+    fn = _BOX_FUNCTIONS[measure]
+    if gt_boxes.shape[0] == 0 or anchors.shape[0] == 0:
+        return anchors.new_zeros(gt_boxes.shape[0], anchors.shape[0])
+    out = fn(gt_boxes, anchors)
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):
+        out = torch.where(bad, _degenerate_box_measure(measure, gt_boxes, anchors), out)
+    return out
+
+
+def pairwise_overlaps(
+    measure: str,
+    gt_boxes: Tensor,
+    anchors: Tensor,
+    gt_masks: Tensor | MaskIntegrals | None = None,
+) -> Tensor:
+    """Overlap of every ground truth with every anchor under a named measure.
+
+    Args:
+        measure: ``"iou"``, ``"giou"``, ``"diou"``, ``"ciou"`` (torchvision), or
+            ``"gmaiou-box"`` (alias ``"maiou"``), ``"gmaiou-mask"`` (alias ``"gmaiou"``).
+        gt_boxes: ``[G, 4]``.
+        anchors: ``[A, 4]``.
+        gt_masks: ``[G, H, W]`` masks or their :class:`MaskIntegrals`; required by the
+            mask-aware measures.
+
+    Returns:
+        ``[G, A]``.
+    """
+    name = canonical_measure(measure)
+    if name.startswith("gmaiou"):
+        if gt_masks is None:
+            raise ValueError(f"measure {measure!r} is mask-aware and needs gt_masks [G, H, W]; none were given")
+        return gmaiou(gt_boxes, gt_masks, anchors, polygon=polygon_of(name))
+    gt_boxes = check_boxes(gt_boxes, "gt_boxes")
+    anchors = check_boxes(anchors, "anchors")
+    check_same_device(gt_boxes=gt_boxes, anchors=anchors)
+    return box_overlaps(name, gt_boxes, anchors)
