@@ -1,0 +1,374 @@
+"""GmaIoU, maIoU, MOB and the box measures: hand cases, properties, brute force vs Alg. 1, bad inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchvision.ops as tvops
+from conftest import coco_image_instances, random_anchors, random_instances
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gmaiou import MaskIntegrals, gmaiou, gmaiou_bruteforce, maiou, mob_ratio, pairwise_overlaps
+from gmaiou.measure import MEASURES
+
+BACKENDS = ["numpy", "torch"]
+
+
+@pytest.fixture
+def l_mask() -> tuple[torch.Tensor, torch.Tensor]:
+    """An L in a 10x10 image: column 2 of rows 2-7 and row 7 of columns 3-6; |M| = 10, box [2,2,7,8]."""
+    m = torch.zeros(1, 10, 10, dtype=torch.bool)
+    m[0, 2:8, 2] = True
+    m[0, 7, 3:7] = True
+    return torch.tensor([[2.0, 2.0, 7.0, 8.0]]), m
+
+
+# ----------------------------------------------------------------------------- hand-computed cases
+
+
+def test_hand_computed_l_shape(l_mask):
+    boxes, masks = l_mask
+    anchors = torch.tensor(
+        [
+            [2.0, 2.0, 4.0, 8.0],  # cols 2-3, rows 2-7: 7 mask pixels, |A| = 12
+            [4.0, 2.0, 7.0, 7.0],  # misses the L entirely
+            [4.4, 6.6, 7.4, 8.4],  # rounds to cols 4-6, row 7: 3 pixels, |A| = 3 * 1.8
+        ]
+    )
+    got_m = gmaiou(boxes, masks, anchors, polygon="mask")[0]
+    got_b = maiou(boxes, masks, anchors)[0]
+    # P = M: |A∩M| / (|A| + |M| - |A∩M|)
+    assert got_m.tolist() == pytest.approx([7 / 15, 0.0, 3 / 12.4], abs=1e-6)
+    # P = B: |A∩M| |B| / (|M| |A ∪ B|); |B| = 30; A3 ∩ B = 2.6 * 1.4
+    union3 = 5.4 + 30 - 2.6 * 1.4
+    assert got_b.tolist() == pytest.approx([7 * 30 / (10 * 30), 0.0, 3 * 30 / (10 * union3)], abs=1e-6)
+    # box IoU for comparison: the anchor covers 70% of the mask but only 40% of the box
+    assert tvops.box_iou(boxes, anchors[:1]).item() == pytest.approx(0.4)
+
+
+def test_rounding_is_half_to_even(l_mask):
+    boxes, masks = l_mask
+    # x1 = 2.5 rounds to 2 and x2 = 3.5 rounds to 4: columns 2 and 3, as torch.round does.
+    a = torch.tensor([[2.5, 2.0, 3.5, 8.0]])
+    inter = MaskIntegrals(masks).intersection(a)
+    assert inter.item() == 7
+    # 3.5 and 4.5 both round to 4: no column at all; 5.5 rounds to 6: columns 4 and 5.
+    assert MaskIntegrals(masks).intersection(torch.tensor([[3.5, 2.0, 4.5, 8.0]])).item() == 0
+    assert MaskIntegrals(masks).intersection(torch.tensor([[3.5, 2.0, 5.5, 8.0]])).item() == 2
+
+
+def test_mob_ratio_hand(l_mask):
+    boxes, masks = l_mask
+    boxes2 = torch.cat([boxes, torch.tensor([[2.0, 7.0, 7.0, 8.0], [0.0, 0.0, 0.0, 5.0]])])
+    mob = mob_ratio(masks, boxes2)
+    assert mob.shape == (1, 3)
+    assert mob[0].tolist() == pytest.approx([10 / 30, 5 / 5, 0.0])
+
+
+def test_full_mask_equals_box_iou(rng):
+    h, w = 40, 50
+    boxes = torch.tensor([[3.0, 4.0, 20.0, 30.0], [10.0, 0.0, 50.0, 12.0]])
+    masks = torch.zeros(2, h, w, dtype=torch.bool)
+    for i, (x1, y1, x2, y2) in enumerate(boxes.long().tolist()):
+        masks[i, y1:y2, x1:x2] = True
+    anchors = random_anchors(rng, 300, h, w, integer=True)
+    iou = tvops.box_iou(boxes, anchors)
+    iou = torch.nan_to_num(iou, nan=0.0)
+    for polygon in ("mask", "box"):
+        got = gmaiou(boxes, masks, anchors, polygon=polygon)
+        torch.testing.assert_close(got, iou, atol=1e-6, rtol=0)
+
+
+# ----------------------------------------------------------------------------- brute force vs Alg. 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("polygon", ["mask", "box"])
+def test_efficient_matches_bruteforce_random(rng, backend, polygon):
+    h, w = 64, 80
+    boxes, masks = random_instances(rng, 12, h, w)
+    anchors = random_anchors(rng, 400, h, w)
+    ref = gmaiou_bruteforce(boxes, masks, anchors, polygon=polygon)
+    integrals = MaskIntegrals(masks, boxes, backend=backend)
+    got = gmaiou(boxes, integrals, anchors, polygon=polygon)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    assert torch.isfinite(got).all()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    num_gt=st.integers(0, 6),
+    num_anchors=st.integers(0, 60),
+    height=st.integers(1, 48),
+    width=st.integers(1, 48),
+    kind=st.sampled_from(["bar", "ring", "l_shape", "u_shape", "crescent", "stick_figure", None]),
+    polygon=st.sampled_from(["mask", "box"]),
+    backend=st.sampled_from(BACKENDS),
+    hint=st.sampled_from(["tight", "none", "wrong"]),
+)
+def test_efficient_matches_bruteforce_property(seed, num_gt, num_anchors, height, width, kind, polygon, backend, hint):
+    rng = np.random.default_rng(seed)
+    kinds = None if kind is None else [kind]
+    boxes, masks = random_instances(rng, num_gt, height, width, kinds)
+    anchors = random_anchors(rng, num_anchors, height, width)
+    ref = gmaiou_bruteforce(boxes, masks, anchors, polygon=polygon)
+    # A wrong box hint must not change the result, only where the tables are cropped.
+    hint_boxes = {"tight": boxes, "none": None, "wrong": boxes.flip(0) if num_gt else boxes}[hint]
+    got = gmaiou(boxes, MaskIntegrals(masks, hint_boxes, backend=backend), anchors, polygon=polygon)
+    assert got.shape == (num_gt, num_anchors)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_grouped_and_paired_counts_match_dense(rng, backend):
+    h, w = 50, 70
+    boxes, masks = random_instances(rng, 7, h, w)
+    anchors = random_anchors(rng, 200, h, w)
+    dense = MaskIntegrals(masks, boxes, backend=backend).intersection(anchors)
+    idx = torch.from_numpy(rng.integers(0, 200, (7, 30)))
+    grouped = MaskIntegrals(masks, boxes, backend=backend).grouped_intersection(anchors[idx])
+    torch.testing.assert_close(grouped, dense.gather(1, idx))
+    gt_index = torch.arange(7).repeat_interleave(30)
+    paired = MaskIntegrals(masks, boxes, backend=backend).paired_intersection(gt_index, anchors[idx.reshape(-1)])
+    torch.testing.assert_close(paired.view(7, 30), dense.gather(1, idx))
+
+
+def test_tables_are_cropped_to_the_masks(rng):
+    h, w = 200, 300
+    boxes, masks = random_instances(rng, 10, h, w)
+    for backend in BACKENDS:
+        integrals = MaskIntegrals(masks, boxes, backend=backend).build()
+        extents = []
+        for m in masks:
+            if m.any():
+                rows, cols = m.any(1).nonzero(), m.any(0).nonzero()
+                extents.append((rows.max() - rows.min() + 2) * (cols.max() - cols.min() + 2))
+            else:
+                extents.append(torch.tensor(1))
+        # tight extent, or the box hint rounded outwards (at most one pixel more per side)
+        bound = sum(int(e) for e in extents) + sum(2 * (h + w) for _ in extents)
+        assert integrals._table.numel() <= bound < masks.numel()
+        assert integrals.mask_area.tolist() == masks.sum((1, 2)).tolist()
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_corollary_1_and_bounds_on_integer_anchors(seed):
+    rng = np.random.default_rng(seed)
+    h, w = 60, 60
+    boxes, masks = random_instances(rng, 10, h, w)
+    anchors = random_anchors(rng, 500, h, w, integer=True)
+    g_mask = gmaiou(boxes, masks, anchors, polygon="mask")
+    g_box = gmaiou(boxes, masks, anchors, polygon="box")
+    assert (g_mask <= g_box + 1e-6).all(), "Corollary 1: GmaIoU_M <= GmaIoU_B"
+    for g in (g_mask, g_box):
+        assert (g >= 0).all() and (g <= 1 + 1e-6).all()
+
+
+def test_fractional_anchor_rounding_can_exceed_one_for_p_m():
+    # The contract counts rounded pixels but uses the continuous |A|: a full mask under an
+    # anchor slightly smaller than the pixels it rounds to gives GmaIoU_M > 1. Documented, kept.
+    masks = torch.zeros(1, 20, 20, dtype=torch.bool)
+    masks[0, 10:21, 10:21] = True
+    boxes = torch.tensor([[10.0, 10.0, 20.0, 20.0]])
+    a = torch.tensor([[10.4, 10.4, 19.6, 19.6]])
+    val = gmaiou(boxes, masks, a, polygon="mask").item()
+    assert val == pytest.approx(100 / (9.2 * 9.2), rel=1e-5)
+    assert gmaiou_bruteforce(boxes, masks, a, polygon="mask").item() == pytest.approx(val, rel=1e-6)
+
+
+def test_empty_mask_zero_area_boxes_and_off_image_anchors_are_finite():
+    masks = torch.zeros(3, 16, 16, dtype=torch.bool)
+    masks[1, 4:8, 4:8] = True
+    masks[2, 0, 0] = True
+    boxes = torch.tensor([[5.0, 5.0, 5.0, 5.0], [4.0, 4.0, 8.0, 8.0], [0.0, 0.0, 0.0, 0.0]])
+    anchors = torch.tensor(
+        [
+            [4.0, 4.0, 8.0, 8.0],
+            [6.0, 6.0, 6.0, 6.0],  # zero area
+            [-50.0, -50.0, -10.0, -10.0],  # wholly off the image
+            [100.0, 0.0, 120.0, 16.0],
+            [-5.0, -5.0, 30.0, 30.0],  # covers the whole image
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )
+    for measure in MEASURES:
+        out = pairwise_overlaps(measure, boxes, anchors, masks)
+        assert out.shape == (3, 6)
+        assert torch.isfinite(out).all(), measure
+    g = gmaiou(boxes, masks, anchors, polygon="mask")
+    assert (g[0] == 0).all(), "an empty mask gives 0 for every anchor"
+    assert g[1, 0] == 1.0
+    assert (g[:, 2:4] == 0).all()
+    assert mob_ratio(masks, anchors)[:, 1].eq(0).all()
+
+
+def test_box_measures_degenerate_values():
+    gt = torch.tensor([[2.0, 2.0, 2.0, 2.0]])
+    a = torch.tensor([[4.0, 2.0, 4.0, 2.0], [2.0, 2.0, 2.0, 2.0]])
+    assert pairwise_overlaps("iou", gt, a).tolist() == [[0.0, 0.0]]
+    # separate points: hull is a zero-area segment -> penalty defined 0
+    assert pairwise_overlaps("giou", gt, a).tolist() == [[0.0, 0.0]]
+    d = pairwise_overlaps("diou", gt, a)
+    assert d[0, 0] == pytest.approx(-1.0, abs=1e-5) and d[0, 1] == 0.0
+    assert torch.isfinite(pairwise_overlaps("ciou", gt, a)).all()
+
+
+@pytest.mark.parametrize("measure", ["iou", "giou", "diou", "ciou"])
+def test_box_measures_are_torchvision(rng, measure):
+    boxes = random_anchors(rng, 10, 50, 50) + torch.tensor([0.0, 0.0, 1.0, 1.0])
+    anchors = random_anchors(rng, 30, 50, 50) + torch.tensor([0.0, 0.0, 1.0, 1.0])
+    fn = {
+        "iou": tvops.box_iou,
+        "giou": tvops.generalized_box_iou,
+        "diou": tvops.distance_box_iou,
+        "ciou": tvops.complete_box_iou,
+    }[measure]
+    torch.testing.assert_close(pairwise_overlaps(measure, boxes, anchors), fn(boxes, anchors))
+
+
+def test_aliases():
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
+    masks = torch.zeros(1, 8, 8, dtype=torch.bool)
+    masks[0, :2, :4] = True
+    a = torch.tensor([[0.0, 0.0, 4.0, 2.0], [0.0, 2.0, 4.0, 4.0]])
+    torch.testing.assert_close(pairwise_overlaps("maiou", boxes, a, masks), maiou(boxes, masks, a))
+    torch.testing.assert_close(pairwise_overlaps("gmaiou-box", boxes, a, masks), maiou(boxes, masks, a))
+    torch.testing.assert_close(pairwise_overlaps("gmaiou", boxes, a, masks), gmaiou(boxes, masks, a))
+    torch.testing.assert_close(pairwise_overlaps("gmaiou-mask", boxes, a, masks), gmaiou(boxes, masks, a))
+
+
+# ----------------------------------------------------------------------------- empty and bad inputs
+
+
+@pytest.mark.parametrize("num_gt,num_anchors", [(0, 0), (0, 5), (3, 0)])
+def test_empty_inputs(rng, num_gt, num_anchors):
+    boxes, masks = random_instances(rng, num_gt, 20, 20)
+    anchors = random_anchors(rng, num_anchors, 20, 20)
+    for polygon in ("mask", "box"):
+        assert gmaiou(boxes, masks, anchors, polygon).shape == (num_gt, num_anchors)
+        assert gmaiou_bruteforce(boxes, masks, anchors, polygon).shape == (num_gt, num_anchors)
+    assert mob_ratio(masks, anchors).shape == (num_gt, num_anchors)
+    assert pairwise_overlaps("iou", boxes, anchors).shape == (num_gt, num_anchors)
+
+
+def test_uint8_masks_accepted():
+    masks = torch.zeros(1, 6, 6, dtype=torch.uint8)
+    masks[0, 1:3, 1:3] = 1
+    boxes = torch.tensor([[1.0, 1.0, 3.0, 3.0]])
+    assert gmaiou(boxes, masks, boxes).item() == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"gt_boxes": torch.zeros(2, 3)}, r"gt_boxes must have shape \[N, 4\]"),
+        ({"anchors": torch.zeros(5)}, r"anchors must have shape \[N, 4\]"),
+        ({"gt_boxes": torch.tensor([[5.0, 0.0, 1.0, 4.0]])}, r"gt_boxes\[0\].*x2 < x1"),
+        ({"anchors": torch.tensor([[0.0, 5.0, 4.0, 1.0]])}, r"anchors\[0\].*y2 < y1"),
+        ({"anchors": torch.tensor([[0.0, float("nan"), 4.0, 1.0]])}, r"anchors\[0\] has a non-finite"),
+        ({"gt_masks": torch.zeros(2, 8, 8, dtype=torch.bool)}, r"holds 2 masks but there are 1 boxes"),
+        ({"gt_masks": torch.zeros(8, 8, dtype=torch.bool)}, r"gt_masks must have shape \[G, H, W\]"),
+        ({"gt_masks": torch.full((1, 8, 8), 2, dtype=torch.uint8)}, r"binary"),
+        ({"polygon": "hull"}, r"polygon must be 'mask' or 'box'"),
+    ],
+)
+def test_bad_inputs_have_clear_errors(kwargs, match):
+    args = {
+        "gt_boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0]]),
+        "gt_masks": torch.ones(1, 8, 8, dtype=torch.bool),
+        "anchors": torch.tensor([[0.0, 0.0, 4.0, 4.0]]),
+        "polygon": "mask",
+    }
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        gmaiou(**args)
+    with pytest.raises(ValueError, match=match):
+        gmaiou_bruteforce(**args)
+
+
+def test_float_masks_rejected():
+    with pytest.raises(TypeError, match="bool or uint8"):
+        gmaiou(torch.zeros(1, 4), torch.zeros(1, 4, 4), torch.zeros(1, 4))
+
+
+def test_unknown_measure_and_missing_masks():
+    with pytest.raises(ValueError, match="unknown measure 'jaccard'"):
+        pairwise_overlaps("jaccard", torch.zeros(1, 4), torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="mask-aware and needs gt_masks"):
+        pairwise_overlaps("gmaiou-mask", torch.zeros(1, 4), torch.zeros(1, 4))
+
+
+def test_mask_integrals_bad_inputs():
+    with pytest.raises(ValueError, match="masks must have shape"):
+        MaskIntegrals(torch.zeros(4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="boxes must have shape"):
+        MaskIntegrals(torch.zeros(2, 4, 4, dtype=torch.bool), torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="backend"):
+        MaskIntegrals(torch.zeros(2, 4, 4, dtype=torch.bool), backend="cuda")
+    mi = MaskIntegrals(torch.zeros(2, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="must pair up"):
+        mi.paired_intersection(torch.zeros(3, dtype=torch.long), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"shape \[2, K, 4\]"):
+        mi.grouped_intersection(torch.zeros(3, 5, 4))
+    with pytest.raises(ValueError, match="holds 2 masks but there are 1 boxes"):
+        gmaiou(torch.zeros(1, 4), mi, torch.zeros(1, 4))
+
+
+# ----------------------------------------------------------------------------- devices and real data
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_matches_cpu(rng):
+    h, w = 96, 128
+    boxes, masks = random_instances(rng, 15, h, w)
+    anchors = random_anchors(rng, 2000, h, w)
+    for polygon in ("mask", "box"):
+        cpu = gmaiou(boxes, masks, anchors, polygon)
+        gpu = gmaiou(boxes.cuda(), masks.cuda(), anchors.cuda(), polygon)
+        assert gpu.device.type == "cuda"
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=0)
+    integrals = MaskIntegrals(masks, boxes).to("cuda")
+    torch.testing.assert_close(integrals.intersection(anchors.cuda()).cpu(), MaskIntegrals(masks).intersection(anchors))
+
+
+def test_real_coco_masks_match_bruteforce(coco_sample, rng):
+    _, coco = coco_sample
+    image_ids = sorted(coco.getImgIds())[:6]
+    checked = 0
+    for image_id in image_ids:
+        boxes, masks = coco_image_instances(coco, image_id)
+        if boxes.shape[0] == 0:
+            continue
+        h, w = masks.shape[1:]
+        anchors = random_anchors(rng, 150, h, w)
+        # COCO boxes do not always hold every pixel of their polygon: the crop must not lose any.
+        for polygon in ("mask", "box"):
+            ref = gmaiou_bruteforce(boxes, masks, anchors, polygon)
+            torch.testing.assert_close(gmaiou(boxes, masks, anchors, polygon), ref, atol=1e-5, rtol=0)
+        area = MaskIntegrals(masks, boxes).mask_area
+        assert area.tolist() == masks.sum((1, 2)).tolist()
+        checked += 1
+    assert checked >= 3
+
+
+def test_real_coco_gt_mob_share(coco_sample):
+    """On real COCO annotations about 27-29% of GT boxes have MOB < 0.5 (spec section 5)."""
+    _, coco = coco_sample
+    mobs = []
+    for image_id in sorted(coco.getImgIds()):
+        boxes, masks = coco_image_instances(coco, image_id)
+        if boxes.shape[0]:
+            mobs.append(torch.diagonal(mob_ratio(masks, boxes)))
+    mobs = torch.cat(mobs)
+    share = float((mobs < 0.5).float().mean())
+    assert 0.2 < share < 0.4, share
+    assert math.isfinite(share)
