@@ -115,6 +115,7 @@ class MaskIntegrals:
         self.device = masks.device
         self._table: Tensor | None = None
         self._offset: Tensor | None = None
+        self._params: Tensor | None = None
         self._masks_np: np.ndarray | None = None
         if backend == "numpy":
             if masks.device.type != "cpu":
@@ -141,6 +142,8 @@ class MaskIntegrals:
             table, offset = _tables_numpy(self._masks_np, self._origin.numpy(), self._size.numpy())
             self._table, self._offset = torch.from_numpy(table), torch.from_numpy(offset)
             self._masks_np = None
+        if self._params is None:
+            self._params = torch.cat([self._origin, self._size, self._offset[:, None]], dim=1)
         return self
 
     def to(self, device: torch.device | str) -> MaskIntegrals:
@@ -150,38 +153,62 @@ class MaskIntegrals:
         out.height, out.width, out.device = self.height, self.width, torch.device(device)
         out._table, out._origin = self._table.to(device), self._origin.to(device)
         out._size, out._offset = self._size.to(device), self._offset.to(device)
+        out._params = self._params.to(device)
         out.mask_area = self.mask_area.to(device)
         out._masks_np = None
         return out
 
     def _count(self, gt_index: Tensor, bounds: Tensor) -> Tensor:
-        """Mask pixels of masks ``gt_index`` inside integer pixel ``bounds`` (c1, r1, c2, r2); broadcasts.
+        """Mask pixels of masks ``gt_index [P]`` inside integer pixel ``bounds [P, 4]`` (c1, r1, c2, r2).
 
-        Tables are stored transposed, ``T[x, y] = sum_{c < x, r < y} m[r, c]``.
+        Tables are stored transposed, ``T[x, y] = sum_{c < x, r < y} m[r, c]``, so the
+        corner ``(x, y)`` of mask ``g`` sits at ``offset[g] + x * (h_g + 1) + y``.
+        (``index_select`` rather than fancy indexing: several times faster on the CPU.)
         """
         self.build()
-        ry, cx = self._origin[gt_index, 0], self._origin[gt_index, 1]
-        hh, ww = self._size[gt_index, 0], self._size[gt_index, 1]
-        stride = hh + 1
-        base = self._offset[gt_index]
-        x1 = (bounds[..., 0] - cx).clamp(min=0).minimum(ww)
-        x2 = (bounds[..., 2] - cx).clamp(min=0).minimum(ww)
-        y1 = (bounds[..., 1] - ry).clamp(min=0).minimum(hh)
-        y2 = (bounds[..., 3] - ry).clamp(min=0).minimum(hh)
-        t = self._table
-        cols1 = base + x1 * stride
-        cols2 = base + x2 * stride
-        return (t[cols2 + y2].long() - t[cols1 + y2] - t[cols2 + y1] + t[cols1 + y1]).long()
+        p = self._params.index_select(0, gt_index)  # [P, 5]: r0, c0, h, w, offset
+        r0, c0, hh, ww, base = p.unbind(1)
+        x = torch.minimum((bounds[:, 0::2] - c0[:, None]).clamp_(min=0), ww[:, None])  # [P, 2]
+        y = torch.minimum((bounds[:, 1::2] - r0[:, None]).clamp_(min=0), hh[:, None])  # [P, 2]
+        cols = base[:, None] + x * (hh[:, None] + 1)
+        corners = (cols[:, :, None] + y[:, None, :]).reshape(-1)  # [P * 4]: (x1,y1) (x1,y2) (x2,y1) (x2,y2)
+        v = self._table.index_select(0, corners).view(-1, 4).long()
+        return v[:, 3] - v[:, 1] - v[:, 2] + v[:, 0]
 
     def intersection(self, boxes: Tensor) -> Tensor:
         """``|box ∩ M|`` for every mask and box: ``[N, 4]`` boxes -> ``[G, N]`` int64 counts."""
         boxes = check_boxes(boxes, "boxes")
-        g = len(self)
-        if g == 0 or boxes.shape[0] == 0:
-            return torch.zeros(g, boxes.shape[0], dtype=torch.long, device=self.device)
+        gi, bi, counts = self.sparse_intersection(boxes)
+        out = torch.zeros(len(self), boxes.shape[0], dtype=torch.long, device=self.device)
+        out[gi, bi] = counts
+        return out
+
+    def sparse_intersection(self, boxes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The (mask, box) pairs whose count can be non-zero, and their counts.
+
+        A box that misses a mask's crop holds none of its pixels, so only the pairs
+        where the rounded box meets the crop are looked up: a small share of a
+        dense anchor grid for most objects.
+
+        Args:
+            boxes: ``[N, 4]`` boxes.
+
+        Returns:
+            ``(mask_index [P], box_index [P], counts [P])``; every other pair counts 0.
+        """
+        g, n = len(self), boxes.shape[0]
+        if g == 0 or n == 0:
+            empty = torch.zeros(0, dtype=torch.long, device=self.device)
+            return empty, empty.clone(), empty.clone()
         bounds = _rounded_pixel_bounds(boxes, self.height, self.width)  # [N, 4]
-        gi = torch.arange(g, device=self.device)[:, None]  # [G, 1]
-        return self._count(gi, bounds[None, :, :])
+        b32 = bounds.to(torch.int32)
+        lo = self._origin.to(torch.int32)  # [G, 2] (r0, c0)
+        hi = lo + self._size.to(torch.int32)
+        hit = (b32[None, :, 0] < hi[:, None, 1]) & (b32[None, :, 2] > lo[:, None, 1])
+        hit &= (b32[None, :, 1] < hi[:, None, 0]) & (b32[None, :, 3] > lo[:, None, 0])
+        hit &= (self.mask_area > 0)[:, None]
+        gi, bi = hit.nonzero(as_tuple=True)
+        return gi, bi, self._count(gi, bounds.index_select(0, bi))
 
     def grouped_intersection(self, boxes: Tensor) -> Tensor:
         """``|box ∩ M_g|`` for ``K`` boxes per mask: ``[G, K, 4]`` -> ``[G, K]`` int64 counts."""
@@ -197,8 +224,9 @@ class MaskIntegrals:
             assert self._masks_np is not None
             counts = _grouped_counts_numpy(self._masks_np, self._origin.numpy(), self._size.numpy(), bounds.numpy())
             return torch.from_numpy(counts)
-        gi = torch.arange(g, device=self.device)[:, None]
-        return self._count(gi, bounds)
+        k = boxes.shape[1]
+        gi = torch.arange(g, device=self.device).repeat_interleave(k)
+        return self._count(gi, bounds.view(-1, 4)).view(g, k)
 
     def paired_intersection(self, gt_index: Tensor, boxes: Tensor) -> Tensor:
         """``|box_k ∩ M_{gt_index[k]}|`` for ``K`` pairs: ``[K]`` indices and ``[K, 4]`` boxes -> ``[K]``."""
@@ -209,7 +237,7 @@ class MaskIntegrals:
         if boxes.shape[0] == 0:
             return torch.zeros(0, dtype=torch.long, device=self.device)
         bounds = _rounded_pixel_bounds(boxes, self.height, self.width)
-        return self._count(gt_index.long(), bounds)
+        return self._count(gt_index.long().reshape(-1), bounds)
 
 
 def _hint_crops(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -427,11 +455,17 @@ def gmaiou(
 
 
 def _gmaiou_dense(integrals: MaskIntegrals, gt_boxes: Tensor, anchors: Tensor, polygon: Polygon) -> Tensor:
-    inter = integrals.intersection(anchors)  # [G, A]
-    anchor_area = box_area(anchors)[None, :]
-    gt_area = box_area(gt_boxes)[:, None]
-    union = box_union(gt_boxes, anchors) if polygon == "box" else None
-    return gmaiou_from_counts(inter, integrals.mask_area[:, None], gt_area, anchor_area, union, polygon)
+    # GmaIoU is 0 wherever |A ∩ M| is: evaluate the formula on the pairs that meet a mask only.
+    gi, ai, inter = integrals.sparse_intersection(anchors)
+    a, b = anchors[ai], gt_boxes[gi]
+    union = None
+    if polygon == "box":
+        wh = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0)
+        union = box_area(a) + box_area(b) - wh[:, 0] * wh[:, 1]
+    values = gmaiou_from_counts(inter, integrals.mask_area[gi], box_area(b), box_area(a), union, polygon)
+    out = anchors.new_zeros(gt_boxes.shape[0], anchors.shape[0])
+    out[gi, ai] = values
+    return out
 
 
 def maiou(gt_boxes: Tensor, gt_masks: Tensor | MaskIntegrals, anchors: Tensor) -> Tensor:

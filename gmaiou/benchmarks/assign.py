@@ -1,0 +1,372 @@
+"""``gmaiou bench assign``: the cost of mask-aware overlaps and assignment, side by side.
+
+On real COCO masks (the bundled sample's val split, resized to each image size)
+and on synthetic irregular masks, one run times, image by image and interleaved:
+
+* the overlap matrix of every GT with YOLACT's 19,248 anchors (at 550) by
+  box IoU (torchvision), by GmaIoU brute force (pixel counting pair by pair), by
+  full-image integral images with a Python loop over GTs (as the public maIoU
+  code does), and by :func:`gmaiou.gmaiou` (Alg. 1 with cropped tables);
+* assignment per image by every assigner: fixed IoU (YOLACT) and ATSS with IoU,
+  GIoU, DIoU, maIoU (P = B) and GmaIoU (P = M), the mask-aware ones from raw
+  masks and with tables prepared ahead (as the training data loader does).
+
+Times are the best of ``repeats`` passes over the images, in ms per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gmaiou.anchors import atss_anchors, yolact_anchors
+from gmaiou.assigners import ATSSAssigner, MaxIoUAssigner
+from gmaiou.measure import (
+    MaskIntegrals,
+    box_union,
+    gmaiou,
+    gmaiou_bruteforce,
+    gmaiou_from_counts,
+    pairwise_overlaps,
+)
+from gmaiou.paths import coco_sample_dir
+from gmaiou.profiles import get_profile
+from gmaiou.shapes import random_shape, tight_box
+
+__all__ = [
+    "AssignBenchmark",
+    "coco_instances",
+    "gmaiou_full_image",
+    "run",
+    "run_assign_benchmark",
+    "synthetic_instances",
+]
+
+Instances = list[tuple[Tensor, Tensor]]  # per image: boxes [G, 4], masks [G, S, S]
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def coco_instances(root: Path, size: int, num_images: int, split: str = "val") -> Instances:
+    """Non-crowd GT boxes and masks of COCO images, resized to ``size x size`` without keeping the aspect.
+
+    Boxes are the annotated boxes scaled; masks are rasterised by pycocotools at full
+    resolution and resized with nearest neighbour (as mmdetection's pipeline does).
+    Images without instances are skipped.
+    """
+    from pycocotools.coco import COCO
+
+    ann_file = Path(root) / "annotations" / f"instances_{split}2017.json"
+    if not ann_file.is_file():
+        raise FileNotFoundError(f"COCO annotation file not found: {ann_file}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(ann_file))
+    out: Instances = []
+    for image_id in sorted(coco.getImgIds()):
+        anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)) if a["area"] > 0]
+        if not anns:
+            continue
+        info = coco.loadImgs(image_id)[0]
+        masks = torch.from_numpy(np.stack([coco.annToMask(a) for a in anns]))
+        masks = F.interpolate(masks[None].float(), size=(size, size), mode="nearest")[0] > 0.5
+        boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32)
+        boxes[:, 2:] += boxes[:, :2]
+        boxes[:, 0::2] *= size / info["width"]
+        boxes[:, 1::2] *= size / info["height"]
+        out.append((boxes, masks))
+        if len(out) == num_images:
+            break
+    return out
+
+
+def synthetic_instances(size: int, num_images: int, per_image: int = 8, seed: int = 0) -> Instances:
+    """Scenes of random irregular shapes (bars, rings, L/U shapes, figures, ...) with tight boxes."""
+    rng = np.random.default_rng(seed)
+    out: Instances = []
+    while len(out) < num_images:
+        masks = []
+        for _ in range(per_image):
+            m = random_shape((size, size), rng, size=float(rng.uniform(0.05, 0.6) * size))
+            if m.sum() >= 16:
+                masks.append(m)
+        if masks:
+            boxes = torch.from_numpy(np.stack([tight_box(m) for m in masks]))
+            out.append((boxes, torch.from_numpy(np.stack(masks))))
+    return out
+
+
+# ----------------------------------------------------------------------------- the public maIoU approach
+
+
+def gmaiou_full_image(gt_boxes: Tensor, gt_masks: Tensor, anchors: Tensor, polygon: str = "box") -> Tensor:
+    """GmaIoU the way the public maIoU code computes it: ``[G, A]``.
+
+    One summed-area table per GT over the whole image (``[G, H+1, W+1]``), then a
+    Python loop over GTs that looks up only the anchors whose box IoU is positive.
+    Kept here, outside the package API, as the baseline of the benchmark; it is
+    exact whenever every mask pixel lies inside its GT box.
+    """
+    g, h, w = gt_masks.shape
+    ious = pairwise_overlaps("iou", gt_boxes, anchors)
+    out = torch.zeros_like(ious)
+    if g == 0 or anchors.shape[0] == 0:
+        return out
+    tables = torch.zeros(g, h + 1, w + 1, dtype=torch.int32, device=gt_masks.device)
+    tables[:, 1:, 1:] = gt_masks.to(torch.int32).cumsum(1).cumsum(2)
+    mask_area = tables[:, -1, -1].long()
+    rounded = anchors.round()
+    rounded[:, 0::2] = rounded[:, 0::2].clamp(0, w)
+    rounded[:, 1::2] = rounded[:, 1::2].clamp(0, h)
+    rounded = rounded.long()
+    gt_area = (gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])
+    anchor_area = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])
+    for i in range(g):
+        keep = ious[i] > 0
+        b = rounded[keep]
+        t = tables[i]
+        inter = t[b[:, 3], b[:, 2]] - t[b[:, 1], b[:, 2]] - t[b[:, 3], b[:, 0]] + t[b[:, 1], b[:, 0]]
+        a_area = anchor_area[keep]
+        union = box_union(gt_boxes[i : i + 1], anchors[keep])[0]
+        out[i, keep] = gmaiou_from_counts(inter, mask_area[i], gt_area[i], a_area, union, polygon)
+    return out
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+@dataclass
+class AssignBenchmark:
+    """Results of one benchmark run: ms per image for each (dataset, size, method)."""
+
+    device: str
+    torch_version: str
+    threads: int
+    repeats: int
+    rows: list[dict] = field(default_factory=list)
+
+    def table(self) -> list[dict]:
+        return self.rows
+
+    def ratio(self, dataset: str, size: int, numerator: str, denominator: str) -> float:
+        times = {r["method"]: r["ms_per_image"] for r in self.rows if r["dataset"] == dataset and r["size"] == size}
+        return times[numerator] / times[denominator]
+
+
+def _time_methods(
+    methods: dict[str, Callable[[Tensor, Tensor], object]], images: Instances, repeats: int
+) -> dict[str, float]:
+    """Best-of-``repeats`` total time per method over all images, in ms per image; interleaved."""
+    best = {name: float("inf") for name in methods}
+    for fn in methods.values():  # warm-up (allocator, lazy imports)
+        fn(*images[0])
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            for boxes, masks in images:
+                fn(boxes, masks)
+            best[name] = min(best[name], (time.perf_counter() - start) * 1e3 / len(images))
+    return best
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _bench_one(images: Instances, size: int, dev: torch.device, repeats: int, bruteforce_images: int) -> dict:
+    """ms per image of every method on one list of images at one size."""
+    yolact = yolact_anchors(size, device=dev)
+    atss = atss_anchors(size, device=dev)
+    ya, yn = yolact.anchors, yolact.num_level_anchors
+    aa, an = atss.anchors, atss.num_level_anchors
+
+    def sync(x):
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return x
+
+    times = _time_methods(
+        {
+            "box IoU matrix": lambda b, m: sync(pairwise_overlaps("iou", b, ya)),
+            "GmaIoU matrix, full-image tables (public maIoU)": lambda b, m: sync(gmaiou_full_image(b, m, ya, "box")),
+            "GmaIoU matrix, Alg. 1 (ours)": lambda b, m: sync(gmaiou(b, m, ya, "box")),
+        },
+        images,
+        repeats,
+    )
+    times.update(
+        _time_methods(
+            {"GmaIoU matrix, brute force": lambda b, m: gmaiou_bruteforce(b, m, ya, "box")},
+            images[: max(1, bruteforce_images)],
+            1,
+        )
+    )
+    assigners = {
+        "fixed IoU (YOLACT)": (MaxIoUAssigner(), ya, yn),
+        "ATSS IoU": (ATSSAssigner(measure="iou"), aa, an),
+        "ATSS GIoU": (ATSSAssigner(measure="giou"), aa, an),
+        "ATSS DIoU": (ATSSAssigner(measure="diou"), aa, an),
+        "ATSS maIoU (P=B)": (ATSSAssigner(measure="gmaiou-box"), aa, an),
+        "ATSS GmaIoU (P=M)": (ATSSAssigner(measure="gmaiou-mask"), aa, an),
+    }
+    times.update(
+        _time_methods(
+            {
+                label: (lambda b, m, a=asg, anc=anchors, n=nl: sync(a.assign(anc, n, b, m)))
+                for label, (asg, anchors, nl) in assigners.items()
+            },
+            images,
+            repeats,
+        )
+    )
+    # Tables prepared ahead (in the data-loader workers during training): look-up and build apart.
+    prepared = [(b, MaskIntegrals(m, b).build()) for b, m in images]
+    gma = ATSSAssigner(measure="gmaiou-mask")
+    times.update(
+        _time_methods(
+            {"ATSS GmaIoU (P=M), tables prepared": lambda b, t: sync(gma.assign(aa, an, b, t))}, prepared, repeats
+        )
+    )
+    times.update(
+        _time_methods(
+            {"GmaIoU tables, built in the loader": lambda b, m: MaskIntegrals(m, b).build()}, images, repeats
+        )
+    )
+    return {"times": times, "anchors_yolact": len(yolact), "anchors_atss": len(atss)}
+
+
+def run_assign_benchmark(
+    sizes: Sequence[int] = (400, 550, 700),
+    num_images: int = 40,
+    bruteforce_images: int = 2,
+    repeats: int = 3,
+    datasets: Sequence[str] = ("coco", "synthetic"),
+    device: str = "cpu",
+    progress: bool = True,
+) -> AssignBenchmark:
+    """Time every method on each dataset and size; see the module docstring."""
+    from tqdm.auto import tqdm
+
+    for d in datasets:
+        if d not in ("coco", "synthetic"):
+            raise ValueError(f"unknown dataset {d!r}; choose 'coco' or 'synthetic'")
+    dev = torch.device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
+    result = AssignBenchmark(
+        device=name, torch_version=torch.__version__, threads=torch.get_num_threads(), repeats=repeats
+    )
+    coco_root = coco_sample_dir()
+    jobs = [(d, s) for d in datasets for s in sizes if d != "coco" or coco_root is not None]
+    for dataset, size in tqdm(jobs, desc="bench assign", disable=not progress):
+        if dataset == "coco":
+            images = coco_instances(coco_root, size, num_images)
+        else:
+            images = synthetic_instances(size, num_images)
+        images = [(b.to(dev), m.to(dev)) for b, m in images]
+        one = _bench_one(images, size, dev, repeats, bruteforce_images)
+        gts = float(np.mean([b.shape[0] for b, _ in images]))
+        for method, ms in one["times"].items():
+            result.rows.append(
+                {
+                    "dataset": dataset,
+                    "size": size,
+                    "method": method,
+                    "ms_per_image": ms,
+                    "images": len(images),
+                    "gts_per_image": gts,
+                    "anchors_yolact": one["anchors_yolact"],
+                    "anchors_atss": one["anchors_atss"],
+                }
+            )
+    return result
+
+
+def summarise(result: AssignBenchmark) -> list[str]:
+    """Human-readable ratios for each dataset and size."""
+    lines = []
+    for dataset, size in sorted({(r["dataset"], r["size"]) for r in result.rows}):
+
+        def ratio(a: str, b: str, d: str = dataset, s: int = size) -> float:
+            return result.ratio(d, s, a, b)
+
+        lines.append(
+            f"{dataset} @ {size}: ATSS GmaIoU / ATSS IoU = {ratio('ATSS GmaIoU (P=M)', 'ATSS IoU'):.2f}x "
+            f"(tables prepared: {ratio('ATSS GmaIoU (P=M), tables prepared', 'ATSS IoU'):.2f}x); "
+            "full-image / Alg. 1 = "
+            f"{ratio('GmaIoU matrix, full-image tables (public maIoU)', 'GmaIoU matrix, Alg. 1 (ours)'):.1f}x; "
+            f"brute force / Alg. 1 = {ratio('GmaIoU matrix, brute force', 'GmaIoU matrix, Alg. 1 (ours)'):.0f}x"
+        )
+    return lines
+
+
+def format_table(result: AssignBenchmark) -> str:
+    """A Markdown table: one row per method, one column per (dataset, size), ms per image."""
+    cols = sorted({(r["dataset"], r["size"]) for r in result.rows})
+    methods = list(dict.fromkeys(r["method"] for r in result.rows))
+    times = {(r["method"], r["dataset"], r["size"]): r["ms_per_image"] for r in result.rows}
+    head = "| method | " + " | ".join(f"{d} {s}" for d, s in cols) + " |"
+    sep = "|---|" + "---:|" * len(cols)
+    body = [
+        f"| {m} | " + " | ".join(f"{times[(m, d, s)]:.3g}" if (m, d, s) in times else "" for d, s in cols) + " |"
+        for m in methods
+    ]
+    return "\n".join([head, sep, *body])
+
+
+def run(args: argparse.Namespace) -> int:
+    profile = get_profile(args.profile)
+    sizes = tuple(args.sizes) if args.sizes else profile.image_sizes
+    result = run_assign_benchmark(
+        sizes=sizes,
+        num_images=args.images or profile.num_images,
+        bruteforce_images=args.bruteforce_images,
+        repeats=args.repeats or profile.repeats,
+        datasets=args.datasets,
+        device=args.device,
+    )
+    print(f"device: {result.device} (torch {result.torch_version}, {result.threads} threads); ms per image")
+    print(format_table(result))
+    print()
+    for line in summarise(result):
+        print(line)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    print(f"written {out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "assign",
+        help="GmaIoU and assignment speed: box IoU, brute force, full-image tables, Alg. 1, ATSS",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--profile", default="quick", help="smoke | quick | default | paper (default: quick)")
+    p.add_argument("--sizes", type=int, nargs="+", help="image sizes (default: the profile's)")
+    p.add_argument("--images", type=int, help="images per dataset and size (default: the profile's)")
+    p.add_argument("--repeats", type=int, help="timing passes, best kept (default: the profile's)")
+    p.add_argument("--bruteforce-images", type=int, default=2, help="images timed by brute force (slow)")
+    p.add_argument("--datasets", nargs="+", default=["coco", "synthetic"], choices=["coco", "synthetic"])
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--out", default="runs/bench/assign.json", help="JSON output file")
+    p.set_defaults(func=run)
