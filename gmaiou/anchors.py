@@ -97,7 +97,9 @@ def grid_anchors(
     """
     sizes = feature_map_sizes(image_size, levels)
     if len(shapes_per_level) != len(sizes):
-        raise ValueError(f"got anchor shapes for {len(shapes_per_level)} levels but {len(sizes)} levels")
+        raise ValueError(
+            f"got anchor shapes for {len(shapes_per_level)} levels but {len(sizes)} levels"
+        )
     per_loc = {len(s) for s in shapes_per_level}
     if len(per_loc) != 1 or 0 in per_loc:
         raise ValueError("every level needs the same, non-zero number of anchor shapes")
@@ -157,6 +159,9 @@ def atss_anchors(
     shapes = []
     for level in LEVELS:
         stride = 2**level
-        sides = [octave_base_scale * 2 ** (i / scales_per_octave) * stride for i in range(scales_per_octave)]
+        sides = [
+            octave_base_scale * 2 ** (i / scales_per_octave) * stride
+            for i in range(scales_per_octave)
+        ]
         shapes.append([(s, s) for s in sides])
     return grid_anchors(image_size, shapes, device=device, dtype=dtype)

@@ -106,7 +106,11 @@ class MaxIoUAssigner:
     """
 
     def __init__(
-        self, pos_iou: float = 0.5, neg_iou: float = 0.4, min_pos_iou: float = 0.0, measure: str = "iou"
+        self,
+        pos_iou: float = 0.5,
+        neg_iou: float = 0.4,
+        min_pos_iou: float = 0.0,
+        measure: str = "iou",
     ) -> None:
         if not neg_iou <= pos_iou:
             raise ValueError(f"neg_iou ({neg_iou}) must not exceed pos_iou ({pos_iou})")
@@ -176,7 +180,9 @@ class ATSSAssigner:
     def __repr__(self) -> str:
         return f"ATSSAssigner(topk={self.topk}, measure={self.measure!r})"
 
-    def _candidates(self, anchor_ctr: Tensor, gt_ctr: Tensor, num_level_anchors: Sequence[int]) -> Tensor:
+    def _candidates(
+        self, anchor_ctr: Tensor, gt_ctr: Tensor, num_level_anchors: Sequence[int]
+    ) -> Tensor:
         """``[G, K]`` indices of each GT's candidates, ``K = sum_l min(topk, n_l)``."""
         dist = torch.cdist(gt_ctr, anchor_ctr)  # [G, A]
         out, start = [], 0
@@ -189,7 +195,11 @@ class ATSSAssigner:
         return torch.cat(out, dim=1)
 
     def _candidate_overlaps(
-        self, cand: Tensor, anchors: Tensor, gt_boxes: Tensor, gt_masks: Tensor | MaskIntegrals | None
+        self,
+        cand: Tensor,
+        anchors: Tensor,
+        gt_boxes: Tensor,
+        gt_masks: Tensor | MaskIntegrals | None,
     ) -> Tensor:
         """``[G, K]`` overlaps of each GT with its candidates."""
         if not is_mask_measure(self.measure):
@@ -200,14 +210,20 @@ class ATSSAssigner:
         inter = integrals.grouped_intersection(cand_boxes)
         polygon = polygon_of(self.measure)
         gt = gt_boxes[:, None, :]
-        anchor_area = (cand_boxes[..., 2] - cand_boxes[..., 0]) * (cand_boxes[..., 3] - cand_boxes[..., 1])
+        anchor_area = (cand_boxes[..., 2] - cand_boxes[..., 0]) * (
+            cand_boxes[..., 3] - cand_boxes[..., 1]
+        )
         gt_area = box_area(gt_boxes)[:, None]
         union = None
         if polygon == "box":
-            wh = (torch.minimum(gt[..., 2:], cand_boxes[..., 2:]) - torch.maximum(gt[..., :2], cand_boxes[..., :2]))
+            wh = torch.minimum(gt[..., 2:], cand_boxes[..., 2:]) - torch.maximum(
+                gt[..., :2], cand_boxes[..., :2]
+            )
             wh = wh.clamp(min=0)
             union = gt_area + anchor_area - wh[..., 0] * wh[..., 1]
-        return gmaiou_from_counts(inter, integrals.mask_area[:, None], gt_area, anchor_area, union, polygon)
+        return gmaiou_from_counts(
+            inter, integrals.mask_area[:, None], gt_area, anchor_area, union, polygon
+        )
 
     def assign(
         self,

@@ -105,7 +105,9 @@ class MaskIntegrals:
             raise ValueError(f"masks must have shape [G, H, W], got {shape}")
         masks = masks if masks.dtype == torch.bool else masks.bool()
         if boxes is not None and tuple(boxes.shape) != (masks.shape[0], 4):
-            raise ValueError(f"boxes must have shape [{masks.shape[0]}, 4], got {list(boxes.shape)}")
+            raise ValueError(
+                f"boxes must have shape [{masks.shape[0]}, 4], got {list(boxes.shape)}"
+            )
         if backend == "auto":
             backend = "numpy" if masks.device.type == "cpu" else "torch"
         if backend not in ("numpy", "torch"):
@@ -126,7 +128,9 @@ class MaskIntegrals:
             self._origin, self._size = torch.from_numpy(origin), torch.from_numpy(size)
             self.mask_area = torch.from_numpy(area)
         else:
-            self._table, self._origin, self._size, self._offset, self.mask_area = _build_tables_torch(masks)
+            self._table, self._origin, self._size, self._offset, self.mask_area = (
+                _build_tables_torch(masks)
+            )
 
     def __len__(self) -> int:
         return int(self._origin.shape[0])
@@ -171,7 +175,9 @@ class MaskIntegrals:
         x = torch.minimum((bounds[:, 0::2] - c0[:, None]).clamp_(min=0), ww[:, None])  # [P, 2]
         y = torch.minimum((bounds[:, 1::2] - r0[:, None]).clamp_(min=0), hh[:, None])  # [P, 2]
         cols = base[:, None] + x * (hh[:, None] + 1)
-        corners = (cols[:, :, None] + y[:, None, :]).reshape(-1)  # [P * 4]: (x1,y1) (x1,y2) (x2,y1) (x2,y2)
+        corners = (cols[:, :, None] + y[:, None, :]).reshape(
+            -1
+        )  # [P * 4]: (x1,y1) (x1,y2) (x2,y1) (x2,y2)
         v = self._table.index_select(0, corners).view(-1, 4).long()
         return v[:, 3] - v[:, 1] - v[:, 2] + v[:, 0]
 
@@ -222,7 +228,9 @@ class MaskIntegrals:
             # Only K boxes per mask: sample the crop's row-wise prefix sums at the
             # boxes' columns instead of building whole tables.
             assert self._masks_np is not None
-            counts = _grouped_counts_numpy(self._masks_np, self._origin.numpy(), self._size.numpy(), bounds.numpy())
+            counts = _grouped_counts_numpy(
+                self._masks_np, self._origin.numpy(), self._size.numpy(), bounds.numpy()
+            )
             return torch.from_numpy(counts)
         k = boxes.shape[1]
         gi = torch.arange(g, device=self.device).repeat_interleave(k)
@@ -252,7 +260,9 @@ def _hint_crops(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
     return out
 
 
-def _crops_numpy(masks: np.ndarray, boxes: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _crops_numpy(
+    masks: np.ndarray, boxes: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per mask: crop origin ``(r0, c0)``, crop size ``(h, w)`` and pixel count; one counting pass each."""
     g, h, w = masks.shape
     crops = _hint_crops(boxes, h, w) if boxes is not None else None
@@ -283,7 +293,9 @@ def _table_dtype(h: int, w: int) -> type:
     return np.int32 if h * w < 2**31 else np.int64
 
 
-def _tables_numpy(masks: np.ndarray, origin: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _tables_numpy(
+    masks: np.ndarray, origin: np.ndarray, size: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Flat buffer of transposed summed-area tables ``T[x, y]`` of the crops, and their offsets."""
     g, h, w = masks.shape
     dtype = _table_dtype(h, w)
@@ -339,7 +351,13 @@ def _build_tables_torch(masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, 
     dtype = torch.int32 if h * w < 2**31 else torch.int64
     if g == 0:
         z = torch.zeros(0, 2, dtype=torch.long, device=device)
-        return torch.zeros(0, dtype=dtype, device=device), z, z.clone(), z[:, 0].clone(), z[:, 0].clone()
+        return (
+            torch.zeros(0, dtype=dtype, device=device),
+            z,
+            z.clone(),
+            z[:, 0].clone(),
+            z[:, 0].clone(),
+        )
     u8 = masks.view(torch.uint8)
     rows = u8.amax(dim=2)  # [G, H]
     cols = u8.amax(dim=1)  # [G, W]
@@ -352,7 +370,9 @@ def _build_tables_torch(masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, 
     size = torch.stack([r1 - r0, c1 - c0], dim=1)
     numel = (size[:, 0] + 1) * (size[:, 1] + 1)
     offset = torch.cumsum(numel, 0) - numel
-    extents = torch.cat([origin, size, offset[:, None], numel[:, None]], 1).tolist()  # one host sync
+    extents = torch.cat(
+        [origin, size, offset[:, None], numel[:, None]], 1
+    ).tolist()  # one host sync
     table = torch.zeros(int(numel.sum()), dtype=dtype, device=device)
     for i, (ry, cx, hh, ww, off, n) in enumerate(extents):
         if hh == 0 or ww == 0:
@@ -396,7 +416,9 @@ def gmaiou_from_counts(
         raise ValueError(f"polygon must be 'mask' or 'box', got {polygon!r}")
     # |M| = 0 forces |A ∩ M| = 0: the value is 0, never 0/0.
     valid = (m > 0) & (den > 0)
-    return torch.where(valid, num / torch.where(valid, den, torch.ones_like(den)), torch.zeros_like(num))
+    return torch.where(
+        valid, num / torch.where(valid, den, torch.ones_like(den)), torch.zeros_like(num)
+    )
 
 
 def _check_measure_inputs(
@@ -409,7 +431,9 @@ def _check_measure_inputs(
     gt_masks = check_mask_input(gt_masks, gt_boxes.shape[0])
     check_same_device(gt_boxes=gt_boxes, anchors=anchors)
     if gt_masks.device != anchors.device:
-        raise ValueError(f"gt_masks is on {gt_masks.device} but anchors are on {anchors.device}; move them to one device")
+        raise ValueError(
+            f"gt_masks is on {gt_masks.device} but anchors are on {anchors.device}; move them to one device"
+        )
     return gt_boxes, gt_masks, anchors
 
 
@@ -454,7 +478,9 @@ def gmaiou(
     return _gmaiou_dense(integrals, gt_boxes, anchors, polygon)
 
 
-def _gmaiou_dense(integrals: MaskIntegrals, gt_boxes: Tensor, anchors: Tensor, polygon: Polygon) -> Tensor:
+def _gmaiou_dense(
+    integrals: MaskIntegrals, gt_boxes: Tensor, anchors: Tensor, polygon: Polygon
+) -> Tensor:
     # GmaIoU is 0 wherever |A ∩ M| is: evaluate the formula on the pairs that meet a mask only.
     gi, ai, inter = integrals.sparse_intersection(anchors)
     a, b = anchors[ai], gt_boxes[gi]
@@ -462,7 +488,9 @@ def _gmaiou_dense(integrals: MaskIntegrals, gt_boxes: Tensor, anchors: Tensor, p
     if polygon == "box":
         wh = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0)
         union = box_area(a) + box_area(b) - wh[:, 0] * wh[:, 1]
-    values = gmaiou_from_counts(inter, integrals.mask_area[gi], box_area(b), box_area(a), union, polygon)
+    values = gmaiou_from_counts(
+        inter, integrals.mask_area[gi], box_area(b), box_area(a), union, polygon
+    )
     out = anchors.new_zeros(gt_boxes.shape[0], anchors.shape[0])
     out[gi, ai] = values
     return out
@@ -492,7 +520,9 @@ def mob_ratio(gt_masks: Tensor, boxes: Tensor) -> Tensor:
     check_same_device(gt_masks=gt_masks, boxes=boxes)
     inter = MaskIntegrals(gt_masks).intersection(boxes).to(boxes.dtype)
     area = box_area(boxes)[None, :].expand_as(inter)
-    return torch.where(area > 0, inter / area.clamp(min=torch.finfo(boxes.dtype).tiny), torch.zeros_like(inter))
+    return torch.where(
+        area > 0, inter / area.clamp(min=torch.finfo(boxes.dtype).tiny), torch.zeros_like(inter)
+    )
 
 
 def gmaiou_bruteforce(
@@ -569,7 +599,9 @@ def _degenerate_box_measure(name: str, gt: Tensor, anchors: Tensor) -> Tensor:
         return torch.zeros_like(hull)
     if name == "giou":
         union = box_union(gt, anchors)
-        return -torch.where(hull > 0, (hull - union) / hull.clamp(min=1e-12), torch.zeros_like(hull))
+        return -torch.where(
+            hull > 0, (hull - union) / hull.clamp(min=1e-12), torch.zeros_like(hull)
+        )
     iou = tvops.box_iou(gt, anchors).nan_to_num(0.0)
     return iou - dist2 / (diag2 + 1e-7)
 
@@ -649,7 +681,9 @@ def pairwise_overlaps(
     name = canonical_measure(measure)
     if name.startswith("gmaiou"):
         if gt_masks is None:
-            raise ValueError(f"measure {measure!r} is mask-aware and needs gt_masks [G, H, W]; none were given")
+            raise ValueError(
+                f"measure {measure!r} is mask-aware and needs gt_masks [G, H, W]; none were given"
+            )
         return gmaiou(gt_boxes, gt_masks, anchors, polygon=polygon_of(name))
     gt_boxes = check_boxes(gt_boxes, "gt_boxes")
     anchors = check_boxes(anchors, "anchors")

@@ -36,7 +36,9 @@ def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-def _rotate(xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
+def _rotate(
+    xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, angle: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Pixel centres in the frame of a shape centred at (cx, cy) and turned by ``angle`` radians."""
     c, s = math.cos(angle), math.sin(angle)
     dx, dy = xs - cx, ys - cy
@@ -52,7 +54,9 @@ def rotated_rect(
     return (np.abs(u) <= length / 2) & (np.abs(v) <= width / 2)
 
 
-def ellipse(shape: tuple[int, int], cx: float, cy: float, ax: float, ay: float, angle: float = 0.0) -> np.ndarray:
+def ellipse(
+    shape: tuple[int, int], cx: float, cy: float, ax: float, ay: float, angle: float = 0.0
+) -> np.ndarray:
     """A filled ellipse with semi-axes ``ax``, ``ay``."""
     xs, ys = _grid(shape)
     u, v = _rotate(xs, ys, cx, cy, angle)
@@ -66,7 +70,9 @@ def ring(shape: tuple[int, int], cx: float, cy: float, r_out: float, r_in: float
     return (d2 <= r_out**2) & (d2 >= r_in**2)
 
 
-def crescent(shape: tuple[int, int], cx: float, cy: float, r: float, shift: float, angle: float = 0.0) -> np.ndarray:
+def crescent(
+    shape: tuple[int, int], cx: float, cy: float, r: float, shift: float, angle: float = 0.0
+) -> np.ndarray:
     """A disk minus a shifted disk of the same radius."""
     xs, ys = _grid(shape)
     ox, oy = cx + shift * math.cos(angle), cy + shift * math.sin(angle)
@@ -75,7 +81,9 @@ def crescent(shape: tuple[int, int], cx: float, cy: float, r: float, shift: floa
     return inside & ~bite
 
 
-def capsule(shape: tuple[int, int], x0: float, y0: float, x1: float, y1: float, radius: float) -> np.ndarray:
+def capsule(
+    shape: tuple[int, int], x0: float, y0: float, x1: float, y1: float, radius: float
+) -> np.ndarray:
     """Points within ``radius`` of the segment (x0, y0)-(x1, y1): a thick line with round ends."""
     xs, ys = _grid(shape)
     dx, dy = x1 - x0, y1 - y0
@@ -111,7 +119,9 @@ def u_shape(
         return x + u * c - v * s, y + u * s + v * c
 
     left = rotated_rect(shape, *at(thickness / 2, size / 2), size, thickness, angle + math.pi / 2)
-    right = rotated_rect(shape, *at(size - thickness / 2, size / 2), size, thickness, angle + math.pi / 2)
+    right = rotated_rect(
+        shape, *at(size - thickness / 2, size / 2), size, thickness, angle + math.pi / 2
+    )
     bottom = rotated_rect(shape, *at(size / 2, size - thickness / 2), size, thickness, angle)
     return left | right | bottom
 
@@ -131,7 +141,9 @@ def stick_figure(
         ex, ey = cx + 1.3 * unit * math.cos(a1), neck_y + 0.3 * unit + 1.3 * unit * math.sin(a1)
         a2 = a1 + side * rng.uniform(-1.2, 1.2)
         hx, hy = ex + 1.2 * unit * math.cos(a2), ey + 1.2 * unit * math.sin(a2)
-        mask |= capsule(shape, cx, neck_y + 0.3 * unit, ex, ey, limb) | capsule(shape, ex, ey, hx, hy, limb)
+        mask |= capsule(shape, cx, neck_y + 0.3 * unit, ex, ey, limb) | capsule(
+            shape, ex, ey, hx, hy, limb
+        )
         l1 = math.pi / 2 + side * rng.uniform(0.1, 0.9)
         kx, ky = cx + 1.5 * unit * math.cos(l1), hip_y + 1.5 * unit * math.sin(l1)
         l2 = l1 + side * rng.uniform(-0.8, 0.8)
@@ -140,19 +152,25 @@ def stick_figure(
     return mask
 
 
-def blob(shape: tuple[int, int], cx: float, cy: float, radius: float, rng: np.random.Generator) -> np.ndarray:
+def blob(
+    shape: tuple[int, int], cx: float, cy: float, radius: float, rng: np.random.Generator
+) -> np.ndarray:
     """A compact blob: a union of a few overlapping ellipses around (cx, cy)."""
     mask = ellipse(shape, cx, cy, radius, radius * rng.uniform(0.6, 1.0), rng.uniform(0, math.pi))
     for _ in range(int(rng.integers(2, 5))):
         a = rng.uniform(0, 2 * math.pi)
         d = radius * rng.uniform(0.2, 0.6)
         r = radius * rng.uniform(0.4, 0.8)
-        mask |= ellipse(shape, cx + d * math.cos(a), cy + d * math.sin(a), r, r * rng.uniform(0.6, 1.0), a)
+        mask |= ellipse(
+            shape, cx + d * math.cos(a), cy + d * math.sin(a), r, r * rng.uniform(0.6, 1.0), a
+        )
     return mask
 
 
 def _random_bar(shape, cx, cy, size, rng):
-    return rotated_rect(shape, cx, cy, size, max(size * rng.uniform(0.06, 0.15), 1.5), rng.uniform(0.25, 1.3))
+    return rotated_rect(
+        shape, cx, cy, size, max(size * rng.uniform(0.06, 0.15), 1.5), rng.uniform(0.25, 1.3)
+    )
 
 
 def _random_ring(shape, cx, cy, size, rng):
@@ -160,15 +178,21 @@ def _random_ring(shape, cx, cy, size, rng):
 
 
 def _random_l(shape, cx, cy, size, rng):
-    return l_shape(shape, cx - size / 2, cy - size / 2, size, max(size * rng.uniform(0.12, 0.25), 1.5))
+    return l_shape(
+        shape, cx - size / 2, cy - size / 2, size, max(size * rng.uniform(0.12, 0.25), 1.5)
+    )
 
 
 def _random_u(shape, cx, cy, size, rng):
-    return u_shape(shape, cx - size / 2, cy - size / 2, size, max(size * rng.uniform(0.12, 0.22), 1.5))
+    return u_shape(
+        shape, cx - size / 2, cy - size / 2, size, max(size * rng.uniform(0.12, 0.22), 1.5)
+    )
 
 
 def _random_crescent(shape, cx, cy, size, rng):
-    return crescent(shape, cx, cy, size / 2, size / 2 * rng.uniform(0.4, 0.8), rng.uniform(0, 2 * math.pi))
+    return crescent(
+        shape, cx, cy, size / 2, size / 2 * rng.uniform(0.4, 0.8), rng.uniform(0, 2 * math.pi)
+    )
 
 
 def _random_stick(shape, cx, cy, size, rng):

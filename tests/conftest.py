@@ -21,7 +21,12 @@ def random_instances(
     masks, boxes = [], []
     for i in range(num):
         kind = None if kinds is None else kinds[i % len(kinds)]
-        m = random_shape((height, width), rng, kind=kind, size=float(rng.uniform(1.0, max(1.5, 0.8 * min(height, width)))))
+        m = random_shape(
+            (height, width),
+            rng,
+            kind=kind,
+            size=float(rng.uniform(1.0, max(1.5, 0.8 * min(height, width)))),
+        )
         masks.append(m)
         if m.any():
             boxes.append(tight_box(m))
@@ -32,7 +37,9 @@ def random_instances(
     return torch.from_numpy(np.stack(boxes)).float(), torch.from_numpy(np.stack(masks))
 
 
-def random_anchors(rng: np.random.Generator, num: int, height: int, width: int, integer: bool = False) -> torch.Tensor:
+def random_anchors(
+    rng: np.random.Generator, num: int, height: int, width: int, integer: bool = False
+) -> torch.Tensor:
     """Anchors of random sizes, some partly or wholly off the image, some of zero width."""
     cx = rng.uniform(-0.3 * width, 1.3 * width, num)
     cy = rng.uniform(-0.3 * height, 1.3 * height, num)
@@ -68,7 +75,9 @@ def coco_sample():
 
 def coco_image_instances(coco, image_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Boxes (xyxy) and masks of the non-crowd instances of one COCO image, at full resolution."""
-    anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)) if a["area"] > 0]
+    anns = [
+        a for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)) if a["area"] > 0
+    ]
     info = coco.loadImgs(image_id)[0]
     if not anns:
         return torch.zeros(0, 4), torch.zeros(0, info["height"], info["width"], dtype=torch.bool)

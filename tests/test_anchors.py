@@ -34,7 +34,9 @@ def test_yolact_sizes_and_ratios_at_550():
         w = first_cell[:, 2] - first_cell[:, 0]
         h = first_cell[:, 3] - first_cell[:, 1]
         side = 24 * 2**level
-        torch.testing.assert_close(w * h, torch.full((3,), float(side * side)), rtol=1e-5, atol=1e-3)
+        torch.testing.assert_close(
+            w * h, torch.full((3,), float(side * side)), rtol=1e-5, atol=1e-3
+        )
         torch.testing.assert_close(h / w, torch.tensor([0.5, 1.0, 2.0]), rtol=1e-5, atol=0)
         start += n
 

@@ -28,7 +28,10 @@ def reference_atss(anchors, num_level, gt_boxes, overlaps, topk):
         gc = ((bx1 + bx2) / 2, (by1 + by2) / 2)
         cands, start = [], 0
         for n in num_level:
-            dist = [((centres[start + i][0] - gc[0]) ** 2 + (centres[start + i][1] - gc[1]) ** 2) for i in range(n)]
+            dist = [
+                ((centres[start + i][0] - gc[0]) ** 2 + (centres[start + i][1] - gc[1]) ** 2)
+                for i in range(n)
+            ]
             order = sorted(range(n), key=lambda i: dist[i])[: min(topk, n)]
             cands += [start + i for i in order]
             start += n
@@ -73,7 +76,9 @@ def test_atss_matches_reference(measure, seed):
     assert torch.equal(result.gt_inds, expected)
     pos = result.pos_mask
     assert pos.any()
-    torch.testing.assert_close(result.max_overlaps[pos], overlaps[result.gt_inds[pos], pos.nonzero()[:, 0]])
+    torch.testing.assert_close(
+        result.max_overlaps[pos], overlaps[result.gt_inds[pos], pos.nonzero()[:, 0]]
+    )
     assert torch.isfinite(result.max_overlaps).all()
 
 
@@ -83,7 +88,12 @@ def test_atss_with_prebuilt_tables_is_identical(rng):
     assigner = ATSSAssigner(measure="gmaiou-mask")
     raw = assigner.assign(grid.anchors, grid.num_level_anchors, boxes, masks)
     for backend in ("numpy", "torch"):
-        pre = assigner.assign(grid.anchors, grid.num_level_anchors, boxes, MaskIntegrals(masks, boxes, backend).build())
+        pre = assigner.assign(
+            grid.anchors,
+            grid.num_level_anchors,
+            boxes,
+            MaskIntegrals(masks, boxes, backend).build(),
+        )
         assert torch.equal(raw.gt_inds, pre.gt_inds)
         torch.testing.assert_close(raw.max_overlaps, pre.max_overlaps)
 
@@ -158,7 +168,9 @@ def test_max_iou_later_gt_wins_a_shared_best_anchor():
 def test_max_iou_matches_reference(rng, measure):
     grid = yolact_anchors(96)
     boxes, masks = random_instances(rng, 5, 96, 96)
-    result = MaxIoUAssigner(0.5, 0.4, 0.0, measure=measure).assign(grid.anchors, grid.num_level_anchors, boxes, masks)
+    result = MaxIoUAssigner(0.5, 0.4, 0.0, measure=measure).assign(
+        grid.anchors, grid.num_level_anchors, boxes, masks
+    )
     overlaps = pairwise_overlaps(measure, boxes, grid.anchors, masks)
     assert torch.equal(result.gt_inds, reference_max_iou(overlaps, 0.5, 0.4, 0.0))
 
@@ -173,16 +185,25 @@ def test_max_iou_min_pos_iou_blocks_forced_matches():
 # ----------------------------------------------------------------------------- empty and bad inputs
 
 
-@pytest.mark.parametrize("assigner", [MaxIoUAssigner(), ATSSAssigner(measure="iou"), ATSSAssigner()])
+@pytest.mark.parametrize(
+    "assigner", [MaxIoUAssigner(), ATSSAssigner(measure="iou"), ATSSAssigner()]
+)
 def test_no_ground_truth_makes_every_anchor_negative(assigner):
     grid = atss_anchors(64)
-    result = assigner.assign(grid.anchors, grid.num_level_anchors, torch.zeros(0, 4), torch.zeros(0, 64, 64, dtype=torch.bool))
+    result = assigner.assign(
+        grid.anchors,
+        grid.num_level_anchors,
+        torch.zeros(0, 4),
+        torch.zeros(0, 64, 64, dtype=torch.bool),
+    )
     assert (result.gt_inds == NEGATIVE).all() and result.gt_inds.shape == (len(grid),)
     assert (result.max_overlaps == 0).all() and result.num_pos == 0
 
 
 def test_no_anchors():
-    result = ATSSAssigner(measure="iou").assign(torch.zeros(0, 4), [0, 0], torch.tensor([[0.0, 0.0, 5.0, 5.0]]))
+    result = ATSSAssigner(measure="iou").assign(
+        torch.zeros(0, 4), [0, 0], torch.tensor([[0.0, 0.0, 5.0, 5.0]])
+    )
     assert result.gt_inds.shape == (0,)
 
 
@@ -197,9 +218,13 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="sums to 3 but there are 2 anchors"):
         ATSSAssigner(measure="iou").assign(torch.zeros(2, 4), [1, 2], torch.zeros(1, 4))
     with pytest.raises(ValueError, match="holds 2 masks but there are 1 boxes"):
-        ATSSAssigner().assign(torch.zeros(2, 4), [2], torch.zeros(1, 4), torch.zeros(2, 8, 8, dtype=torch.bool))
+        ATSSAssigner().assign(
+            torch.zeros(2, 4), [2], torch.zeros(1, 4), torch.zeros(2, 8, 8, dtype=torch.bool)
+        )
     with pytest.raises(ValueError, match="gt_boxes\\[0\\].*x2 < x1"):
-        ATSSAssigner(measure="iou").assign(torch.zeros(2, 4), [2], torch.tensor([[3.0, 0.0, 1.0, 1.0]]))
+        ATSSAssigner(measure="iou").assign(
+            torch.zeros(2, 4), [2], torch.tensor([[3.0, 0.0, 1.0, 1.0]])
+        )
     with pytest.raises(ValueError, match="topk must be a positive integer"):
         ATSSAssigner(topk=0)
     with pytest.raises(ValueError, match="unknown measure"):

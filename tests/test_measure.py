@@ -45,7 +45,9 @@ def test_hand_computed_l_shape(l_mask):
     assert got_m.tolist() == pytest.approx([7 / 15, 0.0, 3 / 12.4], abs=1e-6)
     # P = B: |A∩M| |B| / (|M| |A ∪ B|); |B| = 30; A3 ∩ B = 2.6 * 1.4
     union3 = 5.4 + 30 - 2.6 * 1.4
-    assert got_b.tolist() == pytest.approx([7 * 30 / (10 * 30), 0.0, 3 * 30 / (10 * union3)], abs=1e-6)
+    assert got_b.tolist() == pytest.approx(
+        [7 * 30 / (10 * 30), 0.0, 3 * 30 / (10 * union3)], abs=1e-6
+    )
     # box IoU for comparison: the anchor covers 70% of the mask but only 40% of the box
     assert tvops.box_iou(boxes, anchors[:1]).item() == pytest.approx(0.4)
 
@@ -111,7 +113,9 @@ def test_efficient_matches_bruteforce_random(rng, backend, polygon):
     backend=st.sampled_from(BACKENDS),
     hint=st.sampled_from(["tight", "none", "wrong"]),
 )
-def test_efficient_matches_bruteforce_property(seed, num_gt, num_anchors, height, width, kind, polygon, backend, hint):
+def test_efficient_matches_bruteforce_property(
+    seed, num_gt, num_anchors, height, width, kind, polygon, backend, hint
+):
     rng = np.random.default_rng(seed)
     kinds = None if kind is None else [kind]
     boxes, masks = random_instances(rng, num_gt, height, width, kinds)
@@ -134,7 +138,9 @@ def test_grouped_and_paired_counts_match_dense(rng, backend):
     grouped = MaskIntegrals(masks, boxes, backend=backend).grouped_intersection(anchors[idx])
     torch.testing.assert_close(grouped, dense.gather(1, idx))
     gt_index = torch.arange(7).repeat_interleave(30)
-    paired = MaskIntegrals(masks, boxes, backend=backend).paired_intersection(gt_index, anchors[idx.reshape(-1)])
+    paired = MaskIntegrals(masks, boxes, backend=backend).paired_intersection(
+        gt_index, anchors[idx.reshape(-1)]
+    )
     torch.testing.assert_close(paired.view(7, 30), dense.gather(1, idx))
 
 
@@ -240,9 +246,15 @@ def test_aliases():
     masks[0, :2, :4] = True
     a = torch.tensor([[0.0, 0.0, 4.0, 2.0], [0.0, 2.0, 4.0, 4.0]])
     torch.testing.assert_close(pairwise_overlaps("maiou", boxes, a, masks), maiou(boxes, masks, a))
-    torch.testing.assert_close(pairwise_overlaps("gmaiou-box", boxes, a, masks), maiou(boxes, masks, a))
-    torch.testing.assert_close(pairwise_overlaps("gmaiou", boxes, a, masks), gmaiou(boxes, masks, a))
-    torch.testing.assert_close(pairwise_overlaps("gmaiou-mask", boxes, a, masks), gmaiou(boxes, masks, a))
+    torch.testing.assert_close(
+        pairwise_overlaps("gmaiou-box", boxes, a, masks), maiou(boxes, masks, a)
+    )
+    torch.testing.assert_close(
+        pairwise_overlaps("gmaiou", boxes, a, masks), gmaiou(boxes, masks, a)
+    )
+    torch.testing.assert_close(
+        pairwise_overlaps("gmaiou-mask", boxes, a, masks), gmaiou(boxes, masks, a)
+    )
 
 
 # ----------------------------------------------------------------------------- empty and bad inputs
@@ -273,9 +285,18 @@ def test_uint8_masks_accepted():
         ({"anchors": torch.zeros(5)}, r"anchors must have shape \[N, 4\]"),
         ({"gt_boxes": torch.tensor([[5.0, 0.0, 1.0, 4.0]])}, r"gt_boxes\[0\].*x2 < x1"),
         ({"anchors": torch.tensor([[0.0, 5.0, 4.0, 1.0]])}, r"anchors\[0\].*y2 < y1"),
-        ({"anchors": torch.tensor([[0.0, float("nan"), 4.0, 1.0]])}, r"anchors\[0\] has a non-finite"),
-        ({"gt_masks": torch.zeros(2, 8, 8, dtype=torch.bool)}, r"holds 2 masks but there are 1 boxes"),
-        ({"gt_masks": torch.zeros(8, 8, dtype=torch.bool)}, r"gt_masks must have shape \[G, H, W\]"),
+        (
+            {"anchors": torch.tensor([[0.0, float("nan"), 4.0, 1.0]])},
+            r"anchors\[0\] has a non-finite",
+        ),
+        (
+            {"gt_masks": torch.zeros(2, 8, 8, dtype=torch.bool)},
+            r"holds 2 masks but there are 1 boxes",
+        ),
+        (
+            {"gt_masks": torch.zeros(8, 8, dtype=torch.bool)},
+            r"gt_masks must have shape \[G, H, W\]",
+        ),
         ({"gt_masks": torch.full((1, 8, 8), 2, dtype=torch.uint8)}, r"binary"),
         ({"polygon": "hull"}, r"polygon must be 'mask' or 'box'"),
     ],
@@ -337,7 +358,9 @@ def test_cuda_matches_cpu(rng):
         assert gpu.device.type == "cuda"
         torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=0)
     integrals = MaskIntegrals(masks, boxes).to("cuda")
-    torch.testing.assert_close(integrals.intersection(anchors.cuda()).cpu(), MaskIntegrals(masks).intersection(anchors))
+    torch.testing.assert_close(
+        integrals.intersection(anchors.cuda()).cpu(), MaskIntegrals(masks).intersection(anchors)
+    )
 
 
 def test_real_coco_masks_match_bruteforce(coco_sample, rng):
@@ -353,7 +376,9 @@ def test_real_coco_masks_match_bruteforce(coco_sample, rng):
         # COCO boxes do not always hold every pixel of their polygon: the crop must not lose any.
         for polygon in ("mask", "box"):
             ref = gmaiou_bruteforce(boxes, masks, anchors, polygon)
-            torch.testing.assert_close(gmaiou(boxes, masks, anchors, polygon), ref, atol=1e-5, rtol=0)
+            torch.testing.assert_close(
+                gmaiou(boxes, masks, anchors, polygon), ref, atol=1e-5, rtol=0
+            )
         area = MaskIntegrals(masks, boxes).mask_area
         assert area.tolist() == masks.sum((1, 2)).tolist()
         checked += 1

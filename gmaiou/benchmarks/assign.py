@@ -17,8 +17,6 @@ Times are the best of ``repeats`` passes over the images, in ms per image.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import platform
 import time
@@ -28,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from gmaiou.analysis.instances import Instances, coco_instances, synthetic_instances
 from gmaiou.anchors import atss_anchors, yolact_anchors
 from gmaiou.assigners import ATSSAssigner, MaxIoUAssigner
 from gmaiou.measure import (
@@ -43,75 +41,16 @@ from gmaiou.measure import (
 )
 from gmaiou.paths import coco_sample_dir
 from gmaiou.profiles import get_profile
-from gmaiou.shapes import random_shape, tight_box
 
-__all__ = [
-    "AssignBenchmark",
-    "coco_instances",
-    "gmaiou_full_image",
-    "run",
-    "run_assign_benchmark",
-    "synthetic_instances",
-]
-
-Instances = list[tuple[Tensor, Tensor]]  # per image: boxes [G, 4], masks [G, S, S]
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def coco_instances(root: Path, size: int, num_images: int, split: str = "val") -> Instances:
-    """Non-crowd GT boxes and masks of COCO images, resized to ``size x size`` without keeping the aspect.
-
-    Boxes are the annotated boxes scaled; masks are rasterised by pycocotools at full
-    resolution and resized with nearest neighbour (as mmdetection's pipeline does).
-    Images without instances are skipped.
-    """
-    from pycocotools.coco import COCO
-
-    ann_file = Path(root) / "annotations" / f"instances_{split}2017.json"
-    if not ann_file.is_file():
-        raise FileNotFoundError(f"COCO annotation file not found: {ann_file}")
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(str(ann_file))
-    out: Instances = []
-    for image_id in sorted(coco.getImgIds()):
-        anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)) if a["area"] > 0]
-        if not anns:
-            continue
-        info = coco.loadImgs(image_id)[0]
-        masks = torch.from_numpy(np.stack([coco.annToMask(a) for a in anns]))
-        masks = F.interpolate(masks[None].float(), size=(size, size), mode="nearest")[0] > 0.5
-        boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32)
-        boxes[:, 2:] += boxes[:, :2]
-        boxes[:, 0::2] *= size / info["width"]
-        boxes[:, 1::2] *= size / info["height"]
-        out.append((boxes, masks))
-        if len(out) == num_images:
-            break
-    return out
-
-
-def synthetic_instances(size: int, num_images: int, per_image: int = 8, seed: int = 0) -> Instances:
-    """Scenes of random irregular shapes (bars, rings, L/U shapes, figures, ...) with tight boxes."""
-    rng = np.random.default_rng(seed)
-    out: Instances = []
-    while len(out) < num_images:
-        masks = []
-        for _ in range(per_image):
-            m = random_shape((size, size), rng, size=float(rng.uniform(0.05, 0.6) * size))
-            if m.sum() >= 16:
-                masks.append(m)
-        if masks:
-            boxes = torch.from_numpy(np.stack([tight_box(m) for m in masks]))
-            out.append((boxes, torch.from_numpy(np.stack(masks))))
-    return out
+__all__ = ["AssignBenchmark", "gmaiou_full_image", "run", "run_assign_benchmark"]
 
 
 # ----------------------------------------------------------------------------- the public maIoU approach
 
 
-def gmaiou_full_image(gt_boxes: Tensor, gt_masks: Tensor, anchors: Tensor, polygon: str = "box") -> Tensor:
+def gmaiou_full_image(
+    gt_boxes: Tensor, gt_masks: Tensor, anchors: Tensor, polygon: str = "box"
+) -> Tensor:
     """GmaIoU the way the public maIoU code computes it: ``[G, A]``.
 
     One summed-area table per GT over the whole image (``[G, H+1, W+1]``), then a
@@ -137,7 +76,9 @@ def gmaiou_full_image(gt_boxes: Tensor, gt_masks: Tensor, anchors: Tensor, polyg
         keep = ious[i] > 0
         b = rounded[keep]
         t = tables[i]
-        inter = t[b[:, 3], b[:, 2]] - t[b[:, 1], b[:, 2]] - t[b[:, 3], b[:, 0]] + t[b[:, 1], b[:, 0]]
+        inter = (
+            t[b[:, 3], b[:, 2]] - t[b[:, 1], b[:, 2]] - t[b[:, 3], b[:, 0]] + t[b[:, 1], b[:, 0]]
+        )
         a_area = anchor_area[keep]
         union = box_union(gt_boxes[i : i + 1], anchors[keep])[0]
         out[i, keep] = gmaiou_from_counts(inter, mask_area[i], gt_area[i], a_area, union, polygon)
@@ -161,7 +102,11 @@ class AssignBenchmark:
         return self.rows
 
     def ratio(self, dataset: str, size: int, numerator: str, denominator: str) -> float:
-        times = {r["method"]: r["ms_per_image"] for r in self.rows if r["dataset"] == dataset and r["size"] == size}
+        times = {
+            r["method"]: r["ms_per_image"]
+            for r in self.rows
+            if r["dataset"] == dataset and r["size"] == size
+        }
         return times[numerator] / times[denominator]
 
 
@@ -191,7 +136,9 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _bench_one(images: Instances, size: int, dev: torch.device, repeats: int, bruteforce_images: int) -> dict:
+def _bench_one(
+    images: Instances, size: int, dev: torch.device, repeats: int, bruteforce_images: int
+) -> dict:
     """ms per image of every method on one list of images at one size."""
     yolact = yolact_anchors(size, device=dev)
     atss = atss_anchors(size, device=dev)
@@ -206,7 +153,9 @@ def _bench_one(images: Instances, size: int, dev: torch.device, repeats: int, br
     times = _time_methods(
         {
             "box IoU matrix": lambda b, m: sync(pairwise_overlaps("iou", b, ya)),
-            "GmaIoU matrix, full-image tables (public maIoU)": lambda b, m: sync(gmaiou_full_image(b, m, ya, "box")),
+            "GmaIoU matrix, full-image tables (public maIoU)": lambda b, m: sync(
+                gmaiou_full_image(b, m, ya, "box")
+            ),
             "GmaIoU matrix, Alg. 1 (ours)": lambda b, m: sync(gmaiou(b, m, ya, "box")),
         },
         images,
@@ -242,12 +191,16 @@ def _bench_one(images: Instances, size: int, dev: torch.device, repeats: int, br
     gma = ATSSAssigner(measure="gmaiou-mask")
     times.update(
         _time_methods(
-            {"ATSS GmaIoU (P=M), tables prepared": lambda b, t: sync(gma.assign(aa, an, b, t))}, prepared, repeats
+            {"ATSS GmaIoU (P=M), tables prepared": lambda b, t: sync(gma.assign(aa, an, b, t))},
+            prepared,
+            repeats,
         )
     )
     times.update(
         _time_methods(
-            {"GmaIoU tables, built in the loader": lambda b, m: MaskIntegrals(m, b).build()}, images, repeats
+            {"GmaIoU tables, built in the loader": lambda b, m: MaskIntegrals(m, b).build()},
+            images,
+            repeats,
         )
     )
     return {"times": times, "anchors_yolact": len(yolact), "anchors_atss": len(atss)}
@@ -271,7 +224,10 @@ def run_assign_benchmark(
     dev = torch.device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
     result = AssignBenchmark(
-        device=name, torch_version=torch.__version__, threads=torch.get_num_threads(), repeats=repeats
+        device=name,
+        torch_version=torch.__version__,
+        threads=torch.get_num_threads(),
+        repeats=repeats,
     )
     coco_root = coco_sample_dir()
     jobs = [(d, s) for d in datasets for s in sizes if d != "coco" or coco_root is not None]
@@ -325,7 +281,9 @@ def format_table(result: AssignBenchmark) -> str:
     head = "| method | " + " | ".join(f"{d} {s}" for d, s in cols) + " |"
     sep = "|---|" + "---:|" * len(cols)
     body = [
-        f"| {m} | " + " | ".join(f"{times[(m, d, s)]:.3g}" if (m, d, s) in times else "" for d, s in cols) + " |"
+        f"| {m} | "
+        + " | ".join(f"{times[(m, d, s)]:.3g}" if (m, d, s) in times else "" for d, s in cols)
+        + " |"
         for m in methods
     ]
     return "\n".join([head, sep, *body])
@@ -342,7 +300,9 @@ def run(args: argparse.Namespace) -> int:
         datasets=args.datasets,
         device=args.device,
     )
-    print(f"device: {result.device} (torch {result.torch_version}, {result.threads} threads); ms per image")
+    print(
+        f"device: {result.device} (torch {result.torch_version}, {result.threads} threads); ms per image"
+    )
     print(format_table(result))
     print()
     for line in summarise(result):
@@ -361,12 +321,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--profile", default="quick", help="smoke | quick | default | paper (default: quick)")
+    p.add_argument(
+        "--profile", default="quick", help="smoke | quick | default | paper (default: quick)"
+    )
     p.add_argument("--sizes", type=int, nargs="+", help="image sizes (default: the profile's)")
-    p.add_argument("--images", type=int, help="images per dataset and size (default: the profile's)")
+    p.add_argument(
+        "--images", type=int, help="images per dataset and size (default: the profile's)"
+    )
     p.add_argument("--repeats", type=int, help="timing passes, best kept (default: the profile's)")
-    p.add_argument("--bruteforce-images", type=int, default=2, help="images timed by brute force (slow)")
-    p.add_argument("--datasets", nargs="+", default=["coco", "synthetic"], choices=["coco", "synthetic"])
+    p.add_argument(
+        "--bruteforce-images", type=int, default=2, help="images timed by brute force (slow)"
+    )
+    p.add_argument(
+        "--datasets", nargs="+", default=["coco", "synthetic"], choices=["coco", "synthetic"]
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--out", default="runs/bench/assign.json", help="JSON output file")
     p.set_defaults(func=run)
