@@ -1,0 +1,84 @@
+"""YOLACT / GmaYOLACT: :func:`build_model` from a config, optionally with local weights.
+
+Nothing is downloaded: the backbone starts from random initialisation unless ``weights``
+names a local file, either a torchvision ResNet ``state_dict`` (loaded into the backbone)
+or a full model checkpoint (a ``state_dict`` of this model, or a dictionary holding one
+under ``"model"`` or ``"state_dict"``, as ``RUN_DIR/checkpoint.pt``).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gmaiou.configs import Config
+from gmaiou.models.postprocess import fast_nms, postprocess
+from gmaiou.models.yolact import YOLACT
+
+__all__ = ["YOLACT", "build_model", "fast_nms", "load_state", "postprocess"]
+
+_MODEL_PREFIXES = ("backbone.", "fpn.", "head.", "protonet.", "semantic_head.")
+
+
+def load_state(path: str | Path) -> dict[str, Tensor]:
+    """The ``state_dict`` stored in ``path`` (bare, or under ``"model"`` / ``"state_dict"``).
+
+    Raises ``FileNotFoundError`` naming a missing file and ``ValueError`` for a file
+    that holds no state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # A checkpoint of this package may also carry plain Python objects (run metadata).
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, dict):
+        for key in ("model", "state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_weights(model: YOLACT, path: str | Path) -> YOLACT:
+    """Load a full model checkpoint or a torchvision ResNet state dict from ``path`` into ``model``."""
+    state = load_state(path)
+    if any(k.startswith(_MODEL_PREFIXES) for k in state):
+        own = model.state_dict()
+        shapes = [k for k in state if k in own and own[k].shape != state[k].shape]
+        if shapes:
+            k = shapes[0]
+            raise ValueError(
+                f"{path}: {k} has shape {list(state[k].shape)} but this config ({model.config.name}, "
+                f"{model.config.model.num_classes} classes) needs {list(own[k].shape)}"
+            )
+        result = model.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(
+                f"{path} does not match {model.config.name}: missing {result.missing_keys[:5]}, "
+                f"unexpected {result.unexpected_keys[:5]}"
+            )
+    else:
+        try:
+            model.backbone.load_torchvision_state_dict(state)
+        except ValueError as err:
+            raise ValueError(f"{path}: neither a checkpoint of this model nor a ResNet state dict ({err})") from None
+    return model
+
+
+def build_model(config: Config, weights: str | Path | None = None) -> YOLACT:
+    """The model of ``config``; ``weights`` (optional) names a local checkpoint to load."""
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a gmaiou.configs.Config, got {type(config).__name__}")
+    model = YOLACT(config)
+    if weights is not None:
+        load_weights(model, weights)
+    return model

@@ -1,0 +1,176 @@
+"""Detections from the network's tensors: box decoding, Fast NMS, mask assembly, crop, upsample, threshold.
+
+Kept out of :meth:`YOLACT.forward` so that the forward stays a pure, traceable tensor
+function (exported to ONNX) and this data-dependent part runs in Python.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor
+
+from gmaiou.configs import PostprocessConfig
+from gmaiou.models.box_coder import decode_boxes
+
+__all__ = ["assemble_masks", "crop_masks", "fast_nms", "postprocess"]
+
+_batched_box_iou = torch.vmap(torchvision.ops.box_iou)
+
+
+def crop_masks(boxes: Tensor, height: int, width: int, padding: float = 1.0) -> Tensor:
+    """Which pixels of an ``height x width`` map each box covers, widened by ``padding`` pixels.
+
+    YOLACT's crop: pixel ``(r, c)`` is inside when ``x1 - padding <= c < x2 + padding`` and
+    likewise for rows, the bounds clamped to the map.
+
+    Args:
+        boxes: ``[N, 4]`` boxes ``(x1, y1, x2, y2)`` in the map's pixel units.
+
+    Returns:
+        ``[N, height, width]`` bool.
+    """
+    x1 = (torch.minimum(boxes[:, 0], boxes[:, 2]) - padding).clamp(min=0)
+    x2 = (torch.maximum(boxes[:, 0], boxes[:, 2]) + padding).clamp(max=width)
+    y1 = (torch.minimum(boxes[:, 1], boxes[:, 3]) - padding).clamp(min=0)
+    y2 = (torch.maximum(boxes[:, 1], boxes[:, 3]) + padding).clamp(max=height)
+    cols = torch.arange(width, device=boxes.device, dtype=boxes.dtype)[None, None, :]
+    rows = torch.arange(height, device=boxes.device, dtype=boxes.dtype)[None, :, None]
+    inside_x = (cols >= x1[:, None, None]) & (cols < x2[:, None, None])
+    inside_y = (rows >= y1[:, None, None]) & (rows < y2[:, None, None])
+    return inside_x & inside_y
+
+
+def fast_nms(
+    boxes: Tensor,
+    scores: Tensor,
+    iou_threshold: float,
+    top_k: int,
+    score_threshold: float = 0.0,
+    max_dets: int | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """YOLACT's Fast NMS, every class at once.
+
+    Per class, the ``top_k`` highest-scoring boxes; a box is kept if its IoU with every
+    higher-scored box of its class is ``<= iou_threshold`` -- even one that was itself
+    suppressed (so Fast NMS removes a little more than greedy NMS) -- and its score is
+    ``> score_threshold``. Then the ``max_dets`` best detections over all classes.
+
+    Args:
+        boxes: ``[N, 4]`` boxes shared by all classes.
+        scores: ``[N, C]`` per-class scores.
+
+    Returns:
+        ``(indices [K], scores [K], labels [K])`` sorted by decreasing score: ``indices``
+        into the ``N`` boxes, ``labels`` in ``[0, C)``.
+    """
+    if boxes.dim() != 2 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must have shape [N, 4], got {list(boxes.shape)}")
+    if scores.dim() != 2 or scores.shape[0] != boxes.shape[0]:
+        raise ValueError(f"scores must have shape [{boxes.shape[0]}, C], got {list(scores.shape)}")
+    n, num_classes = scores.shape
+    k = min(top_k, n)
+    if k == 0 or num_classes == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=boxes.device)
+        return empty, scores.new_zeros(0), empty.clone()
+    class_scores, order = scores.t().sort(dim=1, descending=True)  # [C, N]
+    class_scores, order = class_scores[:, :k], order[:, :k]
+    class_boxes = boxes[order]  # [C, k, 4]
+    iou = _batched_box_iou(class_boxes, class_boxes).triu(diagonal=1)  # [C, k, k], i < j only
+    max_iou = iou.max(dim=1).values  # each box's largest IoU with a higher-scored one
+    keep = (max_iou <= iou_threshold) & (class_scores > score_threshold)
+    labels = torch.arange(num_classes, device=boxes.device)[:, None].expand_as(keep)[keep]
+    kept_scores, kept_idx = class_scores[keep], order[keep]
+    kept_scores, rank = kept_scores.sort(descending=True)
+    if max_dets is not None:
+        rank, kept_scores = rank[:max_dets], kept_scores[:max_dets]
+    return kept_idx[rank], kept_scores, labels[rank]
+
+
+def assemble_masks(
+    protos: Tensor,
+    coeffs: Tensor,
+    boxes: Tensor,
+    image_size: int,
+    out_size: tuple[int, int] | None = None,
+    threshold: float = 0.5,
+) -> Tensor:
+    """Instance masks: ``sigmoid(protos @ coeffs)``, cropped by the boxes, upsampled, thresholded.
+
+    Args:
+        protos: ``[Hp, Wp, P]`` prototypes of one image.
+        coeffs: ``[N, P]`` coefficients of the detections.
+        boxes: ``[N, 4]`` their boxes in input pixels (``image_size`` square).
+        out_size: ``(height, width)`` of the output masks; ``None``: ``(image_size, image_size)``.
+
+    Returns:
+        ``[N, height, width]`` bool.
+    """
+    height, width = (image_size, image_size) if out_size is None else out_size
+    n = coeffs.shape[0]
+    if n == 0:
+        return torch.zeros(0, height, width, dtype=torch.bool, device=protos.device)
+    hp, wp = protos.shape[:2]
+    probs = torch.sigmoid(protos @ coeffs.t()).permute(2, 0, 1)  # [N, Hp, Wp]
+    scale = boxes.new_tensor([wp / image_size, hp / image_size, wp / image_size, hp / image_size])
+    probs = probs * crop_masks(boxes * scale, hp, wp)
+    probs = F.interpolate(probs[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+    return probs > threshold
+
+
+def class_scores(cls_logits: Tensor, activation: str) -> Tensor:
+    """Foreground class probabilities ``[..., C]`` from the logits (softmax: drops background index 0)."""
+    if activation == "softmax":
+        return cls_logits.softmax(dim=-1)[..., 1:]
+    if activation == "sigmoid":
+        return cls_logits.sigmoid()
+    raise ValueError(f"score activation must be 'softmax' or 'sigmoid', got {activation!r}")
+
+
+@torch.no_grad()
+def postprocess(
+    outputs: dict[str, Tensor],
+    anchors: Tensor,
+    config: PostprocessConfig,
+    image_size: int,
+    out_size: tuple[int, int] | None = None,
+) -> list[dict[str, Tensor]]:
+    """Detections of every image in a batch.
+
+    Args:
+        outputs: the model's ``cls_logits [B, A, K]``, ``box_deltas [B, A, 4]``,
+            ``coeffs [B, A, P]`` and ``protos [B, Hp, Wp, P]``.
+        anchors: ``[A, 4]`` the model's anchors.
+        config: thresholds; ``score_thr`` also drops anchors before NMS.
+        image_size: the square input side ``S``.
+        out_size: ``(height, width)`` to report boxes and masks in (e.g. the original
+            image); ``None``: the input's ``S x S`` pixels.
+
+    Returns:
+        Per image ``{"boxes" [N, 4] xyxy, "scores" [N], "labels" [N] in [0, C), "masks" [N, H, W] bool}``,
+        by decreasing score.
+    """
+    for key in ("cls_logits", "box_deltas", "coeffs", "protos"):
+        if key not in outputs:
+            raise ValueError(f"outputs lacks {key!r}; expected the model's forward() dictionary")
+    cls_logits, deltas = outputs["cls_logits"], outputs["box_deltas"]
+    coeffs, protos = outputs["coeffs"], outputs["protos"]
+    if anchors.shape != (cls_logits.shape[1], 4):
+        raise ValueError(f"anchors must have shape [{cls_logits.shape[1]}, 4], got {list(anchors.shape)}")
+    height, width = (image_size, image_size) if out_size is None else out_size
+    to_out = deltas.new_tensor([width / image_size, height / image_size] * 2)
+    results = []
+    for b in range(cls_logits.shape[0]):
+        scores = class_scores(cls_logits[b].float(), config.score_activation)  # [A, C]
+        candidates = (scores.max(dim=1).values > config.score_thr).nonzero().squeeze(1)
+        boxes = decode_boxes(anchors[candidates], deltas[b, candidates].float(), max_shape=image_size)
+        idx, det_scores, labels = fast_nms(
+            boxes, scores[candidates], config.nms_iou, config.top_k, config.score_thr, config.max_dets
+        )
+        det_boxes = boxes[idx]
+        masks = assemble_masks(
+            protos[b].float(), coeffs[b, candidates[idx]].float(), det_boxes, image_size, out_size, config.mask_thr
+        )
+        results.append({"boxes": det_boxes * to_out, "scores": det_scores, "labels": labels, "masks": masks})
+    return results

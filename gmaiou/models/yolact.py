@@ -1,0 +1,379 @@
+"""YOLACT and GmaYOLACT: ResNet + FPN P3-P7, a shared prediction head, protonet and semantic head.
+
+``forward`` is a pure tensor function (traceable, exported to ONNX); ``loss`` assigns
+anchors with the config's assigner and computes the loss terms; ``predict`` runs the
+eval-mode forward and :func:`gmaiou.models.postprocess.postprocess`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+from gmaiou.anchors import AnchorGrid, atss_anchors, yolact_anchors
+from gmaiou.assigners import IGNORED, NEGATIVE, ATSSAssigner, MaxIoUAssigner
+from gmaiou.configs import Config
+from gmaiou.losses import (
+    dice_coefficient,
+    mask_bce_loss,
+    ohem_cross_entropy,
+    rank_sort_loss,
+    self_balance,
+    semantic_loss,
+)
+from gmaiou.measure import MaskIntegrals, is_mask_measure
+from gmaiou.models.backbone import ResNetBackbone
+from gmaiou.models.box_coder import decode_boxes, encode_boxes
+from gmaiou.models.fpn import FPN
+from gmaiou.models.heads import PredictionHead, ProtoNet, SemanticHead
+from gmaiou.models.postprocess import crop_masks, postprocess
+
+__all__ = ["YOLACT"]
+
+
+def _downsample_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
+    """``[G, H, W]`` binary masks -> ``[G, h, w]`` float {0, 1}: a cell is on when over half of it is."""
+    if masks.shape[0] == 0:
+        return masks.new_zeros((0, *size), dtype=torch.float32)
+    area = F.interpolate(masks[None].float(), size=size, mode="area")[0]
+    return (area > 0.5).float()
+
+
+class YOLACT(nn.Module):
+    """YOLACT / GmaYOLACT built from a :class:`~gmaiou.configs.Config`.
+
+    Attributes:
+        config: the config it was built from.
+        anchors: the :class:`~gmaiou.anchors.AnchorGrid` of ``config.model.image_size``
+            (on the model's device).
+    """
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        m = config.model
+        self.config = config
+        self.image_size = m.image_size
+        self.backbone = ResNetBackbone(m.backbone, dcn=m.dcn, dcn_groups=m.dcn_groups)
+        self.fpn = FPN(self.backbone.out_channels, m.fpn_channels, m.upsample)
+        if m.anchors == "yolact":
+            grid = yolact_anchors(m.image_size)
+        else:
+            grid = atss_anchors(m.image_size, scales_per_octave=m.anchor_scales)
+        self._grid_layout = (grid.num_level_anchors, grid.feature_sizes, grid.anchors_per_location)
+        self.register_buffer("anchor_boxes", grid.anchors, persistent=False)
+        self.head = PredictionHead(
+            m.fpn_channels, m.head_channels, grid.anchors_per_location, m.num_cls_outputs, m.num_protos
+        )
+        self.protonet = ProtoNet(m.fpn_channels, m.proto_channels, m.num_protos)
+        self.semantic_head = SemanticHead(m.fpn_channels, m.num_classes)
+        a = config.assigner
+        if a.kind == "fixed":
+            self.assigner: MaxIoUAssigner | ATSSAssigner = MaxIoUAssigner(
+                a.pos_iou, a.neg_iou, a.min_pos_iou, measure=a.measure
+            )
+        else:
+            self.assigner = ATSSAssigner(topk=a.topk, measure=a.measure)
+
+    @property
+    def anchors(self) -> AnchorGrid:
+        levels, sizes, per_loc = self._grid_layout
+        return AnchorGrid(self.anchor_boxes, levels, sizes, per_loc, self.image_size)
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """Raw predictions.
+
+        Args:
+            images: ``[B, 3, S, S]`` normalised images, ``S = config.model.image_size``.
+
+        Returns:
+            ``cls_logits [B, A, K]`` (``K = C + 1``, background at 0, for softmax;
+            ``K = C`` for sigmoid), ``box_deltas [B, A, 4]`` (coded as in
+            :mod:`gmaiou.models.box_coder`), ``coeffs [B, A, P]`` (tanh), ``protos
+            [B, Hp, Wp, P]`` (``Hp = 2 ceil(S / 8)``) and, in training mode,
+            ``semantic [B, C, Hs, Ws]`` (``Hs = ceil(S / 8)``).
+        """
+        s = self.image_size
+        if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != s or images.shape[3] != s:
+            raise ValueError(f"images must have shape [B, 3, {s}, {s}] for this config, got {list(images.shape)}")
+        pyramid = self.fpn(self.backbone(images))
+        cls_logits, box_deltas, coeffs = self.head(pyramid)
+        out = {
+            "cls_logits": cls_logits,
+            "box_deltas": box_deltas,
+            "coeffs": coeffs,
+            "protos": self.protonet(pyramid[0]),
+        }
+        if self.training:
+            out["semantic"] = self.semantic_head(pyramid[0])
+        return out
+
+    # ------------------------------------------------------------------ assignment
+
+    def _assign_image(
+        self, gt_boxes: Tensor, gt_masks: Tensor | None, integrals: MaskIntegrals | None, crowd: Tensor | None
+    ) -> Tensor:
+        """``[A]`` matched GT index (>= 0), ``NEGATIVE`` or ``IGNORED`` for one image, on the model's device."""
+        anchors = self.anchor_boxes
+        device = anchors.device
+        layout = self._grid_layout[0]
+        if is_mask_measure(self.config.assigner.measure) and gt_boxes.shape[0] > 0:
+            source: Tensor | MaskIntegrals | None = integrals if integrals is not None else gt_masks
+            if source is None:
+                raise ValueError(
+                    f"assigner measure {self.config.assigner.measure!r} needs GT masks: the batch has "
+                    "neither 'masks' nor 'mask_integrals'"
+                )
+            # Assign where the masks (or their integral images) live, e.g. built on the CPU
+            # by a data-loader worker; only the [A] result moves.
+            where = source.device
+            gt_inds = self.assigner.assign(anchors.to(where), layout, gt_boxes.to(where), source).gt_inds
+        else:
+            gt_inds = self.assigner.assign(anchors, layout, gt_boxes.to(device)).gt_inds
+        gt_inds = gt_inds.to(device)
+        if crowd is not None and crowd.shape[0] > 0:
+            # YOLACT ignores non-positive anchors lying mostly inside a crowd box.
+            crowd = crowd.to(device=device, dtype=anchors.dtype)
+            lt = torch.maximum(anchors[:, None, :2], crowd[None, :, :2])
+            rb = torch.minimum(anchors[:, None, 2:], crowd[None, :, 2:])
+            inter = (rb - lt).clamp(min=0).prod(dim=2)
+            area = ((anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])).clamp(min=1e-6)
+            iof = (inter / area[:, None]).max(dim=1).values
+            gt_inds = torch.where((iof > self.config.assigner.crowd_iof) & (gt_inds < 0),
+                                  torch.full_like(gt_inds, IGNORED), gt_inds)
+        return gt_inds
+
+    def assign(self, batch: dict[str, Any]) -> Tensor:
+        """``[B, A]`` assignment of every image of a collated batch (see :meth:`loss`)."""
+        boxes = batch["boxes"]
+        masks = batch.get("masks")
+        integrals = batch.get("mask_integrals")
+        crowd = batch.get("crowd_boxes")
+        rows = []
+        for i, gt_boxes in enumerate(boxes):
+            rows.append(
+                self._assign_image(
+                    gt_boxes,
+                    None if masks is None else masks[i],
+                    None if integrals is None else integrals[i],
+                    None if crowd is None else crowd[i],
+                )
+            )
+        return torch.stack(rows)
+
+    # ------------------------------------------------------------------ loss
+
+    def loss(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Training loss of a batch.
+
+        Args:
+            outputs: :meth:`forward` in training mode (with ``"semantic"``).
+            batch: ``gmaiou.data.loader.collate_instances`` output: ``"boxes"`` (list of
+                ``[G, 4]``), ``"labels"`` (list of ``[G]`` in ``[0, C)``), ``"masks"`` (list of
+                ``[G, S, S]`` bool), optional ``"crowd_boxes"`` (list of ``[K, 4]``) and
+                ``"mask_integrals"`` (list of :class:`~gmaiou.measure.MaskIntegrals` or ``None``).
+
+        Returns:
+            ``{"loss", "cls", "box", "mask", "semantic"}`` scalars; ``loss`` is the weighted total.
+        """
+        for key in ("cls_logits", "box_deltas", "coeffs", "protos", "semantic"):
+            if key not in outputs:
+                raise ValueError(f"outputs lacks {key!r}: call loss() on a training-mode forward")
+        for key in ("boxes", "labels", "masks"):
+            if key not in batch:
+                raise ValueError(f"batch lacks {key!r}")
+        cls_logits = outputs["cls_logits"]
+        bsz, num_anchors = cls_logits.shape[:2]
+        if len(batch["boxes"]) != bsz or len(batch["labels"]) != bsz or len(batch["masks"]) != bsz:
+            raise ValueError(
+                f"batch holds {len(batch['boxes'])} box lists, {len(batch['labels'])} label lists and "
+                f"{len(batch['masks'])} mask stacks for {bsz} images"
+            )
+        device = cls_logits.device
+        s = self.image_size
+        gt_boxes = [b.to(device=device, dtype=torch.float32) for b in batch["boxes"]]
+        gt_labels = [lab.to(device=device, dtype=torch.long) for lab in batch["labels"]]
+        gt_masks = [m.to(device) for m in batch["masks"]]
+        for i, (b, lab, m) in enumerate(zip(gt_boxes, gt_labels, gt_masks)):
+            g = b.shape[0]
+            if lab.shape != (g,) or m.shape != (g, s, s):
+                raise ValueError(
+                    f"image {i}: {g} boxes need labels [{g}] and masks [{g}, {s}, {s}], "
+                    f"got {list(lab.shape)} and {list(m.shape)}"
+                )
+            if g and (int(lab.min()) < 0 or int(lab.max()) >= self.config.model.num_classes):
+                raise ValueError(
+                    f"image {i}: labels must lie in [0, {self.config.model.num_classes}), got "
+                    f"{int(lab.min())}..{int(lab.max())}"
+                )
+        gt_inds = self.assign(batch)  # [B, A]
+        targets = _Targets(gt_inds, gt_boxes, gt_labels, gt_masks, self.anchor_boxes)
+        if self.config.loss.kind == "ranksort":
+            return self._ranksort_loss(outputs, targets)
+        return self._yolact_loss(outputs, targets)
+
+    def _semantic_loss(self, semantic: Tensor, targets: _Targets) -> Tensor:
+        hs, ws = semantic.shape[-2:]
+        num_classes = semantic.shape[1]
+        maps = []
+        for masks, labels in zip(targets.masks, targets.labels):
+            small = _downsample_masks(masks, (hs, ws)).flatten(1)  # [G, hs*ws]
+            per_class = small.new_zeros(num_classes, hs * ws).index_reduce(0, labels, small, "amax")
+            maps.append(per_class.view(num_classes, hs, ws))
+        return semantic_loss(semantic, torch.stack(maps))
+
+    def _mask_terms(
+        self, outputs: dict[str, Tensor], targets: _Targets
+    ) -> list[tuple[int, Tensor, Tensor, Tensor, Tensor, Tensor]]:
+        """Per image with positives: (image, anchor indices [P], mask logits [P, Hp, Wp], targets,
+        crops, GT boxes [P, 4] in proto pixels); at most ``max_masks`` random positives per image."""
+        protos, coeffs = outputs["protos"], outputs["coeffs"]
+        hp, wp = protos.shape[1:3]
+        scale = protos.new_tensor([wp / self.image_size, hp / self.image_size] * 2)
+        out = []
+        for b in range(protos.shape[0]):
+            pos = (targets.gt_inds[b] >= 0).nonzero().squeeze(1)
+            if pos.numel() == 0:
+                continue
+            if pos.numel() > self.config.loss.max_masks:
+                pick = torch.randperm(pos.numel(), device=pos.device)[: self.config.loss.max_masks]
+                pos = pos[pick]
+            gt = targets.gt_inds[b, pos]
+            logits = (protos[b].float() @ coeffs[b, pos].float().t()).permute(2, 0, 1)  # [P, hp, wp]
+            mask_targets = _downsample_masks(targets.masks[b], (hp, wp))[gt]
+            boxes = targets.boxes[b][gt] * scale
+            out.append((b, pos, logits, mask_targets, crop_masks(boxes, hp, wp), boxes))
+        return out
+
+    def _yolact_loss(self, outputs: dict[str, Tensor], targets: _Targets) -> dict[str, Tensor]:
+        cfg = self.config.loss
+        cls_logits, deltas = outputs["cls_logits"], outputs["box_deltas"]
+        pos = targets.gt_inds >= 0
+        neg = targets.gt_inds == NEGATIVE
+        labels = targets.matched_labels() + 1  # background is index 0
+        cls = ohem_cross_entropy(cls_logits, labels, pos, neg, cfg.ohem_ratio)
+
+        num_pos = pos.sum().clamp(min=1)
+        anchors = self.anchor_boxes[None].expand(pos.shape[0], -1, -1)[pos]
+        box_targets = encode_boxes(anchors, targets.matched_boxes()[pos])
+        box = F.smooth_l1_loss(deltas[pos].float(), box_targets, beta=cfg.smooth_l1_beta, reduction="sum") / num_pos
+
+        mask_sum, mask_count = cls_logits.new_zeros(()), 0
+        for _, _, logits, mask_targets, crops, boxes in self._mask_terms(outputs, targets):
+            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            mask_sum = mask_sum + mask_bce_loss(logits, mask_targets, crops, areas).sum()
+            mask_count += logits.shape[0]
+        if mask_count:
+            mask = mask_sum / mask_count
+        else:  # no positive in the batch: a zero that still reaches the mask branch
+            mask = (outputs["protos"].sum() + outputs["coeffs"].sum()) * 0
+
+        semantic = self._semantic_loss(outputs["semantic"], targets)
+        total = (cfg.cls_weight * cls + cfg.box_weight * box + cfg.mask_weight * mask
+                 + cfg.semantic_weight * semantic)
+        return {"loss": total, "cls": cls, "box": box, "mask": mask, "semantic": semantic}
+
+    def _ranksort_loss(self, outputs: dict[str, Tensor], targets: _Targets) -> dict[str, Tensor]:
+        cfg = self.config.loss
+        cls_logits, deltas = outputs["cls_logits"].float(), outputs["box_deltas"].float()
+        bsz, num_anchors, num_classes = cls_logits.shape
+        pos = targets.gt_inds >= 0
+        valid = targets.gt_inds != IGNORED
+
+        anchors = self.anchor_boxes[None].expand(bsz, -1, -1)[pos]
+        pred_boxes = decode_boxes(anchors, deltas[pos])
+        gt_boxes = targets.matched_boxes()[pos]
+        ious = _aligned_iou(pred_boxes.detach(), gt_boxes)
+
+        # Flattened (anchor, class) pairs of the non-ignored anchors; positives at their class.
+        pos_pairs = torch.zeros(bsz, num_anchors, num_classes, dtype=torch.bool, device=cls_logits.device)
+        pos_pairs[pos] = F.one_hot(targets.matched_labels()[pos], num_classes).bool()
+        sort_targets = torch.zeros_like(cls_logits)
+        sort_targets[pos] = pos_pairs[pos].float() * ious[:, None]
+        cls, _, _ = rank_sort_loss(
+            cls_logits[valid].reshape(-1), sort_targets[valid].reshape(-1), pos_pairs[valid].reshape(-1),
+            cfg.rs_delta,
+        )
+
+        # Box and mask terms weighted by each positive's best score (RS-YOLACT), then self-balanced.
+        score_weight = cls_logits.detach().sigmoid().max(dim=2).values  # [B, A]
+        weights = score_weight[pos]
+        if pred_boxes.shape[0]:
+            giou = torchvision.ops.generalized_box_iou_loss(pred_boxes, gt_boxes, reduction="none")
+            box = (weights * giou).sum() / weights.sum().clamp(min=1e-12)
+        else:
+            box = deltas.sum() * 0
+        dice_sum, weight_sum = cls_logits.new_zeros(()), cls_logits.new_zeros(())
+        for b, idx, logits, mask_targets, crops, _ in self._mask_terms(outputs, targets):
+            w = score_weight[b, idx]
+            dice_sum = dice_sum + (w * dice_coefficient(logits.sigmoid() * crops, mask_targets)).sum()
+            weight_sum = weight_sum + w.sum()
+        if bool(weight_sum > 0):
+            mask = 1 - dice_sum / weight_sum
+        else:
+            mask = (outputs["protos"].sum() + outputs["coeffs"].sum()) * 0
+        if cfg.self_balance:
+            box, mask = self_balance(box, cls), self_balance(mask, cls)
+        else:
+            box, mask = cfg.box_weight * box, cfg.mask_weight * mask
+        semantic = self._semantic_loss(outputs["semantic"], targets)
+        total = cfg.cls_weight * cls + box + mask + cfg.semantic_weight * semantic
+        return {"loss": total, "cls": cls, "box": box, "mask": mask, "semantic": semantic}
+
+    # ------------------------------------------------------------------ inference
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, out_size: tuple[int, int] | None = None) -> list[dict[str, Tensor]]:
+        """Detections per image: ``boxes [N, 4]`` xyxy, ``scores [N]``, ``labels [N]`` in ``[0, C)``,
+        ``masks [N, H, W]`` bool, in input pixels (``S x S``) or in ``out_size`` ``(H, W)``."""
+        was_training = self.training
+        self.eval()
+        try:
+            outputs = self(images)
+        finally:
+            self.train(was_training)
+        return postprocess(outputs, self.anchor_boxes, self.config.postprocess, self.image_size, out_size)
+
+
+def _aligned_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of corresponding boxes, ``[N, 4]`` x ``[N, 4]`` -> ``[N]``."""
+    lt = torch.maximum(boxes1[:, :2], boxes2[:, :2])
+    rb = torch.minimum(boxes1[:, 2:], boxes2[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=1)
+    area1 = (boxes1[:, 2:] - boxes1[:, :2]).clamp(min=0).prod(dim=1)
+    area2 = (boxes2[:, 2:] - boxes2[:, :2]).clamp(min=0).prod(dim=1)
+    union = area1 + area2 - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
+
+
+class _Targets:
+    """Per-batch assignment with the GT it refers to (all on the model's device)."""
+
+    def __init__(
+        self, gt_inds: Tensor, boxes: list[Tensor], labels: list[Tensor], masks: list[Tensor], anchors: Tensor
+    ) -> None:
+        self.gt_inds, self.boxes, self.labels, self.masks = gt_inds, boxes, labels, masks
+        self._anchors = anchors
+
+    def _gather(self, per_image: list[Tensor], fill: Tensor) -> Tensor:
+        rows = []
+        for b, values in enumerate(per_image):
+            idx = self.gt_inds[b].clamp(min=0)
+            if values.shape[0] == 0:
+                rows.append(fill.expand(idx.shape[0], *fill.shape))
+            else:
+                rows.append(values[idx])
+        return torch.stack(rows)
+
+    def matched_labels(self) -> Tensor:
+        """``[B, A]`` class of each anchor's GT (meaningful at positives)."""
+        return self._gather(self.labels, self.gt_inds.new_zeros(()))
+
+    def matched_boxes(self) -> Tensor:
+        """``[B, A, 4]`` box of each anchor's GT (meaningful at positives)."""
+        return self._gather(self.boxes, self._anchors.new_zeros(4))
