@@ -33,23 +33,65 @@ def write_tiny_coco(root: Path, split: str = "val2017") -> tuple[Path, Path]:
         Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(root / split / name)
     anns = [
         # a square polygon, category 3
-        {"id": 1, "image_id": 1, "category_id": 3, "iscrowd": 0, "area": 100.0,
-         "bbox": [5.0, 5.0, 10.0, 10.0], "segmentation": [[5, 5, 15, 5, 15, 15, 5, 15]]},
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 3,
+            "iscrowd": 0,
+            "area": 100.0,
+            "bbox": [5.0, 5.0, 10.0, 10.0],
+            "segmentation": [[5, 5, 15, 5, 15, 15, 5, 15]],
+        },
         # a compressed RLE rectangle, category 9
-        {"id": 2, "image_id": 1, "category_id": 9, "iscrowd": 0, "area": 80.0,
-         "bbox": [20.0, 20.0, 16.0, 5.0], "segmentation": _rect_rle(20, 25, 20, 36)},
+        {
+            "id": 2,
+            "image_id": 1,
+            "category_id": 9,
+            "iscrowd": 0,
+            "area": 80.0,
+            "bbox": [20.0, 20.0, 16.0, 5.0],
+            "segmentation": _rect_rle(20, 25, 20, 36),
+        },
         # a crowd region
-        {"id": 3, "image_id": 1, "category_id": 3, "iscrowd": 1, "area": 100.0,
-         "bbox": [0.0, 0.0, 10.0, 10.0], "segmentation": _rect_rle(0, 10, 0, 10)},
+        {
+            "id": 3,
+            "image_id": 1,
+            "category_id": 3,
+            "iscrowd": 1,
+            "area": 100.0,
+            "bbox": [0.0, 0.0, 10.0, 10.0],
+            "segmentation": _rect_rle(0, 10, 0, 10),
+        },
         # degenerate: zero width
-        {"id": 4, "image_id": 1, "category_id": 3, "iscrowd": 0, "area": 0.0,
-         "bbox": [1.0, 1.0, 0.0, 3.0], "segmentation": [[1, 1, 1, 4, 1, 4]]},
+        {
+            "id": 4,
+            "image_id": 1,
+            "category_id": 3,
+            "iscrowd": 0,
+            "area": 0.0,
+            "bbox": [1.0, 1.0, 0.0, 3.0],
+            "segmentation": [[1, 1, 1, 4, 1, 4]],
+        },
         # degenerate: a 2-point "polygon" (pycocotools would read it as a box)
-        {"id": 5, "image_id": 1, "category_id": 7, "iscrowd": 0, "area": 4.0,
-         "bbox": [30.0, 2.0, 2.0, 2.0], "segmentation": [[30, 2, 32, 4]]},
+        {
+            "id": 5,
+            "image_id": 1,
+            "category_id": 7,
+            "iscrowd": 0,
+            "area": 4.0,
+            "bbox": [30.0, 2.0, 2.0, 2.0],
+            "segmentation": [[30, 2, 32, 4]],
+        },
         # degenerate: a 2 x 2 pixel square, under the 4-pixel minimum
-        {"id": 6, "image_id": 1, "category_id": 7, "iscrowd": 0, "area": 4.0,
-         "bbox": [30.0, 10.0, 2.0, 2.0], "segmentation": [[30, 10, 32, 10, 32, 12, 30, 12]]},
+        {
+            "id": 6,
+            "image_id": 1,
+            "category_id": 7,
+            "iscrowd": 0,
+            "area": 4.0,
+            "bbox": [30.0, 10.0, 2.0, 2.0],
+            "segmentation": [[30, 10, 32, 10, 32, 12, 30, 12]],
+        },
     ]
     data = {
         "images": [
@@ -57,7 +99,11 @@ def write_tiny_coco(root: Path, split: str = "val2017") -> tuple[Path, Path]:
             {"id": 2, "file_name": "b.png", "height": H, "width": W},
         ],
         "annotations": anns,
-        "categories": [{"id": 3, "name": "three"}, {"id": 7, "name": "seven"}, {"id": 9, "name": "nine"}],
+        "categories": [
+            {"id": 3, "name": "three"},
+            {"id": 7, "name": "seven"},
+            {"id": 9, "name": "nine"},
+        ],
     }
     ann_file = root / "annotations" / f"instances_{split}.json"
     ann_file.write_text(json.dumps(data))
@@ -208,10 +254,16 @@ def test_index_out_of_range(tiny):
 def test_find_split_resolves_both_layouts(tmp_path):
     coco_root = tmp_path / "coco"
     write_tiny_coco(coco_root, "val2017")
-    assert find_split(coco_root, "val") == (coco_root / "val2017", coco_root / "annotations" / "instances_val2017.json")
+    assert find_split(coco_root, "val") == (
+        coco_root / "val2017",
+        coco_root / "annotations" / "instances_val2017.json",
+    )
     synth_root = tmp_path / "synth"
     write_tiny_coco(synth_root, "train")
-    assert find_split(synth_root, "train") == (synth_root / "train", synth_root / "annotations" / "instances_train.json")
+    assert find_split(synth_root, "train") == (
+        synth_root / "train",
+        synth_root / "annotations" / "instances_train.json",
+    )
     assert len(CocoInstances.from_root(synth_root, "train")) == 2
 
 
@@ -245,7 +297,11 @@ def test_masks_equal_ann_to_mask_on_coco_sample(coco_sample):
         image_id = item["image_id"]
         info = coco.imgs[image_id]
         assert item["image"].shape == (3, info["height"], info["width"])
-        anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id)) if not a["iscrowd"] and a["area"] > 0]
+        anns = [
+            a
+            for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id))
+            if not a["iscrowd"] and a["area"] > 0
+        ]
         expected = [coco.annToMask(a) for a in anns]
         kept = [(a, m) for a, m in zip(anns, expected) if m.any()]
         assert item["masks"].shape[0] == len(kept)

@@ -443,6 +443,8 @@ class TrainTransform:
 class TestTransform:
     """Test-time transform: resize to ``size x size`` (aspect ratio not kept) and normalise."""
 
+    __test__ = False  # not a pytest test class, despite its name
+
     def __init__(
         self, size: int, mean: Sequence[float] = IMAGE_MEAN, std: Sequence[float] = IMAGE_STD
     ) -> None:

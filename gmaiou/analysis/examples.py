@@ -1,0 +1,282 @@
+"""Fig. 1: anchors on which box IoU and GmaIoU disagree, chosen automatically.
+
+For each ground truth of an image (resized to the network input ``S x S`` as in
+training), among YOLACT's anchors:
+
+* the *IoU-positive* anchor with the lowest GmaIoU: IoU >= 0.5 (YOLACT calls it
+  positive) but it covers little of the object's mask;
+* the *IoU-negative* anchor with the highest GmaIoU: IoU < 0.4 (a negative) though it
+  covers much of the mask.
+
+A ground truth scores ``(IoU - GmaIoU)`` of the first plus ``(GmaIoU - IoU)`` of the
+second; the figure shows the top-scoring ground truth of the top-scoring images.
+:func:`atss_positives` gives, for the interactive cell, the anchors ATSS makes
+positive for one ground truth under IoU and under GmaIoU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchvision.ops import box_iou
+from tqdm.auto import tqdm
+
+from gmaiou.anchors import atss_anchors, yolact_anchors
+from gmaiou.assigners import ATSSAssigner
+from gmaiou.data.coco import CocoInstances, Item
+from gmaiou.data.transforms import resize
+from gmaiou.measure import MaskIntegrals, Polygon, gmaiou
+
+__all__ = [
+    "AnchorScore",
+    "GTDisagreement",
+    "atss_positives",
+    "gt_disagreements",
+    "load_resized",
+    "plot_atss_positives",
+    "plot_examples",
+    "select_examples",
+    "to_original",
+]
+
+
+@dataclass(frozen=True)
+class AnchorScore:
+    """One anchor and how the measures see it.
+
+    Attributes:
+        box: ``[4]`` anchor ``(x1, y1, x2, y2)`` at the network input size.
+        iou: box IoU with the GT box.
+        gmaiou: GmaIoU with the GT (box and mask).
+        coverage: ``|A ∩ M| / |M|``, the share of the mask inside the anchor.
+    """
+
+    box: Tensor
+    iou: float
+    gmaiou: float
+    coverage: float
+
+
+@dataclass(frozen=True)
+class GTDisagreement:
+    """A ground truth with an IoU-positive anchor of low GmaIoU and an IoU-negative one of high GmaIoU.
+
+    Attributes:
+        index: dataset index of the image; ``image_id`` its COCO id.
+        gt_index: the GT's index in the (resized) item.
+        positive: the IoU-positive anchor with the lowest GmaIoU.
+        negative: the IoU-negative anchor with the highest GmaIoU.
+        score: ``(positive.iou - positive.gmaiou) + (negative.gmaiou - negative.iou)``.
+    """
+
+    index: int
+    image_id: int
+    gt_index: int
+    positive: AnchorScore
+    negative: AnchorScore
+    score: float
+
+
+def load_resized(dataset: CocoInstances, index: int, size: int) -> tuple[Item, Item]:
+    """Item ``index`` at its original size (image in [0, 1], no transform) and resized to ``size x size``.
+
+    Both hold the same instances in the same order.
+    """
+    item = dataset.load(index, apply_transform=False)
+    return item, resize(item, size)
+
+
+def to_original(boxes: Tensor, size: int, height: int, width: int) -> Tensor:
+    """Boxes at the ``size x size`` network input mapped back onto an ``height x width`` image."""
+    scale = torch.tensor(
+        [width / size, height / size, width / size, height / size], dtype=boxes.dtype
+    )
+    return boxes * scale.to(boxes.device)
+
+
+def gt_disagreements(
+    boxes: Tensor,
+    masks: Tensor,
+    anchors: Tensor,
+    pos_iou: float = 0.5,
+    neg_iou: float = 0.4,
+    polygon: Polygon = "mask",
+    min_area: int = 32 * 32,
+) -> list[tuple[int, AnchorScore, AnchorScore, float]]:
+    """For each GT with both kinds of anchor: ``(gt_index, positive, negative, score)``, best score first.
+
+    Args:
+        boxes: ``[G, 4]`` GT boxes; masks: ``[G, H, W]`` GT masks; anchors: ``[A, 4]``.
+        pos_iou: IoU from which an anchor is positive; neg_iou: below which it is negative.
+        polygon: GmaIoU's polygon (``"mask"``: P = M, ``"box"``: P = B, maIoU).
+        min_area: GTs with fewer mask pixels are skipped (too small to show).
+    """
+    if boxes.shape[0] == 0 or anchors.shape[0] == 0:
+        return []
+    iou = box_iou(boxes, anchors)  # [G, A]
+    integrals = MaskIntegrals(masks, boxes)
+    gma = gmaiou(boxes, integrals, anchors, polygon=polygon)  # [G, A]
+    out = []
+    for g in range(boxes.shape[0]):
+        mask_area = int(integrals.mask_area[g])
+        if mask_area < min_area:
+            continue
+        pos = (iou[g] >= pos_iou).nonzero().flatten()
+        neg = ((iou[g] < neg_iou) & (gma[g] > 0)).nonzero().flatten()
+        if pos.numel() == 0 or neg.numel() == 0:
+            continue
+        p = int(pos[gma[g, pos].argmin()])
+        n = int(neg[gma[g, neg].argmax()])
+        inter = integrals.paired_intersection(torch.tensor([g, g]), anchors[[p, n]])
+        positive, negative = (
+            AnchorScore(
+                anchors[a].clone(), float(iou[g, a]), float(gma[g, a]), float(inter[k]) / mask_area
+            )
+            for k, a in enumerate((p, n))
+        )
+        value = (positive.iou - positive.gmaiou) + (negative.gmaiou - negative.iou)
+        out.append((g, positive, negative, value))
+    out.sort(key=lambda row: -row[3])
+    return out
+
+
+def select_examples(
+    dataset: CocoInstances,
+    num_examples: int = 4,
+    size: int = 550,
+    max_images: int | None = None,
+    polygon: Polygon = "mask",
+    min_area: int = 32 * 32,
+    progress: bool = False,
+) -> list[GTDisagreement]:
+    """The ``num_examples`` images (one GT each) where IoU and GmaIoU disagree most on YOLACT's anchors.
+
+    Images are resized to ``size x size`` as in training; at most ``max_images`` are scanned.
+    """
+    if num_examples < 1:
+        raise ValueError(f"num_examples must be >= 1, got {num_examples}")
+    anchors = yolact_anchors(size).anchors
+    count = len(dataset) if max_images is None else min(max_images, len(dataset))
+    found: list[GTDisagreement] = []
+    for index in tqdm(range(count), desc="IoU vs GmaIoU", unit="img", disable=not progress):
+        _, item = load_resized(dataset, index, size)
+        rows = gt_disagreements(
+            item["boxes"], item["masks"], anchors, polygon=polygon, min_area=min_area
+        )
+        if rows:
+            g, positive, negative, value = rows[0]
+            found.append(GTDisagreement(index, int(item["image_id"]), g, positive, negative, value))
+    found.sort(key=lambda d: -d.score)
+    return found[:num_examples]
+
+
+def atss_positives(
+    boxes: Tensor,
+    masks: Tensor,
+    size: int,
+    gt_index: int,
+    measures: Sequence[str] = ("iou", "gmaiou-mask"),
+    scales_per_octave: int = 1,
+) -> dict[str, Tensor]:
+    """Anchors ATSS makes positive for GT ``gt_index`` under each measure: ``{measure: [P, 4]}``.
+
+    ``boxes`` ``[G, 4]`` and ``masks`` ``[G, S, S]`` are at the ``size x size`` network input.
+    """
+    if not 0 <= gt_index < boxes.shape[0]:
+        raise ValueError(f"gt_index {gt_index} out of range for {boxes.shape[0]} ground truths")
+    grid = atss_anchors(size, scales_per_octave=scales_per_octave)
+    out = {}
+    for measure in measures:
+        result = ATSSAssigner(measure=measure).assign(
+            grid.anchors, grid.num_level_anchors, boxes, masks
+        )
+        out[measure] = grid.anchors[result.gt_inds == gt_index]
+    return out
+
+
+# ----------------------------------------------------------------------------- plotting
+
+
+def _draw_box(
+    ax, box: Sequence[float], color: str, label: str | None = None, style: str = "-"
+) -> None:
+    import matplotlib.patches as patches
+
+    x1, y1, x2, y2 = (float(v) for v in box)
+    ax.add_patch(
+        patches.Rectangle(
+            (x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=2, linestyle=style
+        )
+    )
+    if label:
+        ax.text(
+            x1 + 2,
+            y1 + 2,
+            label,
+            color="white",
+            fontsize=7,
+            va="top",
+            bbox={"facecolor": color, "alpha": 0.8, "pad": 1.5, "edgecolor": "none"},
+        )
+
+
+def _show_mask(ax, image: Tensor, mask: Tensor, color=(1.0, 0.85, 0.0)) -> None:
+    overlay = image.permute(1, 2, 0).clone()
+    tint = torch.tensor(color, dtype=overlay.dtype)
+    overlay[mask] = 0.45 * overlay[mask] + 0.55 * tint
+    ax.imshow(overlay.numpy())
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_examples(dataset: CocoInstances, examples: Sequence[GTDisagreement], size: int = 550):
+    """Fig. 1: each example's image with its GT mask (yellow) and box (dashed white), the
+    IoU-positive anchor of low GmaIoU (red) and the IoU-negative anchor of high GmaIoU (green),
+    IoU and GmaIoU (computed at ``size x size``) written on each. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if not examples:
+        raise ValueError(
+            "no examples to plot: no image had both an IoU-positive and an IoU-negative anchor"
+        )
+    cols = min(len(examples), 4)
+    rows = -(-len(examples) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False)
+    for ax in axes.flat[len(examples) :]:
+        ax.axis("off")
+    for ax, ex in zip(axes.flat, examples):
+        item = dataset.load(ex.index, apply_transform=False)
+        h, w = item["image"].shape[1:]
+        _show_mask(ax, item["image"], item["masks"][ex.gt_index])
+        _draw_box(ax, item["boxes"][ex.gt_index], "white", style="--")
+        for name, anchor, color in (
+            ("IoU +", ex.positive, "tab:red"),
+            ("IoU −", ex.negative, "tab:green"),
+        ):
+            box = to_original(anchor.box[None], size, h, w)[0]
+            _draw_box(ax, box, color, f"{name}: IoU {anchor.iou:.2f}, GmaIoU {anchor.gmaiou:.2f}")
+        name = dataset.class_names[int(item["labels"][ex.gt_index])]
+        ax.set_title(f"{name} (image {ex.image_id})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_atss_positives(image: Tensor, mask: Tensor, box: Tensor, positives: Mapping[str, Tensor]):
+    """One panel per measure: the GT (mask and dashed box) and the anchors ATSS makes positive for it.
+
+    ``image`` ``[3, S, S]`` in [0, 1], ``mask`` ``[S, S]``, ``box`` ``[4]``, all at the network size.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(positives), figsize=(4.2 * len(positives), 4.2), squeeze=False)
+    for ax, (measure, anchors) in zip(axes[0], positives.items()):
+        _show_mask(ax, image, mask)
+        _draw_box(ax, box, "white", style="--")
+        for anchor in anchors:
+            _draw_box(ax, anchor, "tab:cyan")
+        ax.set_title(f"ATSS with {measure}: {anchors.shape[0]} positives", fontsize=9)
+    fig.tight_layout()
+    return fig
