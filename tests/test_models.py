@@ -7,11 +7,15 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from gmaiou.anchors import atss_anchors, feature_map_sizes, yolact_anchors
+from gmaiou.assigners import IGNORED, ATSSAssigner, MaxIoUAssigner
 from gmaiou.configs import Config, get_config
 from gmaiou.measure import MaskIntegrals
 from gmaiou.models import YOLACT, build_model
+from gmaiou.models.backbone import ModulatedDeformConv2d
+from gmaiou.models.carafe import CARAFE, carafe_reassemble
 from gmaiou.shapes import random_shape, tight_box
 
 SIZE = 96
@@ -104,3 +108,248 @@ def test_wrong_image_size_is_a_clear_error():
     model = build_model(small_config("yolact-fixed-r18-160"))
     with pytest.raises(ValueError, match=r"\[B, 3, 96, 96\]"):
         model(torch.zeros(1, 3, 64, 64))
+
+
+def _train_losses(cfg: Config, batch: dict, steps: int = 6, lr: float = 4e-3) -> list[dict[str, float]]:
+    """A few SGD steps (momentum 0.9, gradient clipping at 35 as in training) on one batch."""
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    history = []
+    for _ in range(steps):
+        losses = model.loss(model(batch["images"]), batch)
+        assert set(losses) == {"loss", "cls", "box", "mask", "semantic"}
+        assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+        opt.zero_grad()
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 35.0)
+        opt.step()
+        history.append({k: float(v.detach()) for k, v in losses.items()})
+    return history
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "yolact-fixed-r18-160",
+        "yolact-atss-iou-r18-160",
+        "yolact-atss-giou-r18-160",
+        "yolact-atss-diou-r18-160",
+        "yolact-atss-maiou-r18-160",
+        "yolact-atss-gmaiou-r18-160",
+        "gmayolact-atss-gmaiou-r18-160",
+    ],
+)
+def test_loss_decreases_on_one_batch(name):
+    history = _train_losses(small_config(name), synthetic_batch())
+    first, last = history[0], history[-1]
+    assert last["loss"] < 0.8 * first["loss"], [h["loss"] for h in history]
+    assert last["cls"] < first["cls"]
+
+
+# --------------------------------------------------------------------------- assignment inside the loss
+
+
+def test_assignment_follows_the_configured_assigner_and_measure():
+    batch = synthetic_batch(num_images=2, per_image=5, size=160, seed=0)
+    results = {}
+    for name in ("fixed", "atss-iou", "atss-giou", "atss-diou", "atss-maiou", "atss-gmaiou"):
+        model = build_model(small_config(f"yolact-{name}-r18-160", size=160))
+        got = model.assign(batch)
+        grid = model.anchors
+        if name == "fixed":
+            assigner = MaxIoUAssigner(0.5, 0.4, 0.0)
+        else:
+            assigner = ATSSAssigner(9, model.config.assigner.measure)
+        for i in range(2):
+            ref = assigner.assign(grid.anchors, grid.num_level_anchors, batch["boxes"][i], batch["masks"][i])
+            assert torch.equal(got[i], ref.gt_inds)
+        results[name] = got
+    # on irregular shapes the measures pick different positives
+    assert not torch.equal(results["atss-iou"], results["atss-gmaiou"])
+    assert not torch.equal(results["atss-maiou"], results["atss-gmaiou"])
+
+
+def test_masks_or_prebuilt_integrals_give_the_same_assignment():
+    model = build_model(small_config("yolact-atss-gmaiou-r18-160"))
+    with_integrals = synthetic_batch(integrals=True)
+    with_masks = synthetic_batch(integrals=False)
+    assert torch.equal(model.assign(with_integrals), model.assign(with_masks))
+    del with_masks["masks"]
+    with pytest.raises(ValueError, match="needs GT masks"):
+        model.assign(with_masks)
+
+
+def test_anchors_mostly_inside_a_crowd_box_are_ignored():
+    model = build_model(small_config("yolact-fixed-r18-160"))
+    batch = synthetic_batch(num_images=1)
+    plain = model.assign(batch)[0]
+    batch["crowd_boxes"] = [torch.tensor([[0.0, 0.0, 40.0, 40.0]])]
+    crowded = model.assign(batch)[0]
+    anchors = model.anchors.anchors
+    inside = (anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) & (anchors[:, 2] <= 40) & (anchors[:, 3] <= 40)
+    assert bool((inside & (plain < 0)).any())
+    assert (crowded[inside & (plain < 0)] == IGNORED).all()
+    assert torch.equal(crowded[plain >= 0], plain[plain >= 0])  # positives stay positive
+    # anchors with at most 70% of their area in the crowd box keep their label
+    crowd = torch.tensor([0.0, 0.0, 40.0, 40.0])
+    wh = (torch.minimum(anchors[:, 2:], crowd[2:]) - torch.maximum(anchors[:, :2], crowd[:2])).clamp(min=0)
+    iof = wh.prod(1) / (anchors[:, 2:] - anchors[:, :2]).prod(1)
+    assert torch.equal(crowded[iof <= 0.7], plain[iof <= 0.7])
+    assert bool((crowded != plain).any())
+
+
+@pytest.mark.parametrize("name", ["yolact-fixed-r18-160", "yolact-atss-gmaiou-r18-160", "gmayolact-atss-gmaiou-r18-160"])
+def test_images_without_objects(name):
+    model = build_model(small_config(name))
+    batch = synthetic_batch()
+    batch["boxes"][1] = torch.zeros(0, 4)
+    batch["labels"][1] = torch.zeros(0, dtype=torch.long)
+    batch["masks"][1] = torch.zeros(0, SIZE, SIZE, dtype=torch.bool)
+    batch["mask_integrals"][1] = MaskIntegrals(batch["masks"][1])
+    losses = model.loss(model(batch["images"]), batch)
+    assert all(torch.isfinite(v) for v in losses.values()) and losses["loss"] > 0
+    empty = {**batch, "boxes": [batch["boxes"][1]] * 2, "labels": [batch["labels"][1]] * 2,
+             "masks": [batch["masks"][1]] * 2, "mask_integrals": [batch["mask_integrals"][1]] * 2}
+    losses = model.loss(model(batch["images"]), empty)
+    assert losses["cls"] == 0 and losses["box"] == 0 and losses["mask"] == 0
+    losses["loss"].backward()  # still a graph: the semantic head learns "nothing here"
+    assert model.semantic_head.conv.weight.grad.abs().sum() > 0
+
+
+def test_bad_batches_are_clear_errors():
+    model = build_model(small_config("yolact-fixed-r18-160"))
+    batch = synthetic_batch()
+    out = model(batch["images"])
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        model.loss(out, {**batch, "labels": [lab + 3 for lab in batch["labels"]]})
+    with pytest.raises(ValueError, match="masks"):
+        model.loss(out, {**batch, "masks": [m[:, :50] for m in batch["masks"]]})
+    with pytest.raises(ValueError, match="box lists"):
+        model.loss(out, {**batch, "boxes": batch["boxes"][:1]})
+    model.eval()
+    with torch.no_grad(), pytest.raises(ValueError, match="training-mode"):
+        model.loss(model(batch["images"]), batch)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+@pytest.mark.parametrize("name", ["yolact-fixed-r18-160", "gmayolact-atss-gmaiou-r18-160"])
+def test_predict_returns_detections_per_image(name):
+    cfg = small_config(name)
+    cfg = dataclasses.replace(cfg, postprocess=dataclasses.replace(cfg.postprocess, score_thr=0.0))
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    images = torch.randn(2, 3, SIZE, SIZE)
+    dets = model.predict(images)
+    assert model.training  # restored
+    assert len(dets) == 2
+    for det in dets:
+        n = det["boxes"].shape[0]
+        assert 0 < n <= cfg.postprocess.max_dets
+        assert det["scores"].shape == det["labels"].shape == (n,)
+        assert det["masks"].shape == (n, SIZE, SIZE) and det["masks"].dtype == torch.bool
+        assert (det["labels"] >= 0).all() and (det["labels"] < NUM_CLASSES).all()
+        assert (det["boxes"] >= 0).all() and (det["boxes"] <= SIZE).all()
+        assert torch.all(det["scores"][:-1] >= det["scores"][1:])
+    big = model.predict(images[:1], out_size=(2 * SIZE, 3 * SIZE))[0]
+    assert big["masks"].shape[1:] == (2 * SIZE, 3 * SIZE)
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def test_weights_missing_file_is_named(tmp_path):
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        build_model(small_config("yolact-fixed-r18-160"), weights=missing)
+
+
+def test_torchvision_resnet_weights_load_into_the_backbone(tmp_path):
+    resnet = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(resnet.state_dict(), path)
+    for name in ("yolact-fixed-r18-160", "gmayolact-atss-gmaiou-r18-160"):
+        model = build_model(small_config(name), weights=path)
+        assert torch.equal(model.backbone.layer3[1].conv2.weight, resnet.layer3[1].conv2.weight)
+        assert torch.equal(model.backbone.conv1.weight, resnet.conv1.weight)
+    with pytest.raises(ValueError, match="ResNet"):
+        build_model(small_config("yolact-fixed-r50-550"), weights=path)  # r18 weights, r50 model
+
+
+def test_full_checkpoint_round_trip(tmp_path):
+    cfg = small_config("yolact-atss-gmaiou-r18-160")
+    torch.manual_seed(1)
+    model = build_model(cfg).eval()
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": model.state_dict(), "iteration": 3}, path)
+    torch.manual_seed(2)
+    again = build_model(cfg, weights=path).eval()
+    images = torch.randn(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        a, b = model(images), again(images)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="classes"):
+        build_model(cfg.with_num_classes(5), weights=path)
+    garbage = tmp_path / "garbage.pt"
+    torch.save({"model": [1, 2, 3]}, garbage)
+    with pytest.raises(ValueError, match="no state dict"):
+        build_model(cfg, weights=garbage)
+
+
+# --------------------------------------------------------------------------- GmaYOLACT parts
+
+
+def test_gmayolact_has_dcn_in_the_last_three_stages_and_carafe_in_the_fpn():
+    model = build_model(small_config("gmayolact-atss-gmaiou-r18-160"))
+    assert not any(isinstance(m, ModulatedDeformConv2d) for m in model.backbone.layer1.modules())
+    for layer in (model.backbone.layer2, model.backbone.layer3, model.backbone.layer4):
+        assert all(isinstance(block.conv2, ModulatedDeformConv2d) for block in layer)
+    assert sum(isinstance(m, CARAFE) for m in model.fpn.modules()) == 2
+    plain = build_model(small_config("yolact-atss-gmaiou-r18-160"))
+    assert not any(isinstance(m, (ModulatedDeformConv2d, CARAFE)) for m in plain.modules())
+
+
+def test_dcn_starts_as_its_conv_with_half_modulation_and_learns_offsets():
+    conv = torch.nn.Conv2d(8, 6, 3, stride=2, padding=1, bias=False)
+    dcn = ModulatedDeformConv2d.from_conv(conv, offset_groups=2)
+    x = torch.randn(2, 8, 11, 11)
+    assert torch.allclose(dcn(x), 0.5 * conv(x), atol=1e-5)  # zero offsets, sigmoid(0) modulation
+    dcn(x).square().sum().backward()
+    assert dcn.offset_conv.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="offset_groups"):
+        ModulatedDeformConv2d(6, 6, offset_groups=4)
+
+
+def test_carafe_reassembly_matches_the_definition():
+    g = torch.Generator().manual_seed(0)
+    b, c, h, w, k, s = 1, 2, 3, 4, 3, 2
+    x = torch.randn(b, c, h, w, generator=g)
+    kernels = torch.rand(b, k * k, s * h, s * w, generator=g)
+    got = carafe_reassemble(x, kernels, k, s)
+    expected = torch.zeros(b, c, s * h, s * w)
+    r = k // 2
+    for i2 in range(s * h):
+        for j2 in range(s * w):
+            i, j = i2 // s, j2 // s
+            for u in range(k):
+                for v in range(k):
+                    y, xx = i + u - r, j + v - r
+                    if 0 <= y < h and 0 <= xx < w:
+                        expected[:, :, i2, j2] += kernels[:, u * k + v, i2, j2, None] * x[:, :, y, xx]
+    assert torch.allclose(got, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="kernels"):
+        carafe_reassemble(x, kernels[:, :4], k, s)
+
+
+def test_carafe_module_upsamples_with_normalised_kernels():
+    up = CARAFE(16, scale=2, up_kernel=5, encoder_kernel=3, compressed_channels=8)
+    x = torch.randn(2, 16, 5, 7)
+    kernels = up.kernels(x)
+    assert kernels.shape == (2, 25, 10, 14)
+    assert torch.allclose(kernels.sum(1), torch.ones(2, 10, 14), atol=1e-5)
+    out = up(x)
+    assert out.shape == (2, 16, 10, 14)
+    const = torch.ones(1, 16, 6, 6)  # far from the border, near-uniform kernels keep a constant
+    assert torch.allclose(up(const)[..., 4:8, 4:8], torch.ones(1, 16, 4, 4), atol=1e-3)

@@ -122,7 +122,7 @@ class YOLACT(nn.Module):
         anchors = self.anchor_boxes
         device = anchors.device
         layout = self._grid_layout[0]
-        if is_mask_measure(self.config.assigner.measure) and gt_boxes.shape[0] > 0:
+        if is_mask_measure(self.config.assigner.measure):
             source: Tensor | MaskIntegrals | None = integrals if integrals is not None else gt_masks
             if source is None:
                 raise ValueError(
@@ -223,7 +223,8 @@ class YOLACT(nn.Module):
         maps = []
         for masks, labels in zip(targets.masks, targets.labels):
             small = _downsample_masks(masks, (hs, ws)).flatten(1)  # [G, hs*ws]
-            per_class = small.new_zeros(num_classes, hs * ws).index_reduce(0, labels, small, "amax")
+            index = labels[:, None].expand_as(small)
+            per_class = small.new_zeros(num_classes, hs * ws).scatter_reduce(0, index, small, "amax")
             maps.append(per_class.view(num_classes, hs, ws))
         return semantic_loss(semantic, torch.stack(maps))
 

@@ -1,0 +1,194 @@
+"""ONNX export of a model's forward (``gmaiou export``); onnxruntime runs the result.
+
+The exported graph is :meth:`gmaiou.models.YOLACT.forward` in eval mode: input
+``images [B, 3, S, S]`` (normalised), outputs ``cls_logits``, ``box_deltas``, ``coeffs``
+and ``protos``, with a dynamic batch axis. Post-processing stays in Python
+(:func:`gmaiou.models.postprocess.postprocess`). GmaYOLACT's deformable convs map to
+ONNX ``DeformConv`` (opset 19), which onnxruntime implements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from gmaiou.models import YOLACT, build_model, load_state
+
+__all__ = ["OUTPUT_NAMES", "export_onnx", "register"]
+
+#: Output order of the exported graph.
+OUTPUT_NAMES: tuple[str, ...] = ("cls_logits", "box_deltas", "coeffs", "protos")
+OPSET = 19
+_SYMBOLIC_REGISTERED = False
+
+
+def _register_deform_conv_symbolic() -> None:
+    """Map ``torchvision::deform_conv2d`` to ONNX ``DeformConv`` (same offset layout as torchvision)."""
+    global _SYMBOLIC_REGISTERED
+    if _SYMBOLIC_REGISTERED:
+        return
+    from torch.onnx import register_custom_op_symbolic
+    from torch.onnx import symbolic_helper as sym
+
+    @sym.parse_args("v", "v", "v", "v", "v", "i", "i", "i", "i", "i", "i", "i", "i", "b")
+    def deform_conv2d(g, x, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+                      groups, offset_groups, use_mask):
+        kernel = sym._get_tensor_sizes(weight)[-2:]
+        inputs = [x, weight, offset, bias] + ([mask] if use_mask else [])
+        return g.op(
+            "DeformConv",
+            *inputs,
+            dilations_i=[dil_h, dil_w],
+            group_i=groups,
+            offset_group_i=offset_groups,
+            kernel_shape_i=kernel,
+            pads_i=[pad_h, pad_w, pad_h, pad_w],
+            strides_i=[stride_h, stride_w],
+        )
+
+    register_custom_op_symbolic("torchvision::deform_conv2d", deform_conv2d, OPSET)
+    _SYMBOLIC_REGISTERED = True
+
+
+class _TupleOutputs(nn.Module):
+    """The model's forward with its dictionary flattened in :data:`OUTPUT_NAMES` order."""
+
+    def __init__(self, model: YOLACT) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        out = self.model(images)
+        return tuple(out[k] for k in OUTPUT_NAMES)
+
+
+def export_onnx(model: YOLACT, path: str | Path, image_size: int, *, overwrite: bool = False) -> Path:
+    """Write ``model``'s eval-mode forward to ``path`` as ONNX (opset 19, dynamic batch).
+
+    Args:
+        model: a :class:`~gmaiou.models.YOLACT`; exported on the CPU, in eval mode, and
+            left as it was.
+        path: the ``.onnx`` file to write; an existing file is kept unless ``overwrite``.
+        image_size: the input side; must be the model's ``config.model.image_size``.
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    if not isinstance(model, YOLACT):
+        raise TypeError(f"model must be a gmaiou.models.YOLACT, got {type(model).__name__}")
+    if image_size != model.image_size:
+        raise ValueError(
+            f"image_size {image_size} differs from the model's {model.image_size}: its anchors are built for "
+            f"{model.image_size} x {model.image_size} inputs"
+        )
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (gmaiou export --force) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _register_deform_conv_symbolic()
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval().cpu()
+    try:
+        dummy = torch.zeros(1, 3, image_size, image_size)
+        dynamic = {name: {0: "batch"} for name in ("images", *OUTPUT_NAMES)}
+        with warnings.catch_warnings():
+            # The TorchScript-based exporter is deprecated in favour of dynamo (which needs
+            # onnxscript); it still handles this model, custom DeformConv symbolic included.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+            torch.onnx.export(
+                _TupleOutputs(model),
+                (dummy,),
+                str(path),
+                input_names=["images"],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes=dynamic,
+                opset_version=OPSET,
+                dynamo=False,
+            )
+    finally:
+        model.to(device).train(was_training)
+    return path
+
+
+def compare_with_onnxruntime(model: YOLACT, path: str | Path, batch_size: int = 2, seed: int = 0) -> dict[str, float]:
+    """Largest absolute difference per output between onnxruntime on ``path`` and torch on the CPU."""
+    import onnxruntime as ort
+
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch_size, 3, model.image_size, model.image_size, generator=generator)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval().cpu()
+    try:
+        with torch.no_grad():
+            expected = model(images)
+    finally:
+        model.to(device).train(was_training)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(list(OUTPUT_NAMES), {"images": images.numpy()})
+    return {k: float((torch.from_numpy(g) - expected[k]).abs().max()) for k, g in zip(OUTPUT_NAMES, got)}
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _num_classes_of(state: dict[str, Tensor]) -> int | None:
+    weight = state.get("semantic_head.conv.weight")
+    return None if weight is None else int(weight.shape[0])
+
+
+def run(args: argparse.Namespace) -> int:
+    from gmaiou.configs import get_config
+
+    config = get_config(args.config)
+    weights: Path | None = None
+    if args.run is not None:
+        from gmaiou.training.trainer import CHECKPOINT_FILE
+
+        weights = Path(args.run) / CHECKPOINT_FILE
+        if not weights.is_file():
+            raise FileNotFoundError(f"no checkpoint in run directory {args.run}: {weights} is missing")
+    elif args.weights is not None:
+        weights = Path(args.weights)
+    if weights is not None:
+        # A model trained on a dataset with other classes carries them in its semantic head.
+        num_classes = _num_classes_of(load_state(weights))
+        if num_classes is not None and num_classes != config.model.num_classes:
+            config = config.with_num_classes(num_classes)
+    out = Path(args.onnx)
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} exists; pass --force to replace it")
+    model = build_model(config, weights)
+    export_onnx(model, out, config.model.image_size, overwrite=args.force)
+    print(f"wrote {out} ({config.name}, {config.model.num_classes} classes, input [B, 3, "
+          f"{config.model.image_size}, {config.model.image_size}])")
+    if args.check:
+        diffs = compare_with_onnxruntime(model, out)
+        print("onnxruntime vs torch, max |diff|: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``gmaiou export``."""
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model's forward to ONNX",
+        description="Export the network's forward (eval mode) to ONNX; post-processing stays in Python.",
+    )
+    parser.add_argument("--config", required=True, metavar="NAME", help="preset name (`gmaiou configs` lists them)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--run", metavar="RUN_DIR", help="load RUN_DIR/checkpoint.pt (key 'model')")
+    source.add_argument("--weights", metavar="PATH", help="a model checkpoint or a torchvision ResNet state dict")
+    parser.add_argument("--onnx", required=True, metavar="OUT.onnx", help="file to write")
+    parser.add_argument("--force", action="store_true", help="replace OUT.onnx if it exists")
+    parser.add_argument(
+        "--no-check", dest="check", action="store_false", help="skip the onnxruntime-vs-torch comparison"
+    )
+    parser.set_defaults(func=run)

@@ -1,0 +1,206 @@
+"""Loss terms: hand-computed values, OHEM's selection, and the Rank & Sort loss against a direct loop."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gmaiou.losses import (
+    dice_coefficient,
+    mask_bce_loss,
+    ohem_cross_entropy,
+    rank_sort_loss,
+    self_balance,
+    semantic_loss,
+)
+
+# --------------------------------------------------------------------------- OHEM
+
+
+def test_ohem_keeps_the_positives_and_the_three_hardest_negatives():
+    logits = torch.tensor([[[0.0, 2.0], [3.0, 0.0], [0.0, 1.0], [0.0, 4.0], [0.0, 3.0], [1.0, 2.0]]])
+    labels = torch.tensor([[1, 0, 0, 0, 0, 0]])
+    pos = torch.tensor([[True, False, False, False, False, False]])
+    neg = torch.tensor([[False, True, True, True, True, False]])  # anchor 5 ignored
+    ce = F.cross_entropy(logits[0], torch.tensor([1, 0, 0, 0, 0, 0]), reduction="none")
+    # negatives' background losses: anchor 3 > 4 > 2 > 1; the ignored anchor 5 never counts
+    expected = ce[0] + ce[3] + ce[4] + ce[2]
+    got = ohem_cross_entropy(logits, labels, pos, neg, neg_pos_ratio=3)
+    assert torch.allclose(got, expected)
+
+
+def test_ohem_is_per_image_and_normalised_by_all_positives():
+    logits = torch.randn(2, 50, 4, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(1, 4, (2, 50), generator=torch.Generator().manual_seed(1))
+    pos = torch.zeros(2, 50, dtype=torch.bool)
+    pos[0, :2] = True  # image 0: 2 positives -> 6 negatives; image 1: none -> no negatives
+    neg = ~pos
+    ce = F.cross_entropy(logits.reshape(-1, 4), torch.where(pos, labels, 0).reshape(-1), reduction="none").view(2, 50)
+    hardest = ce[0, 2:].sort(descending=True).values[:6].sum()
+    expected = (ce[0, :2].sum() + hardest) / 2
+    assert torch.allclose(ohem_cross_entropy(logits, labels, pos, neg), expected)
+
+
+def test_ohem_without_positives_is_zero_and_rejects_overlapping_masks():
+    logits = torch.randn(1, 10, 3, requires_grad=True)
+    zero = ohem_cross_entropy(logits, torch.zeros(1, 10, dtype=torch.long), torch.zeros(1, 10, dtype=torch.bool),
+                              torch.ones(1, 10, dtype=torch.bool))
+    assert zero.item() == 0
+    zero.backward()
+    assert logits.grad is not None and logits.grad.abs().sum() == 0
+    both = torch.ones(1, 10, dtype=torch.bool)
+    with pytest.raises(ValueError, match="overlap"):
+        ohem_cross_entropy(logits, torch.zeros(1, 10, dtype=torch.long), both, both)
+
+
+# --------------------------------------------------------------------------- masks and semantics
+
+
+def test_mask_bce_counts_only_the_crop_and_divides_by_the_box_area():
+    logits = torch.zeros(2, 2, 2)
+    targets = torch.tensor([[[1.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    crops = torch.tensor([[[True, True], [False, False]], [[True, True], [True, True]]])
+    areas = torch.tensor([2.0, 4.0])
+    got = mask_bce_loss(logits, targets, crops, areas)
+    assert torch.allclose(got, torch.tensor([math.log(2), math.log(2)]))
+    # confident and right inside the crop, wrong outside it: no loss
+    logits = torch.tensor([[[20.0, -20.0], [20.0, 20.0]]])
+    got = mask_bce_loss(logits, targets[:1], crops[:1], torch.tensor([2.0]))
+    assert got.item() < 1e-6
+
+
+def test_semantic_loss_is_mean_over_pixels_summed_over_classes():
+    logits = torch.zeros(2, 3, 4, 5)
+    targets = torch.zeros(2, 3, 4, 5)
+    assert torch.allclose(semantic_loss(logits, targets), torch.tensor(3 * math.log(2)))
+    with pytest.raises(ValueError, match="shape"):
+        semantic_loss(logits, targets[:, :2])
+
+
+def test_dice_and_self_balance():
+    a = torch.zeros(2, 4, 4)
+    a[0, :2] = 1
+    a[1, 2:] = 1
+    assert torch.allclose(dice_coefficient(a, a), torch.ones(2), atol=1e-5)
+    assert torch.allclose(dice_coefficient(a, a.flip(0)), torch.zeros(2))
+    x = torch.tensor(4.0, requires_grad=True)
+    balanced = self_balance(x * x, torch.tensor(2.0))
+    assert balanced.item() == pytest.approx(2.0)
+    balanced.backward()
+    assert x.grad.item() == pytest.approx(2.0 / 16.0 * 8.0)  # d(x²)/dx scaled by 2 / 16
+
+
+# --------------------------------------------------------------------------- Rank & Sort
+
+
+def _rank_sort_reference(logits, targets, positive, delta):
+    """The RS loss and its identity-update gradients, one positive at a time, from the definitions."""
+    h = lambda x: min(max(x / (2 * delta) + 0.5, 0.0), 1.0)  # noqa: E731
+    pos = [i for i in range(len(logits)) if positive[i]]
+    low = min(logits[i] for i in pos) - delta
+    neg = [j for j in range(len(logits)) if not positive[j] and logits[j] >= low]
+    grad = [0.0] * len(logits)
+    rank_errors, sort_errors = [], []
+    for i in pos:
+        rank_pos = sum(h(logits[k] - logits[i]) for k in pos)
+        fp = sum(h(logits[j] - logits[i]) for j in neg)
+        rank_err = fp / (rank_pos + fp)
+        current = sum(h(logits[k] - logits[i]) * (1 - targets[k]) for k in pos) / rank_pos
+        better = [k for k in pos if targets[k] >= targets[i]]
+        t_rank = sum(h(logits[k] - logits[i]) for k in better)
+        target = sum(h(logits[k] - logits[i]) * (1 - targets[k]) for k in better) / t_rank
+        sort_err = current - target
+        rank_errors.append(rank_err)
+        sort_errors.append(sort_err)
+        if fp > 1e-10:
+            grad[i] -= rank_err
+            for j in neg:
+                grad[j] += h(logits[j] - logits[i]) * rank_err / fp
+        worse = [k for k in pos if targets[k] < targets[i]]
+        denom = sum(h(logits[k] - logits[i]) for k in worse)
+        if denom > 1e-10:
+            grad[i] -= sort_err
+            for k in worse:
+                grad[k] += h(logits[k] - logits[i]) * sort_err / denom
+    n = len(pos)
+    return sum(rank_errors) / n, sum(sort_errors) / n, [g / n for g in grad]
+
+
+def test_rank_sort_hand_computed_ranking():
+    # one positive and one negative with equal logits: H(0) = 1/2 each, ranking error 1/2
+    logits = torch.zeros(2, requires_grad=True)
+    loss, ranking, sorting = rank_sort_loss(logits, torch.tensor([1.0, 0.0]), torch.tensor([True, False]))
+    assert (loss.item(), ranking.item(), sorting.item()) == pytest.approx((0.5, 0.5, 0.0))
+    loss.backward()
+    assert logits.grad.tolist() == pytest.approx([-0.5, 0.5])
+
+
+def test_rank_sort_hand_computed_sorting():
+    # positive 0 (IoU 0.5) outscores positive 1 (IoU 1.0) by 2δ: sorting error 1/3 on positive 1
+    logits = torch.tensor([2.0, 0.0], requires_grad=True)
+    loss, ranking, sorting = rank_sort_loss(logits, torch.tensor([0.5, 1.0]), torch.tensor([True, True]), delta=1.0)
+    assert ranking.item() == 0 and sorting.item() == pytest.approx(1 / 6)
+    loss.backward()
+    assert logits.grad.tolist() == pytest.approx([1 / 6, -1 / 6])
+
+
+def test_rank_sort_is_zero_for_a_perfect_ranking_and_sorting():
+    logits = torch.tensor([9.0, 7.0, 5.0, 0.0, -1.0], requires_grad=True)
+    targets = torch.tensor([0.9, 0.8, 0.6, 0.0, 0.0])
+    positive = torch.tensor([True, True, True, False, False])
+    loss, _, _ = rank_sort_loss(logits, targets, positive, delta=0.5)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.0, abs=1e-7)
+    assert logits.grad.abs().max() == 0
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 23])
+def test_rank_sort_matches_the_direct_loop(chunk):
+    g = torch.Generator().manual_seed(3)
+    n = 60
+    logits = torch.randn(n, generator=g) * 1.5
+    positive = torch.rand(n, generator=g) < 0.25
+    positive[0] = True
+    targets = torch.where(positive, torch.rand(n, generator=g), torch.zeros(n))
+    ref_rank, ref_sort, ref_grad = _rank_sort_reference(logits.tolist(), targets.tolist(), positive.tolist(), 0.5)
+    x = logits.clone().requires_grad_(True)
+    loss, ranking, sorting = rank_sort_loss(x, targets, positive, delta=0.5, chunk_elements=chunk)
+    loss.backward()
+    assert ranking.item() == pytest.approx(ref_rank, abs=1e-5)
+    assert sorting.item() == pytest.approx(ref_sort, abs=1e-5)
+    assert loss.item() == pytest.approx(ref_rank + ref_sort, abs=1e-5)
+    assert torch.allclose(x.grad, torch.tensor(ref_grad), atol=1e-6)
+    # identity update: what a positive loses, the examples causing its error gain
+    assert abs(x.grad.sum().item()) < 1e-5
+
+
+def test_rank_sort_without_positives_and_bad_input():
+    logits = torch.randn(5, requires_grad=True)
+    loss, ranking, sorting = rank_sort_loss(logits, torch.zeros(5), torch.zeros(5, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == ranking.item() == sorting.item() == 0
+    assert logits.grad.abs().sum() == 0
+    with pytest.raises(ValueError, match="1-D"):
+        rank_sort_loss(torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(2, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="delta"):
+        rank_sort_loss(torch.zeros(2), torch.zeros(2), torch.ones(2, dtype=torch.bool), delta=0)
+
+
+def test_rank_sort_descent_ranks_positives_first():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(200, generator=g).requires_grad_(True)
+    positive = torch.zeros(200, dtype=torch.bool)
+    positive[:10] = True
+    targets = torch.where(positive, torch.linspace(0.1, 1.0, 200), torch.zeros(200))
+    opt = torch.optim.SGD([logits], lr=20.0)
+    first = None
+    for _ in range(100):
+        loss, _, _ = rank_sort_loss(logits, targets, positive)
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.25 * first
