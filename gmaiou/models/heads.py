@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -83,12 +84,19 @@ class ProtoNet(nn.Module):
 
 
 class SemanticHead(nn.Module):
-    """A 1x1 conv from P3 to ``C`` class logits per pixel (training only): ``[B, C, f3, f3]``."""
+    """A 1x1 conv from P3 to ``C`` class logits per pixel (training only): ``[B, C, f3, f3]``.
 
-    def __init__(self, in_channels: int, num_classes: int) -> None:
+    Initialised like a sigmoid detection classifier (RetinaNet's prior): small weights and
+    a bias giving every class probability ``prior`` at first. Nearly all (class, pixel)
+    pairs are negative, and from a randomly initialised backbone a xavier-initialised head
+    starts with a loss of ~1 per class and pixel that swamps the other terms.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, prior: float = 0.01) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, num_classes, 1)
-        _xavier(self)
+        nn.init.normal_(self.conv.weight, std=0.01)
+        nn.init.constant_(self.conv.bias, -math.log((1 - prior) / prior))
 
     def forward(self, p3: Tensor) -> Tensor:
         return self.conv(p3)
