@@ -43,6 +43,11 @@ class PredictionHead(nn.Module):
         self.box = nn.Conv2d(feat_channels, n * 4, 3, padding=1)
         self.coeff = nn.Conv2d(feat_channels, n * num_protos, 3, padding=1)
         _xavier(self)
+        # Class and box outputs start near zero (RetinaNet's init): from a randomly
+        # initialised backbone, xavier-sized logits make OHEM's hardest negatives cost
+        # ~15 nats each and the clipped gradient goes to them alone.
+        for conv in (self.cls, self.box):
+            nn.init.normal_(conv.weight, std=0.01)
 
     @staticmethod
     def _flatten(x: Tensor, per_anchor: int) -> Tensor:
