@@ -23,6 +23,8 @@ __all__ = ["OUTPUT_NAMES", "export_onnx", "register"]
 #: Output order of the exported graph.
 OUTPUT_NAMES: tuple[str, ...] = ("cls_logits", "box_deltas", "coeffs", "protos")
 OPSET = 19
+#: The checkpoint ``gmaiou train`` writes into its run directory (weights under key ``"model"``).
+RUN_CHECKPOINT = "checkpoint.pt"
 _SYMBOLIC_REGISTERED = False
 
 
@@ -150,9 +152,7 @@ def run(args: argparse.Namespace) -> int:
     config = get_config(args.config)
     weights: Path | None = None
     if args.run is not None:
-        from gmaiou.training.trainer import CHECKPOINT_FILE
-
-        weights = Path(args.run) / CHECKPOINT_FILE
+        weights = Path(args.run) / RUN_CHECKPOINT
         if not weights.is_file():
             raise FileNotFoundError(f"no checkpoint in run directory {args.run}: {weights} is missing")
     elif args.weights is not None:
