@@ -1,0 +1,142 @@
+"""``gmaiou train``: train a preset on a COCO-layout or synthetic dataset.
+
+Multi-GPU (or multi-process CPU) with DDP::
+
+    torchrun --nproc_per_node N -m gmaiou train --config NAME --data DIR --out RUN_DIR
+
+Each process loads ``--batch-size`` images per iteration, so the effective batch is
+``--batch-size`` x N. Only rank 0 writes files, logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model (SGD, warm-up, step/cosine decay, AMP on CUDA, DDP under torchrun)",
+        description=(
+            "Train a preset into RUN_DIR (config.json, metrics.jsonl, checkpoint.pt, eval.json). "
+            "Under torchrun each process takes --batch-size images, so the effective batch is "
+            "--batch-size x the number of processes."
+        ),
+    )
+    parser.add_argument("--config", required=True, help="preset name (see `gmaiou configs`)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="dataset root: COCO layout (annotations/instances_*.json + train2017/ val2017/) or a "
+        "synthetic dataset folder; default: the embedded synthetic dataset",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="run directory")
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per process per iteration")
+    parser.add_argument("--lr", type=float, default=None, help="override the base learning rate")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA if available)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    parser.add_argument("--max-iters", type=int, default=None, help="stop after this many iterations")
+    parser.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N iterations")
+    parser.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
+    parser.add_argument("--train-split", default="train")
+    parser.add_argument("--eval-split", default="val", help="split evaluated at the end ('none': skip)")
+    parser.add_argument(
+        "--weights", type=Path, default=None,
+        help="local torchvision ResNet state dict (e.g. ImageNet) or model checkpoint to start from",
+    )
+    parser.add_argument("--no-augment", action="store_true", help="only resize and normalise (overfitting)")
+    parser.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gmaiou.configs import get_config
+    from gmaiou.training.distributed import init_distributed, shutdown_distributed
+    from gmaiou.training.trainer import RunOptions, TrainingDiverged, apply_overrides, train
+
+    for name in ("epochs", "batch_size", "max_iters"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.lr is not None and not args.lr > 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.resume:
+        overrides = _resume_overrides(args.out, args.config, overrides)
+    config = apply_overrides(get_config(args.config), overrides)
+    eval_split = None if args.eval_split.lower() == "none" else args.eval_split
+    options = RunOptions(
+        out_dir=args.out,
+        data_root=args.data,
+        device=args.device,
+        seed=args.seed,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        max_iters=args.max_iters,
+        ckpt_every=args.ckpt_every,
+        num_workers=args.workers,
+        train_split=args.train_split,
+        eval_split=eval_split,
+        deterministic=args.deterministic,
+        weights=args.weights,
+        augment=not args.no_augment,
+        progress=not args.no_progress,
+    )
+    ctx = init_distributed(args.device)
+    try:
+        result = train(config, options, ctx=ctx, config_name=args.config, overrides=overrides)
+    except TrainingDiverged as err:
+        print(f"gmaiou train: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:
+        if ctx.is_main and err.args:
+            print(f"gmaiou train: {err}", file=sys.stderr)
+        raise
+    finally:
+        shutdown_distributed()
+    if ctx.is_main:
+        if result.metrics is not None:
+            _print_metrics(result.metrics)
+        state = "finished" if result.finished else "stopped"
+        print(f"{state} after {result.iterations} iterations; run directory: {result.run_dir}")
+    return 0
+
+
+def _resume_overrides(out_dir: Path, config_name: str, overrides: dict) -> dict:
+    """The overrides a run was started with; a resumed run must not change them."""
+    record_path = Path(out_dir) / "config.json"
+    if not record_path.is_file():
+        return overrides
+    record = json.loads(record_path.read_text())
+    if record.get("config_name") != config_name:
+        raise ValueError(
+            f"{out_dir} was started with --config {record.get('config_name')}; resume it with the same config"
+        )
+    stored = record.get("overrides", {})
+    for key, value in overrides.items():
+        if stored.get(key) != value:
+            raise ValueError(
+                f"{out_dir} was started with {key}={stored.get(key)}; resume it without changing "
+                f"--{key.replace('_', '-')}"
+            )
+    return stored
+
+
+def _print_metrics(metrics: dict) -> None:
+    for kind in ("segm", "bbox"):
+        if kind not in metrics:
+            continue
+        values = metrics[kind]
+        shown = ", ".join(f"{k} {v:.1f}" for k, v in values.items() if isinstance(v, (int, float)))
+        print(f"{kind}: {shown}")

@@ -1,0 +1,101 @@
+"""``gmaiou train`` / ``gmaiou eval`` / ``gmaiou bench infer`` from the command line: clear
+one-line errors for bad input, a tiny run end to end, re-evaluation from the run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gmaiou.cli import main
+from gmaiou.data.synthetic import ensure_synthetic
+
+CONFIG = "yolact-atss-gmaiou-r18-160"
+
+
+@pytest.fixture(scope="module")
+def data_root() -> Path:
+    return ensure_synthetic(num_images=10, size=160, progress=False)
+
+
+def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train", "--config", CONFIG, "--data", str(data), "--out", str(out), "--epochs", "1",
+        "--batch-size", "2", "--max-iters", "2", "--workers", "0", "--no-progress", *extra,
+    ]
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err  # one clear line, no traceback
+    return err[0]
+
+
+def test_unknown_config_is_one_line(tmp_path, capsys):
+    assert main(["train", "--config", "yolact-atss-gmaiou-r18-161", "--out", str(tmp_path / "r")]) == 2
+    line = _one_line_error(capsys)
+    assert "unknown config 'yolact-atss-gmaiou-r18-161'" in line
+    assert "yolact-atss-gmaiou-r18-160" in line  # the close match is suggested
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_data_folder_is_named(tmp_path, capsys):
+    missing = tmp_path / "no_such_data"
+    assert main(_train_args(missing, tmp_path / "r")) == 2
+    assert str(missing) in _one_line_error(capsys)
+
+
+def test_data_folder_without_annotations_names_the_file(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(_train_args(empty, tmp_path / "r")) == 2
+    line = _one_line_error(capsys)
+    assert "instances_train2017.json" in line and str(empty) in line
+
+
+def test_bad_numbers_are_refused(tmp_path, capsys, data_root):
+    assert main(_train_args(data_root, tmp_path / "r", "--lr", "-1")) == 2
+    assert "--lr must be > 0" in _one_line_error(capsys)
+
+
+def test_train_then_eval_end_to_end(tmp_path, capsys, data_root):
+    run = tmp_path / "run"
+    assert main(_train_args(data_root, run)) == 0
+    out = capsys.readouterr().out
+    assert "stopped after 2 iterations" in out and "segm: AP" in out
+    record = json.loads((run / "config.json").read_text())
+    assert record["config_name"] == CONFIG and record["overrides"] == {"epochs": 1, "batch_size": 2}
+    assert record["config"]["model"]["num_classes"] == 8
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2]
+    assert {"epoch", "iter", "lr", "loss", "cls", "box", "mask", "semantic", "time"} <= rows[0].keys()
+    metrics = json.loads((run / "eval.json").read_text())
+    assert metrics["split"] == "val" and {"AP", "oLRP"} <= metrics["segm"].keys()
+    assert isinstance(json.loads((run / "detections.json").read_text()), list)
+
+    # A second run into the same folder is refused; --overwrite replaces it.
+    assert main(_train_args(data_root, run)) == 2
+    assert "--resume" in _one_line_error(capsys)
+
+    # Resuming with a changed setting is refused.
+    assert main(_train_args(data_root, run, "--resume", "--lr", "0.5")) == 2
+    assert "resume it without changing --lr" in _one_line_error(capsys)
+
+    # gmaiou eval reloads config.json + checkpoint.pt and reproduces the training's evaluation.
+    results = tmp_path / "results.json"
+    assert main(["eval", "--run", str(run), "--data", str(data_root), "--out", str(results),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "segm: AP" in printed
+    assert json.loads(results.read_text()) == json.loads((run / "detections.json").read_text())
+    again = json.loads(results.with_name("results.metrics.json").read_text())
+    assert again["segm"] == metrics["segm"]
+    # ... and does not overwrite an existing file unless told.
+    assert main(["eval", "--run", str(run), "--out", str(results), "--no-progress"]) == 2
+    assert "--overwrite" in _one_line_error(capsys)
+
+
+def test_eval_of_a_missing_run_is_clear(tmp_path, capsys):
+    assert main(["eval", "--run", str(tmp_path / "nope")]) == 2
+    assert "run directory not found" in _one_line_error(capsys)

@@ -1,0 +1,233 @@
+"""Training pieces: the learning-rate schedule, atomic checkpoints, RNG capture, the resumable
+sampler, run-directory rules, and a smoke training run of every preset family on the CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from gmaiou.training.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from gmaiou.training.distributed import ResumableSampler, resolve_device
+from gmaiou.training.schedule import LrSchedule, build_scheduler, steps_to_iterations
+from gmaiou.training.trainer import prepare_run_dir, resolve_data_root
+
+# --------------------------------------------------------------------------- schedule
+
+
+def test_warmup_is_linear_from_ratio_to_one():
+    s = LrSchedule(total_iters=100, warmup_iters=10, warmup_ratio=0.1, kind="step")
+    assert s(0) == pytest.approx(0.1)
+    assert s(5) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert s(10) == pytest.approx(1.0)
+    assert s(50) == pytest.approx(1.0)
+
+
+def test_step_schedule_decays_by_gamma_at_each_step():
+    s = LrSchedule(total_iters=100, kind="step", step_iters=(20, 42), gamma=0.1)
+    assert [s(19), s(20), s(41), s(42), s(99)] == pytest.approx([1.0, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_step_epochs_convert_to_iterations():
+    assert steps_to_iterations((20, 42, 49, 52), 10) == (200, 420, 490, 520)
+
+
+def test_cosine_schedule_hand_values():
+    s = LrSchedule(total_iters=100, kind="cosine")
+    assert s(0) == pytest.approx(1.0)
+    assert s(50) == pytest.approx(0.5)
+    assert s(100) == pytest.approx(0.0, abs=1e-12)
+    assert s(150) == pytest.approx(0.0, abs=1e-12)  # clamped past the end
+    warm = LrSchedule(total_iters=100, warmup_iters=10, warmup_ratio=0.5, kind="cosine")
+    assert warm(0) == pytest.approx(0.5)  # warm-up multiplies the decay
+
+
+def test_schedule_rejects_bad_settings():
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'poly'"):
+        LrSchedule(total_iters=10, kind="poly")
+    with pytest.raises(ValueError, match="warmup_ratio"):
+        LrSchedule(total_iters=10, warmup_iters=2, warmup_ratio=0.0)
+    with pytest.raises(ValueError, match="total_iters"):
+        LrSchedule(total_iters=0)
+
+
+def test_scheduler_sets_lr_per_iteration_and_resumes_from_state():
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=0.2)
+    sched = build_scheduler(opt, LrSchedule(total_iters=10, warmup_iters=4, warmup_ratio=0.25, kind="cosine"))
+    lrs = []
+    for _ in range(6):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    state = sched.state_dict()
+    opt2 = torch.optim.SGD([param], lr=0.2)
+    sched2 = build_scheduler(opt2, LrSchedule(total_iters=10, warmup_iters=4, warmup_ratio=0.25, kind="cosine"))
+    sched2.load_state_dict(state)
+    opt2.param_groups[0]["lr"] = sched2.get_last_lr()[0]
+    assert lrs[0] == pytest.approx(0.2 * 0.25)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
+    sched.step()
+    sched2.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_rng_state_round_trip_through_a_checkpoint(tmp_path):
+    random.seed(3)
+    np.random.seed(3)
+    torch.manual_seed(3)
+    np.random.normal()  # leave a cached Gaussian in NumPy's state
+    state = capture_rng_state()
+    save_checkpoint(tmp_path / "c.pt", {"rng": state})
+    expected = (random.random(), np.random.normal(), np.random.rand(), torch.rand(3))
+    restore_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"])  # weights_only load
+    got = (random.random(), np.random.normal(), np.random.rand(), torch.rand(3))
+    assert got[:3] == expected[:3]
+    assert torch.equal(got[3], expected[3])
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"iteration": 1})
+
+    def crash(obj, handle):
+        handle.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"iteration": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["iteration"] == 1  # the old checkpoint survived intact
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary left
+
+
+def test_missing_or_corrupt_checkpoint_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+        load_checkpoint(tmp_path / "nothing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt"):
+        load_checkpoint(bad)
+
+
+# --------------------------------------------------------------------------- sampler
+
+
+def test_resumable_sampler_replays_the_rest_of_an_epoch():
+    data = list(range(23))
+    full = ResumableSampler(data, seed=7)
+    full.set_epoch(2)
+    order = list(full)
+    assert sorted(order) == data
+    part = ResumableSampler(data, seed=7)
+    part.set_epoch(2, start=8)
+    assert list(part) == order[8:]
+    assert len(part) == 15
+    other = ResumableSampler(data, seed=7)
+    other.set_epoch(3)
+    assert list(other) != order  # a new permutation each epoch
+
+
+def test_resumable_sampler_shards_cover_the_epoch():
+    data = list(range(10))
+    shards = []
+    for rank in range(2):
+        s = ResumableSampler(data, num_replicas=2, rank=rank, seed=1)
+        s.set_epoch(0)
+        shards.append(list(s))
+    assert sorted(shards[0] + shards[1]) == data
+    with pytest.raises(ValueError, match="start"):
+        shards_sampler = ResumableSampler(data, num_replicas=2, rank=0)
+        shards_sampler.set_epoch(0, start=6)
+
+
+# --------------------------------------------------------------------------- run directory
+
+
+def test_run_dir_refused_unless_resume_or_overwrite(tmp_path):
+    run = tmp_path / "run"
+    prepare_run_dir(run, resume=False, overwrite=False)  # new: created
+    assert run.is_dir()
+    (run / "config.json").write_text("{}")
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="--resume .* --overwrite"):
+        prepare_run_dir(run, resume=False, overwrite=False)
+    with pytest.raises(FileNotFoundError, match="checkpoint.pt"):
+        prepare_run_dir(run, resume=True, overwrite=False)
+    with pytest.raises(ValueError, match="contradict"):
+        prepare_run_dir(run, resume=True, overwrite=True)
+    prepare_run_dir(run, resume=False, overwrite=True)
+    assert not (run / "config.json").exists()
+    assert (run / "notes.txt").read_text() == "mine"  # only our own files are removed
+
+
+def test_missing_data_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no_such_dataset"):
+        resolve_data_root(tmp_path / "no_such_dataset")
+
+
+def test_unavailable_cuda_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda")
+    assert resolve_device(None) == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu9")
+
+
+def test_metrics_lines_are_json(tmp_path):
+    from gmaiou.training.trainer import _truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"iteration": i, "loss": 1.0 / i}) + "\n" for i in range(1, 6)) + '{"iter')
+    _truncate_metrics(path, 3)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["iteration"] for r in lines] == [1, 2, 3]
+    assert all(math.isfinite(r["loss"]) for r in lines)
+
+
+# --------------------------------------------------------------------------- smoke runs
+
+#: One preset per family: fixed-IoU YOLACT, ATSS YOLACT with every measure, GmaYOLACT.
+SMOKE_PRESETS = (
+    "yolact-fixed-r18-160",
+    "yolact-atss-iou-r18-160",
+    "yolact-atss-giou-r18-160",
+    "yolact-atss-diou-r18-160",
+    "yolact-atss-maiou-r18-160",
+    "yolact-atss-gmaiou-r18-160",
+    "gmayolact-atss-gmaiou-r18-160",
+)
+
+
+@pytest.mark.parametrize("name", SMOKE_PRESETS)
+def test_smoke_training_run_of_every_preset_family(tmp_path, name):
+    from gmaiou.configs import get_config
+    from gmaiou.data.synthetic import ensure_synthetic
+    from gmaiou.training.trainer import RunOptions, apply_overrides, train
+
+    root = ensure_synthetic(num_images=10, size=160, progress=False)
+    config = apply_overrides(get_config(name), {"epochs": 1, "batch_size": 2})
+    options = RunOptions(
+        out_dir=tmp_path / "run", data_root=root, num_workers=0, max_iters=2, progress=False, eval_batch_size=2
+    )
+    result = train(config, options, config_name=name)
+    assert result.iterations == 2 and not result.finished
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(math.isfinite(r["loss"]) for r in rows)
+    assert set(result.metrics) == {"bbox", "segm"}  # evaluated on the val split at the end
+    assert math.isfinite(result.metrics["segm"]["oLRP"])
