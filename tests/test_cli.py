@@ -99,3 +99,25 @@ def test_train_then_eval_end_to_end(tmp_path, capsys, data_root):
 def test_eval_of_a_missing_run_is_clear(tmp_path, capsys):
     assert main(["eval", "--run", str(tmp_path / "nope")]) == 2
     assert "run directory not found" in _one_line_error(capsys)
+
+
+def test_bench_infer_writes_ratios(tmp_path, capsys, data_root):
+    out = tmp_path / "infer.json"
+    args = ["bench", "infer", "--size", "96", "--iters", "1", "--train-iters", "1", "--warmup", "0",
+            "--train-batches", "1", "--data", str(data_root), "--device", "cpu", "--no-progress",
+            "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "ATSS / fixed-IoU time" in printed and "GmaIoU-ATSS / IoU-ATSS" in printed
+    record = json.loads(out.read_text())
+    inf, tr = record["inference"], record["training"]
+    assert inf["fixed"]["anchors"] == 3 * inf["atss"]["anchors"]  # 3 shapes per location vs 1
+    for r in (inf["fixed"], inf["atss"]):
+        assert r["network_ms_per_image"] > 0 and r["post_ms_per_image"] > 0
+        assert r["images_per_s"] == pytest.approx(1000 / (r["network_ms_per_image"] + r["post_ms_per_image"]))
+    assert inf["ratio_total_atss_over_fixed"] == pytest.approx(
+        inf["atss"]["total_ms_per_image"] / inf["fixed"]["total_ms_per_image"]
+    )
+    assert tr["iou"]["config"].startswith("yolact-atss-iou") and tr["gmaiou"]["config"].startswith("yolact-atss-gmaiou")
+    assert tr["ratio_iteration_gmaiou_over_iou"] > 0
+    assert record["device"]  # the CPU model or GPU name is recorded
