@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from gmaiou.measure import is_mask_measure
+from gmaiou.measure import MaskIntegrals, is_mask_measure
 from gmaiou.training.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -156,12 +156,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _set_deterministic(on: bool) -> None:
+@contextmanager
+def _determinism(on: bool) -> Iterator[None]:
+    """Deterministic algorithms (and no cuDNN autotuning) inside, the previous settings after."""
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
     if on:
         # cuBLAS needs this for reproducible matmuls on CUDA; harmless on the CPU.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = not on
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.benchmark = previous[2]
 
 
 def resolve_data_root(
@@ -257,7 +269,7 @@ def _to_device(value: Any, device: torch.device) -> Any:
         return {k: _to_device(v, device) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_to_device(v, device) for v in value)
-    if hasattr(value, "to") and value.__class__.__name__ == "MaskIntegrals":
+    if isinstance(value, MaskIntegrals):
         return value if value.device == device else value.to(device)
     return value
 
@@ -402,6 +414,18 @@ def train(
         TrainingDiverged: a non-finite loss.
         KeyboardInterrupt: after Ctrl-C, once the checkpoint is written.
     """
+    with _determinism(options.deterministic):
+        return _train(config, options, ctx, config_name, overrides, on_iteration)
+
+
+def _train(
+    config: Any,
+    options: RunOptions,
+    ctx: DistContext | None,
+    config_name: str | None,
+    overrides: dict[str, Any] | None,
+    on_iteration: Callable[[int, dict[str, float]], None] | None,
+) -> TrainResult:
     from gmaiou.models import build_model
 
     if ctx is None:
@@ -409,7 +433,6 @@ def train(
 
         ctx = DistContext(device=resolve_device(options.device))
     out_dir = Path(options.out_dir)
-    _set_deterministic(options.deterministic)
     seed_everything(options.seed)
     # The data is checked before the run directory is touched.
     data_root = resolve_data_root(
