@@ -121,3 +121,17 @@ def test_bench_infer_writes_ratios(tmp_path, capsys, data_root):
     assert tr["iou"]["config"].startswith("yolact-atss-iou") and tr["gmaiou"]["config"].startswith("yolact-atss-gmaiou")
     assert tr["ratio_iteration_gmaiou_over_iou"] > 0
     assert record["device"]  # the CPU model or GPU name is recorded
+
+
+def test_train_on_the_real_coco_sample(tmp_path, capsys, coco_sample):
+    root, _ = coco_sample
+    run = tmp_path / "run"
+    args = ["train", "--config", "yolact-fixed-r18-160", "--data", str(root), "--out", str(run),
+            "--epochs", "1", "--batch-size", "2", "--max-iters", "2", "--workers", "0", "--no-progress",
+            "--eval-split", "none"]
+    assert main(args) == 0
+    assert "stopped after 2 iterations" in capsys.readouterr().out
+    record = json.loads((run / "config.json").read_text())
+    assert record["num_classes"] == 80 and len(record["cat_ids"]) == 80  # COCO's 80 categories
+    assert record["data_root"] == str(root.resolve())
+    assert not (run / "eval.json").exists()

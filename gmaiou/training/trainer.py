@@ -193,7 +193,7 @@ def resolve_data_root(
         raise FileNotFoundError(f"data folder not found: {root}")
     if not root.is_dir():
         raise ValueError(f"--data must be a dataset folder, got a file: {root}")
-    return root
+    return root.resolve()
 
 
 def prepare_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
