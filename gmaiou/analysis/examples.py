@@ -3,8 +3,8 @@
 For each ground truth of an image (resized to the network input ``S x S`` as in
 training), among YOLACT's anchors:
 
-* the *IoU-positive* anchor with the lowest GmaIoU: IoU >= 0.5 (YOLACT calls it
-  positive) but it covers little of the object's mask;
+* the *IoU-positive* anchor covering the least of the object's mask: IoU >= 0.5
+  (YOLACT calls it positive) but little of the object is in it;
 * the *IoU-negative* anchor with the highest GmaIoU: IoU < 0.4 (a negative) though it
   covers much of the mask.
 
@@ -21,14 +21,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchvision.ops import box_iou
 from tqdm.auto import tqdm
 
 from gmaiou.anchors import atss_anchors, yolact_anchors
 from gmaiou.assigners import ATSSAssigner
 from gmaiou.data.coco import CocoInstances, Item
-from gmaiou.data.transforms import resize
-from gmaiou.measure import MaskIntegrals, Polygon, gmaiou
+from gmaiou.data.transforms import mask_tight_boxes, resize
+from gmaiou.measure import MaskIntegrals, Polygon, box_area, gmaiou_from_counts
 
 __all__ = [
     "AnchorScore",
@@ -67,7 +66,7 @@ class GTDisagreement:
     Attributes:
         index: dataset index of the image; ``image_id`` its COCO id.
         gt_index: the GT's index in the (resized) item.
-        positive: the IoU-positive anchor with the lowest GmaIoU.
+        positive: the IoU-positive anchor covering the least of the mask.
         negative: the IoU-negative anchor with the highest GmaIoU.
         score: ``(positive.iou - positive.gmaiou) + (negative.gmaiou - negative.iou)``.
     """
@@ -108,6 +107,10 @@ def gt_disagreements(
 ) -> list[tuple[int, AnchorScore, AnchorScore, float]]:
     """For each GT with both kinds of anchor: ``(gt_index, positive, negative, score)``, best score first.
 
+    The positive is the IoU-positive anchor covering the least of the mask (the lowest
+    GmaIoU among equals); the negative is the IoU-negative anchor with the highest GmaIoU.
+    Only anchors that meet the GT's box or mask are examined.
+
     Args:
         boxes: ``[G, 4]`` GT boxes; masks: ``[G, H, W]`` GT masks; anchors: ``[A, 4]``.
         pos_iou: IoU from which an anchor is positive; neg_iou: below which it is negative.
@@ -116,26 +119,44 @@ def gt_disagreements(
     """
     if boxes.shape[0] == 0 or anchors.shape[0] == 0:
         return []
-    iou = box_iou(boxes, anchors)  # [G, A]
     integrals = MaskIntegrals(masks, boxes)
-    gma = gmaiou(boxes, integrals, anchors, polygon=polygon)  # [G, A]
+    mask_boxes = mask_tight_boxes(masks)
+    region_lt = torch.minimum(boxes[:, :2], mask_boxes[:, :2])
+    region_rb = torch.maximum(boxes[:, 2:], mask_boxes[:, 2:])
+    # (GT, anchor) pairs where the anchor meets the GT's box or mask, all GTs at once.
+    wh = torch.minimum(anchors[None, :, 2:], region_rb[:, None]) - torch.maximum(
+        anchors[None, :, :2], region_lt[:, None]
+    )
+    gi, ai = ((wh > 0).all(dim=2) & (integrals.mask_area >= min_area)[:, None]).nonzero(
+        as_tuple=True
+    )
+    if gi.numel() == 0:
+        return []
+    gt_boxes, cand_boxes = boxes[gi], anchors[ai]
+    lt = torch.maximum(gt_boxes[:, :2], cand_boxes[:, :2])
+    rb = torch.minimum(gt_boxes[:, 2:], cand_boxes[:, 2:])
+    box_inter = (rb - lt).clamp(min=0).prod(dim=1)
+    union = box_area(gt_boxes) + box_area(cand_boxes) - box_inter
+    iou = box_inter / union
+    inter = integrals.paired_intersection(gi, cand_boxes)
+    mask_area = integrals.mask_area[gi]
+    gma = gmaiou_from_counts(
+        inter, mask_area, box_area(gt_boxes), box_area(cand_boxes), union, polygon
+    )
+    coverage = inter.double() / mask_area
     out = []
-    for g in range(boxes.shape[0]):
-        mask_area = int(integrals.mask_area[g])
-        if mask_area < min_area:
-            continue
-        pos = (iou[g] >= pos_iou).nonzero().flatten()
-        neg = ((iou[g] < neg_iou) & (gma[g] > 0)).nonzero().flatten()
+    for g in gi.unique().tolist():
+        rows = (gi == g).nonzero().flatten()
+        pos = rows[iou[rows] >= pos_iou]
+        neg = rows[(iou[rows] < neg_iou) & (gma[rows] > 0)]
         if pos.numel() == 0 or neg.numel() == 0:
             continue
-        p = int(pos[gma[g, pos].argmin()])
-        n = int(neg[gma[g, neg].argmax()])
-        inter = integrals.paired_intersection(torch.tensor([g, g]), anchors[[p, n]])
+        by_gma = pos[gma[pos].argsort(stable=True)]
+        p = int(by_gma[coverage[by_gma].argsort(stable=True)[0]])
+        n = int(neg[gma[neg].argmax()])
         positive, negative = (
-            AnchorScore(
-                anchors[a].clone(), float(iou[g, a]), float(gma[g, a]), float(inter[k]) / mask_area
-            )
-            for k, a in enumerate((p, n))
+            AnchorScore(cand_boxes[k].clone(), float(iou[k]), float(gma[k]), float(coverage[k]))
+            for k in (p, n)
         )
         value = (positive.iou - positive.gmaiou) + (negative.gmaiou - negative.iou)
         out.append((g, positive, negative, value))
@@ -201,8 +222,14 @@ def atss_positives(
 
 
 def _draw_box(
-    ax, box: Sequence[float], color: str, label: str | None = None, style: str = "-"
+    ax,
+    box: Sequence[float],
+    color: str,
+    label: str | None = None,
+    style: str = "-",
+    at_bottom: bool = False,
 ) -> None:
+    """Outline ``box`` and write ``label`` at its top-left corner (bottom-left with ``at_bottom``)."""
     import matplotlib.patches as patches
 
     x1, y1, x2, y2 = (float(v) for v in box)
@@ -212,14 +239,24 @@ def _draw_box(
         )
     )
     if label:
+        # Outside the box (below it, or above it) where the image has room, else inside;
+        # always on the image, even when the anchor sticks out of it.
+        (left, right), (bottom, top) = ax.get_xlim(), ax.get_ylim()
+        room = 0.07 * (bottom - top)
+        x = min(max(x1, left), right) + 2
+        y1, y2 = min(max(y1, top), bottom), min(max(y2, top), bottom)
+        if at_bottom:
+            y, va = (y2 + 2, "top") if y2 + room <= bottom else (y2 - 2, "bottom")
+        else:
+            y, va = (y1 - 2, "bottom") if y1 - room >= top else (y1 + 2, "top")
         ax.text(
-            x1 + 2,
-            y1 + 2,
+            x,
+            y,
             label,
             color="white",
             fontsize=7,
-            va="top",
-            bbox={"facecolor": color, "alpha": 0.8, "pad": 1.5, "edgecolor": "none"},
+            va=va,
+            bbox={"facecolor": color, "alpha": 0.85, "pad": 1.5, "edgecolor": "none"},
         )
 
 
@@ -252,12 +289,13 @@ def plot_examples(dataset: CocoInstances, examples: Sequence[GTDisagreement], si
         h, w = item["image"].shape[1:]
         _show_mask(ax, item["image"], item["masks"][ex.gt_index])
         _draw_box(ax, item["boxes"][ex.gt_index], "white", style="--")
-        for name, anchor, color in (
-            ("IoU +", ex.positive, "tab:red"),
-            ("IoU −", ex.negative, "tab:green"),
+        for name, anchor, color, at_bottom in (
+            ("IoU-positive", ex.positive, "tab:red", True),
+            ("IoU-negative", ex.negative, "tab:green", False),
         ):
             box = to_original(anchor.box[None], size, h, w)[0]
-            _draw_box(ax, box, color, f"{name}: IoU {anchor.iou:.2f}, GmaIoU {anchor.gmaiou:.2f}")
+            text = f"{name}: IoU {anchor.iou:.2f}, GmaIoU {anchor.gmaiou:.2f}"
+            _draw_box(ax, box, color, text, at_bottom=at_bottom)
         name = dataset.class_names[int(item["labels"][ex.gt_index])]
         ax.set_title(f"{name} (image {ex.image_id})", fontsize=9)
     fig.tight_layout()
