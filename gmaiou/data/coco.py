@@ -152,6 +152,8 @@ def _clean_segmentation(segmentation: Any) -> Any | None:
         polygons = [
             p for p in segmentation if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
         ]
+        if len(polygons) == len(segmentation):
+            return segmentation or None  # unchanged: no copy (COCO has ~860k annotations)
         return polygons or None
     return None
 
