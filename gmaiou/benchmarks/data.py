@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from gmaiou.benchmarks.assign import _cpu_name
 from gmaiou.data.coco import CocoInstances
 from gmaiou.data.loader import make_loader
 from gmaiou.data.synthetic import ensure_synthetic
@@ -87,16 +87,6 @@ def time_loader(
         "seconds": elapsed,
         "images_per_s": counted / elapsed if elapsed > 0 else float("nan"),
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def format_table(result: DataBenchmark) -> str:
