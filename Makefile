@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	$(BIN)/python -m ipykernel install --quiet --sys-prefix --name python3
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3
 	@touch $(STAMP)
 
 reproduce: $(STAMP)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import numpy as np
@@ -22,36 +20,24 @@ Instances = list[tuple[Tensor, Tensor]]  # per image: boxes [G, 4], masks [G, S,
 def coco_instances(root: Path, size: int, num_images: int, split: str = "val") -> Instances:
     """Non-crowd GT boxes and masks of COCO images, resized to ``size x size`` without keeping the aspect.
 
-    Boxes are the annotated boxes scaled; masks are rasterised by pycocotools at full
-    resolution and resized with nearest neighbour (as mmdetection's pipeline does).
-    Images without instances are skipped.
+    Read through :class:`gmaiou.data.CocoInstances` (no image decoding). Boxes are the
+    annotated boxes scaled and masks are resized with nearest neighbour, as
+    mmdetection's pipeline does; unlike our training transform, the boxes are not
+    replaced by the masks' tight boxes, so the box-mask mismatch of real annotations
+    is kept. Images without instances are skipped.
     """
-    from pycocotools.coco import COCO
+    from gmaiou.data import CocoInstances
 
-    ann_file = Path(root) / "annotations" / f"instances_{split}2017.json"
-    if not ann_file.is_file():
-        raise FileNotFoundError(f"COCO annotation file not found: {ann_file}")
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(str(ann_file))
+    dataset = CocoInstances.from_root(root, split, skip_empty=True)
     out: Instances = []
-    for image_id in sorted(coco.getImgIds()):
-        anns = [
-            a
-            for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False))
-            if a["area"] > 0
-        ]
-        if not anns:
+    for index in range(min(num_images, len(dataset))):
+        item = dataset.get_targets(index)
+        if item["boxes"].shape[0] == 0:  # every mask was empty
             continue
-        info = coco.loadImgs(image_id)[0]
-        masks = torch.from_numpy(np.stack([coco.annToMask(a) for a in anns]))
-        masks = F.interpolate(masks[None].float(), size=(size, size), mode="nearest")[0] > 0.5
-        boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32)
-        boxes[:, 2:] += boxes[:, :2]
-        boxes[:, 0::2] *= size / info["width"]
-        boxes[:, 1::2] *= size / info["height"]
-        out.append((boxes, masks))
-        if len(out) == num_images:
-            break
+        height, width = item["size"]
+        masks = F.interpolate(item["masks"][None].float(), size=(size, size), mode="nearest")[0] > 0.5
+        scale = torch.tensor([size / width, size / height, size / width, size / height])
+        out.append((item["boxes"] * scale, masks))
     return out
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from torch import Tensor
 from gmaiou.analysis.instances import Instances, coco_instances, synthetic_instances
 from gmaiou.anchors import atss_anchors, yolact_anchors
 from gmaiou.assigners import ATSSAssigner, MaxIoUAssigner
+from gmaiou.benchmarks import device_name
 from gmaiou.measure import (
     MaskIntegrals,
     box_union,
@@ -126,16 +126,6 @@ def _time_methods(
     return best
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _bench_one(
     images: Instances, size: int, dev: torch.device, repeats: int, bruteforce_images: int
 ) -> dict:
@@ -222,7 +212,7 @@ def run_assign_benchmark(
         if d not in ("coco", "synthetic"):
             raise ValueError(f"unknown dataset {d!r}; choose 'coco' or 'synthetic'")
     dev = torch.device(device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
+    name = device_name(dev)
     result = AssignBenchmark(
         device=name,
         torch_version=torch.__version__,
@@ -301,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     print(
-        f"device: {result.device} (torch {result.torch_version}, {result.threads} threads); ms per image"
+        f"device: {result.device}, torch {result.torch_version}; ms per image"
     )
     print(format_table(result))
     print()

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from gmaiou.benchmarks.assign import _cpu_name
+from gmaiou.benchmarks import cpu_name
 from gmaiou.data.coco import CocoInstances
 from gmaiou.data.loader import make_loader
 from gmaiou.data.synthetic import ensure_synthetic
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         images_timed=args.images,
         cpu_count=os.cpu_count() or 1,
         torch_threads=torch.get_num_threads(),
-        cpu=_cpu_name(),
+        cpu=cpu_name(),
         torch_version=torch.__version__,
     )
     threads = torch.get_num_threads()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -35,20 +34,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["bench_config", "device_name", "register", "run", "run_infer_benchmark"]
+from gmaiou.benchmarks import device_name
 
-
-def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's model name (``/proc/cpuinfo``), for the record."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+__all__ = ["bench_config", "register", "run", "run_infer_benchmark"]
 
 
 def bench_config(assigner: str, backbone: str, size: int, score_thr: float | None = None):
@@ -102,21 +90,27 @@ def _inference(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
         config = bench_config(assigner, args.backbone, args.size, args.score_thr)
         models[key] = build_model(config).to(device).eval()
     images = torch.randn(args.batch_size, 3, args.size, args.size, device=device)
-    times: dict[str, dict[str, list[float]]] = {k: {"network": [], "post": [], "dets": [], "candidates": []} for k in models}
+    times: dict[str, dict[str, list[float]]] = {
+        k: {"network": [], "post": [], "dets": [], "candidates": []} for k in models
+    }
     rounds = args.warmup + args.iters
     with torch.inference_mode():
         for r in tqdm(range(rounds), desc="bench infer", disable=args.no_progress):
             for key, model in models.items():
                 net_s, outputs = _timed(lambda m=model: m(images), device)
                 post_s, dets = _timed(
-                    lambda m=model, o=outputs: postprocess(o, m.anchor_boxes, m.config.postprocess, m.image_size),
+                    lambda m=model, o=outputs: postprocess(
+                        o, m.anchor_boxes, m.config.postprocess, m.image_size
+                    ),
                     device,
                 )
                 if r >= args.warmup:
                     times[key]["network"].append(net_s)
                     times[key]["post"].append(post_s)
                     times[key]["dets"].append(sum(d["boxes"].shape[0] for d in dets) / len(dets))
-                    scores = class_scores(outputs["cls_logits"].float(), model.config.postprocess.score_activation)
+                    scores = class_scores(
+                        outputs["cls_logits"].float(), model.config.postprocess.score_activation
+                    )
                     passing = (scores.max(dim=2).values > model.config.postprocess.score_thr).sum()
                     times[key]["candidates"].append(float(passing) / images.shape[0])
     result: dict[str, Any] = {}
@@ -137,7 +131,9 @@ def _inference(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
         }
     fixed, atss = result["fixed"], result["atss"]
     result["ratio_total_atss_over_fixed"] = atss["total_ms_per_image"] / fixed["total_ms_per_image"]
-    result["ratio_network_atss_over_fixed"] = atss["network_ms_per_image"] / fixed["network_ms_per_image"]
+    result["ratio_network_atss_over_fixed"] = (
+        atss["network_ms_per_image"] / fixed["network_ms_per_image"]
+    )
     result["ratio_post_atss_over_fixed"] = atss["post_ms_per_image"] / fixed["post_ms_per_image"]
     result["time_saved_percent"] = 100.0 * (1.0 - result["ratio_total_atss_over_fixed"])
     return result
@@ -155,8 +151,9 @@ def _training_batches(args: argparse.Namespace, size: int) -> tuple[list[dict[st
     else:
         root = coco_sample_dir() or ensure_synthetic(num_images=64, size=size, progress=False)
     dataset = CocoInstances(*find_split(root, "train"), transform=TrainTransform(size))
-    loader = make_loader(dataset, args.batch_size, shuffle=True, num_workers=0, build_integrals=True,
-                         seed=args.seed)
+    loader = make_loader(
+        dataset, args.batch_size, shuffle=True, num_workers=0, build_integrals=True, seed=args.seed
+    )
     batches = []
     torch.manual_seed(args.seed)
     for batch in loader:
@@ -221,7 +218,9 @@ def _training(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
             "iteration_ms": _median_ms(times[key]["iteration"]),
             "assign_ms_per_batch": _median_ms(times[key]["assign"]),
         }
-    result["ratio_iteration_gmaiou_over_iou"] = result["gmaiou"]["iteration_ms"] / result["iou"]["iteration_ms"]
+    result["ratio_iteration_gmaiou_over_iou"] = (
+        result["gmaiou"]["iteration_ms"] / result["iou"]["iteration_ms"]
+    )
     result["ratio_assign_gmaiou_over_iou"] = (
         result["gmaiou"]["assign_ms_per_batch"] / result["iou"]["assign_ms_per_batch"]
     )
@@ -252,26 +251,38 @@ def run_infer_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print(record: dict[str, Any]) -> None:
-    print(f"device: {record['device']}; {record['backbone']} at {record['size']} px, batch {record['batch_size']}")
+    print(
+        f"device: {record['device']}; {record['backbone']} at {record['size']} px, batch {record['batch_size']}"
+    )
     inf = record.get("inference")
     if inf:
-        print(f"{'model':<28}{'anchors':>9}{'network ms/img':>16}{'post ms/img':>13}{'images/s':>10}"
-              f"{'candidates':>12}{'dets':>6}")
+        print(
+            f"{'model':<28}{'anchors':>9}{'network ms/img':>16}{'post ms/img':>13}{'images/s':>10}"
+            f"{'candidates':>12}{'dets':>6}"
+        )
         for key in ("fixed", "atss"):
             r = inf[key]
-            print(f"{r['config']:<28}{r['anchors']:>9}{r['network_ms_per_image']:>16.1f}"
-                  f"{r['post_ms_per_image']:>13.1f}{r['images_per_s']:>10.2f}"
-                  f"{r['candidates_per_image']:>12.0f}{r['detections_per_image']:>6.0f}")
-        print(f"ATSS / fixed-IoU time: total {inf['ratio_total_atss_over_fixed']:.3f} "
-              f"({inf['time_saved_percent']:.1f}% less), network {inf['ratio_network_atss_over_fixed']:.3f}, "
-              f"post-processing {inf['ratio_post_atss_over_fixed']:.3f}")
+            print(
+                f"{r['config']:<28}{r['anchors']:>9}{r['network_ms_per_image']:>16.1f}"
+                f"{r['post_ms_per_image']:>13.1f}{r['images_per_s']:>10.2f}"
+                f"{r['candidates_per_image']:>12.0f}{r['detections_per_image']:>6.0f}"
+            )
+        print(
+            f"ATSS / fixed-IoU time: total {inf['ratio_total_atss_over_fixed']:.3f} "
+            f"({inf['time_saved_percent']:.1f}% less), network {inf['ratio_network_atss_over_fixed']:.3f}, "
+            f"post-processing {inf['ratio_post_atss_over_fixed']:.3f}"
+        )
     tr = record.get("training")
     if tr:
         for key in ("iou", "gmaiou"):
             r = tr[key]
-            print(f"{r['config']:<28} iteration {r['iteration_ms']:.1f} ms, assignment {r['assign_ms_per_batch']:.1f} ms")
-        print(f"GmaIoU-ATSS / IoU-ATSS: iteration {tr['ratio_iteration_gmaiou_over_iou']:.3f}, "
-              f"assignment {tr['ratio_assign_gmaiou_over_iou']:.3f}")
+            print(
+                f"{r['config']:<28} iteration {r['iteration_ms']:.1f} ms, assignment {r['assign_ms_per_batch']:.1f} ms"
+            )
+        print(
+            f"GmaIoU-ATSS / IoU-ATSS: iteration {tr['ratio_iteration_gmaiou_over_iou']:.3f}, "
+            f"assignment {tr['ratio_assign_gmaiou_over_iou']:.3f}"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -295,7 +306,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--size", type=int, default=550, help="square image size (default 550)")
-    p.add_argument("--backbone", default="r18", help="r18, r34 (64-channel CPU heads), r50, r101 (paper)")
+    p.add_argument(
+        "--backbone", default="r18", help="r18, r34 (64-channel CPU heads), r50, r101 (paper)"
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA if available)")
     p.add_argument("--iters", type=int, default=10, help="timed inference rounds per model")
     p.add_argument("--train-iters", type=int, default=6, help="timed training iterations per model")
@@ -303,13 +316,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     p.add_argument("--batch-size", type=int, default=2, help="images per forward / training batch")
     p.add_argument(
-        "--score-thr", type=float, default=None,
+        "--score-thr",
+        type=float,
+        default=None,
         help="post-processing score threshold (default: the configs' 0.05; 0: every anchor a candidate)",
     )
-    p.add_argument("--data", default=None, help="training-batch dataset (default: COCO sample, else synthetic)")
+    p.add_argument(
+        "--data", default=None, help="training-batch dataset (default: COCO sample, else synthetic)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-inference", action="store_true")
     p.add_argument("--skip-training", action="store_true")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out", default="runs/bench/infer.json", help="JSON output (default runs/bench/infer.json)")
+    p.add_argument(
+        "--out", default="runs/bench/infer.json", help="JSON output (default runs/bench/infer.json)"
+    )
     p.set_defaults(func=run)
