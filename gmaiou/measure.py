@@ -119,6 +119,7 @@ class MaskIntegrals:
         self._offset: Tensor | None = None
         self._params: Tensor | None = None
         self._masks_np: np.ndarray | None = None
+        self._numpy_lookups = backend == "numpy"
         if backend == "numpy":
             if masks.device.type != "cpu":
                 raise ValueError("the numpy backend needs masks on the CPU")
@@ -158,6 +159,7 @@ class MaskIntegrals:
         out._table, out._origin = self._table.to(device), self._origin.to(device)
         out._size, out._offset = self._size.to(device), self._offset.to(device)
         out._params = self._params.to(device)
+        out._numpy_lookups = self._numpy_lookups and out.device.type == "cpu"
         out.mask_area = self.mask_area.to(device)
         out._masks_np = None
         return out
@@ -167,17 +169,15 @@ class MaskIntegrals:
 
         Tables are stored transposed, ``T[x, y] = sum_{c < x, r < y} m[r, c]``, so the
         corner ``(x, y)`` of mask ``g`` sits at ``offset[g] + x * (h_g + 1) + y``.
-        (``index_select`` rather than fancy indexing: several times faster on the CPU.)
         """
         self.build()
+        # index_select rather than fancy indexing: several times faster.
         p = self._params.index_select(0, gt_index)  # [P, 5]: r0, c0, h, w, offset
         r0, c0, hh, ww, base = p.unbind(1)
         x = torch.minimum((bounds[:, 0::2] - c0[:, None]).clamp_(min=0), ww[:, None])  # [P, 2]
         y = torch.minimum((bounds[:, 1::2] - r0[:, None]).clamp_(min=0), hh[:, None])  # [P, 2]
         cols = base[:, None] + x * (hh[:, None] + 1)
-        corners = (cols[:, :, None] + y[:, None, :]).reshape(
-            -1
-        )  # [P * 4]: (x1,y1) (x1,y2) (x2,y1) (x2,y2)
+        corners = (cols[:, :, None] + y[:, None, :]).reshape(-1)  # (x1,y1) (x1,y2) (x2,y1) (x2,y2)
         v = self._table.index_select(0, corners).view(-1, 4).long()
         return v[:, 3] - v[:, 1] - v[:, 2] + v[:, 0]
 
@@ -207,13 +207,21 @@ class MaskIntegrals:
             empty = torch.zeros(0, dtype=torch.long, device=self.device)
             return empty, empty.clone(), empty.clone()
         bounds = _rounded_pixel_bounds(boxes, self.height, self.width)  # [N, 4]
-        b32 = bounds.to(torch.int32)
-        lo = self._origin.to(torch.int32)  # [G, 2] (r0, c0)
-        hi = lo + self._size.to(torch.int32)
-        hit = (b32[None, :, 0] < hi[:, None, 1]) & (b32[None, :, 2] > lo[:, None, 1])
-        hit &= (b32[None, :, 1] < hi[:, None, 0]) & (b32[None, :, 3] > lo[:, None, 0])
-        hit &= (self.mask_area > 0)[:, None]
-        gi, bi = hit.nonzero(as_tuple=True)
+        if self._numpy_lookups:  # NumPy's compares and flatnonzero: ~3x faster than torch here
+            gi_np, bi_np = _hits_numpy(
+                self._origin.numpy(), self._size.numpy(), self.mask_area.numpy(), bounds.numpy()
+            )
+            gi, bi = torch.from_numpy(gi_np), torch.from_numpy(bi_np)
+        else:
+            b32 = bounds.to(torch.int32).t()
+            lo = self._origin.to(torch.int32)  # [G, 2] (r0, c0)
+            hi = lo + self._size.to(torch.int32)
+            hit = b32[0][None] < hi[:, 1:2]
+            hit &= b32[2][None] > lo[:, 1:2]
+            hit &= b32[1][None] < hi[:, 0:1]
+            hit &= b32[3][None] > lo[:, 0:1]
+            hit &= (self.mask_area > 0)[:, None]
+            gi, bi = hit.nonzero(as_tuple=True)
         return gi, bi, self._count(gi, bounds.index_select(0, bi))
 
     def grouped_intersection(self, boxes: Tensor) -> Tensor:
@@ -246,6 +254,29 @@ class MaskIntegrals:
             return torch.zeros(0, dtype=torch.long, device=self.device)
         bounds = _rounded_pixel_bounds(boxes, self.height, self.width)
         return self._count(gt_index.long().reshape(-1), bounds)
+
+
+def _hits_numpy(
+    origin: np.ndarray, size: np.ndarray, area: np.ndarray, bounds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, box) index pairs where a box's pixel bounds (c1, r1, c2, r2) meet a non-empty mask's crop."""
+    dtype = (
+        np.int16
+        if max(int(bounds.max(initial=0)), int((origin + size).max(initial=0))) < 2**15
+        else np.int64
+    )
+    b = np.ascontiguousarray(bounds.T, dtype=dtype)  # [4, N]
+    lo = origin.astype(dtype)
+    hi = lo + size.astype(dtype)
+    empty = area == 0
+    lo[empty], hi[empty] = np.iinfo(dtype).max, -1  # an empty mask meets no box
+    hit = b[0][None] < hi[:, 1:2]
+    hit &= b[2][None] > lo[:, 1:2]
+    hit &= b[1][None] < hi[:, 0:1]
+    hit &= b[3][None] > lo[:, 0:1]
+    flat = np.flatnonzero(hit)
+    n = bounds.shape[0]
+    return flat // n, flat % n
 
 
 def _hint_crops(boxes: np.ndarray, h: int, w: int, margin: int = 1) -> np.ndarray:
@@ -485,7 +516,7 @@ def _gmaiou_dense(
 ) -> Tensor:
     # GmaIoU is 0 wherever |A ∩ M| is: evaluate the formula on the pairs that meet a mask only.
     gi, ai, inter = integrals.sparse_intersection(anchors)
-    a, b = anchors[ai], gt_boxes[gi]
+    a, b = anchors.index_select(0, ai), gt_boxes.index_select(0, gi)
     union = None
     if polygon == "box":
         wh = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0)

@@ -53,16 +53,37 @@ def gmaiou_full_image(
 ) -> Tensor:
     """GmaIoU the way the public maIoU code computes it: ``[G, A]``.
 
-    One summed-area table per GT over the whole image (``[G, H+1, W+1]``), then a
-    Python loop over GTs that looks up only the anchors whose box IoU is positive.
-    Kept here, outside the package API, as the baseline of the benchmark; it is
-    exact whenever every mask pixel lies inside its GT box.
+    Follows that code's steps: one summed-area table per GT over the whole image
+    (``[G, H+1, W+1]``, a cumulative sum of the bool masks, hence int64, then cast to
+    float32), then a Python loop over GTs that rounds and clamps the anchors whose box
+    IoU is positive and reads the four corners through Python lists of coordinates.
+    Kept here, outside the package API, as the benchmark's baseline; it is exact
+    whenever every mask pixel lies inside its GT box (it looks at IoU > 0 only).
     """
     g, h, w = gt_masks.shape
     ious = pairwise_overlaps("iou", gt_boxes, anchors)
     out = torch.zeros_like(ious)
     if g == 0 or anchors.shape[0] == 0:
         return out
+    padded = torch.zeros(g, h + 1, w + 1, dtype=torch.bool, device=gt_masks.device)
+    padded[:, 1:, 1:] = gt_masks
+    tables = padded.cumsum(1).cumsum(2).float()
+    mask_area = tables[:, -1, -1]
+    gt_area = (gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])
+    anchor_area = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])
+    union = box_union(gt_boxes, anchors)
+    for i in range(g):
+        keep = ious[i] > 0
+        b = anchors[keep].round().int()
+        b[:, 0::2] = b[:, 0::2].clamp(0, w)
+        b[:, 1::2] = b[:, 1::2].clamp(0, h)
+        x1, y1, x2, y2 = (b[:, k].tolist() for k in range(4))
+        t = tables[i]
+        inter = t[y2, x2] + t[y1, x1] - t[y1, x2] - t[y2, x1]
+        out[i, keep] = gmaiou_from_counts(
+            inter, mask_area[i], gt_area[i], anchor_area[keep], union[i, keep], polygon
+        )
+    return out
     tables = torch.zeros(g, h + 1, w + 1, dtype=torch.int32, device=gt_masks.device)
     tables[:, 1:, 1:] = gt_masks.to(torch.int32).cumsum(1).cumsum(2)
     mask_area = tables[:, -1, -1].long()
@@ -290,9 +311,7 @@ def run(args: argparse.Namespace) -> int:
         datasets=args.datasets,
         device=args.device,
     )
-    print(
-        f"device: {result.device}, torch {result.torch_version}; ms per image"
-    )
+    print(f"device: {result.device}, torch {result.torch_version}; ms per image")
     print(format_table(result))
     print()
     for line in summarise(result):
