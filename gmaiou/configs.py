@@ -31,6 +31,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from gmaiou.measure import MEASURES
+
 __all__ = [
     "ARCHS",
     "ASSIGNER_NAMES",
@@ -59,7 +61,7 @@ ASSIGNER_NAMES: dict[str, str | None] = {
     "atss-maiou": "gmaiou-box",
     "atss-gmaiou": "gmaiou-mask",
 }
-_MEASURES = ("iou", "giou", "diou", "ciou", "gmaiou-box", "gmaiou-mask")
+_MEASURES = tuple(sorted(set(MEASURES.values())))  # canonical names, no aliases
 
 
 def _check_choice(value: Any, choices: tuple[str, ...], name: str) -> None:
@@ -70,7 +72,9 @@ def _check_choice(value: Any, choices: tuple[str, ...], name: str) -> None:
 def _check_positive(value: Any, name: str, integer: bool = False) -> None:
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-        raise ValueError(f"{name} must be a positive {'integer' if integer else 'number'}, got {value!r}")
+        raise ValueError(
+            f"{name} must be a positive {'integer' if integer else 'number'}, got {value!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -116,10 +120,23 @@ class ModelConfig:
         _check_choice(self.anchors, ("yolact", "atss"), "model.anchors")
         _check_choice(self.classifier, ("softmax", "sigmoid"), "model.classifier")
         _check_choice(self.upsample, ("bilinear", "carafe"), "model.upsample")
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 32:
-            raise ValueError(f"model.image_size must be an integer of at least 32, got {self.image_size!r}")
-        for name in ("num_classes", "fpn_channels", "head_channels", "proto_channels", "num_protos",
-                     "anchor_scales", "dcn_groups"):
+        if (
+            isinstance(self.image_size, bool)
+            or not isinstance(self.image_size, int)
+            or self.image_size < 32
+        ):
+            raise ValueError(
+                f"model.image_size must be an integer of at least 32, got {self.image_size!r}"
+            )
+        for name in (
+            "num_classes",
+            "fpn_channels",
+            "head_channels",
+            "proto_channels",
+            "num_protos",
+            "anchor_scales",
+            "dcn_groups",
+        ):
             _check_positive(getattr(self, name), f"model.{name}", integer=True)
         if self.anchors == "yolact" and self.anchor_scales != 1:
             raise ValueError("model.anchor_scales > 1 needs ATSS anchors (model.anchors='atss')")
@@ -157,7 +174,9 @@ class AssignerConfig:
         _check_choice(self.measure, _MEASURES, "assigner.measure")
         _check_positive(self.topk, "assigner.topk", integer=True)
         if not self.neg_iou <= self.pos_iou:
-            raise ValueError(f"assigner.neg_iou ({self.neg_iou}) must not exceed pos_iou ({self.pos_iou})")
+            raise ValueError(
+                f"assigner.neg_iou ({self.neg_iou}) must not exceed pos_iou ({self.pos_iou})"
+            )
 
 
 @dataclass(frozen=True)
@@ -299,7 +318,9 @@ class Config:
             )
         wanted = "sigmoid" if lo.kind == "ranksort" else "softmax"
         if m.classifier != wanted:
-            raise ValueError(f"{self.name}: loss.kind={lo.kind!r} needs model.classifier={wanted!r}")
+            raise ValueError(
+                f"{self.name}: loss.kind={lo.kind!r} needs model.classifier={wanted!r}"
+            )
 
     def with_num_classes(self, num_classes: int) -> Config:
         """The same config for a dataset with ``num_classes`` foreground classes."""
@@ -315,8 +336,13 @@ class Config:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
         """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
-        parts = {"model": ModelConfig, "assigner": AssignerConfig, "loss": LossConfig,
-                 "postprocess": PostprocessConfig, "train": TrainConfig}
+        parts = {
+            "model": ModelConfig,
+            "assigner": AssignerConfig,
+            "loss": LossConfig,
+            "postprocess": PostprocessConfig,
+            "train": TrainConfig,
+        }
         unknown = sorted(set(data) - set(parts) - {"name"})
         if unknown:
             raise ValueError(f"unknown config keys {unknown}")
@@ -336,7 +362,9 @@ class Config:
 def with_num_classes(config: Config, num_classes: int) -> Config:
     """``config`` with ``model.num_classes`` replaced (e.g. from the dataset's categories)."""
     _check_positive(num_classes, "num_classes", integer=True)
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, num_classes=num_classes))
+    return dataclasses.replace(
+        config, model=dataclasses.replace(config.model, num_classes=num_classes)
+    )
 
 
 # --------------------------------------------------------------------------- presets
@@ -366,7 +394,11 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
         upsample="carafe" if gma else "bilinear",
         dcn=gma,
     )
-    assigner = AssignerConfig(kind="fixed", measure="iou") if fixed else AssignerConfig(kind="atss", measure=measure)
+    assigner = (
+        AssignerConfig(kind="fixed", measure="iou")
+        if fixed
+        else AssignerConfig(kind="atss", measure=measure)
+    )
     loss = LossConfig(
         kind="ranksort" if gma else "yolact",
         mask_weight=6.125 if fixed else 8.0,
@@ -390,7 +422,9 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
     else:
         train = TrainConfig()
     name = f"{arch}-{assigner_name}-{backbone}-{size}"
-    return Config(name=name, model=model, assigner=assigner, loss=loss, postprocess=post, train=train)
+    return Config(
+        name=name, model=model, assigner=assigner, loss=loss, postprocess=post, train=train
+    )
 
 
 def _build_presets() -> dict[str, Config]:
@@ -450,5 +484,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list the named presets, or print one as JSON",
         description="Without NAME: print every preset name, one per line. With NAME: print it as JSON.",
     )
-    parser.add_argument("name", nargs="?", metavar="NAME", help="a preset name, e.g. yolact-fixed-r50-550")
+    parser.add_argument(
+        "name", nargs="?", metavar="NAME", help="a preset name, e.g. yolact-fixed-r50-550"
+    )
     parser.set_defaults(func=run)

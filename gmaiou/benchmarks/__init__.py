@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import platform
 from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_name", "device_name"]
+__all__ = ["cpu_name", "device_name", "write_record"]
 
 
 def cpu_name() -> str:
@@ -27,3 +28,11 @@ def device_name(device: torch.device | str) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu_name()} ({torch.get_num_threads()} threads)"
+
+
+def write_record(path: str | Path, record: dict) -> Path:
+    """Write a benchmark's results as indented JSON (creating the folder); return the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    return out

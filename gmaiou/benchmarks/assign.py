@@ -17,11 +17,9 @@ Times are the best of ``repeats`` passes over the images, in ms per image.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,7 +28,7 @@ from torch import Tensor
 from gmaiou.analysis.instances import Instances, coco_instances, synthetic_instances
 from gmaiou.anchors import atss_anchors, yolact_anchors
 from gmaiou.assigners import ATSSAssigner, MaxIoUAssigner
-from gmaiou.benchmarks import device_name
+from gmaiou.benchmarks import device_name, write_record
 from gmaiou.measure import (
     MaskIntegrals,
     box_union,
@@ -316,9 +314,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     for line in summarise(result):
         print(line)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    out = write_record(args.out, asdict(result))
     print(f"written {out}")
     return 0
 

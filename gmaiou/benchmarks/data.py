@@ -13,7 +13,6 @@ has): on a shared machine more threads than free cores make loading far slower.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from gmaiou.benchmarks import cpu_name
+from gmaiou.benchmarks import cpu_name, write_record
 from gmaiou.data.coco import CocoInstances
 from gmaiou.data.loader import make_loader
 from gmaiou.data.synthetic import ensure_synthetic
@@ -154,9 +153,7 @@ def run(args: argparse.Namespace) -> int:
         f"TrainTransform({args.size}), batch {args.batch_size}, {args.images} images timed per row"
     )
     print(format_table(result))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    out = write_record(args.out, asdict(result))
     print(f"written {out}")
     return 0
 

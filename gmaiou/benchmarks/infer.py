@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from gmaiou.benchmarks import device_name
+from gmaiou.benchmarks import device_name, write_record
 
 __all__ = ["bench_config", "register", "run", "run_infer_benchmark"]
 
@@ -291,9 +290,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     record = run_infer_benchmark(args)
     _print(record)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    out = write_record(args.out, record)
     print(f"written to {out}")
     return 0
 
