@@ -18,7 +18,9 @@ def check_boxes(boxes: Tensor, name: str) -> Tensor:
     a non-finite coordinate or a box with ``x2 < x1`` or ``y2 < y1``.
     """
     if not isinstance(boxes, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [N, 4], got {type(boxes).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape [N, 4], got {type(boxes).__name__}"
+        )
     if boxes.dim() != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"{name} must have shape [N, 4] (x1, y1, x2, y2), got {list(boxes.shape)}")
     if not boxes.is_floating_point():
@@ -41,7 +43,9 @@ def check_boxes(boxes: Tensor, name: str) -> Tensor:
 def check_masks(masks: Tensor, num_boxes: int, name: str = "gt_masks") -> Tensor:
     """Check a ``[G, H, W]`` stack of binary masks matching ``num_boxes`` boxes; return it as bool."""
     if not isinstance(masks, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [G, H, W], got {type(masks).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape [G, H, W], got {type(masks).__name__}"
+        )
     if masks.dim() != 3:
         raise ValueError(f"{name} must have shape [G, H, W], got {list(masks.shape)}")
     if masks.shape[0] != num_boxes:
@@ -64,5 +68,7 @@ def check_same_device(**tensors: Tensor) -> torch.device:
     first_name, first = next(iter(devices.items()))
     for name, dev in devices.items():
         if dev != first:
-            raise ValueError(f"{name} is on {dev} but {first_name} is on {first}; move them to one device")
+            raise ValueError(
+                f"{name} is on {dev} but {first_name} is on {first}; move them to one device"
+            )
     return first

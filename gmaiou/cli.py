@@ -36,7 +36,9 @@ def _register_all(subparsers: argparse._SubParsersAction, modules: Sequence[str]
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
-            if err.name and (name == err.name or name.startswith(err.name + ".")):  # not in this checkout
+            if err.name and (
+                name == err.name or name.startswith(err.name + ".")
+            ):  # not in this checkout
                 continue
             raise
         module.register(subparsers)
@@ -52,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gmaiou {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    bench = sub.add_parser("bench", help="side-by-side speed benchmarks", description="Speed benchmarks.")
+    bench = sub.add_parser(
+        "bench", help="side-by-side speed benchmarks", description="Speed benchmarks."
+    )
     bench_sub = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     bench_sub.required = True
     _register_all(bench_sub, BENCHMARKS)

@@ -37,8 +37,23 @@ def _register_deform_conv_symbolic() -> None:
     from torch.onnx import symbolic_helper as sym
 
     @sym.parse_args("v", "v", "v", "v", "v", "i", "i", "i", "i", "i", "i", "i", "i", "b")
-    def deform_conv2d(g, x, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
-                      groups, offset_groups, use_mask):
+    def deform_conv2d(
+        g,
+        x,
+        weight,
+        offset,
+        mask,
+        bias,
+        stride_h,
+        stride_w,
+        pad_h,
+        pad_w,
+        dil_h,
+        dil_w,
+        groups,
+        offset_groups,
+        use_mask,
+    ):
         kernel = sym._get_tensor_sizes(weight)[-2:]
         inputs = [x, weight, offset, bias] + ([mask] if use_mask else [])
         return g.op(
@@ -68,7 +83,9 @@ class _TupleOutputs(nn.Module):
         return tuple(out[k] for k in OUTPUT_NAMES)
 
 
-def export_onnx(model: YOLACT, path: str | Path, image_size: int, *, overwrite: bool = False) -> Path:
+def export_onnx(
+    model: YOLACT, path: str | Path, image_size: int, *, overwrite: bool = False
+) -> Path:
     """Write ``model``'s eval-mode forward to ``path`` as ONNX (opset 19, dynamic batch).
 
     Args:
@@ -89,7 +106,9 @@ def export_onnx(model: YOLACT, path: str | Path, image_size: int, *, overwrite: 
             f"{model.image_size} x {model.image_size} inputs"
         )
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (gmaiou export --force) to replace it")
+        raise FileExistsError(
+            f"{path} exists; pass overwrite=True (gmaiou export --force) to replace it"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     _register_deform_conv_symbolic()
     was_training = model.training
@@ -119,7 +138,9 @@ def export_onnx(model: YOLACT, path: str | Path, image_size: int, *, overwrite: 
     return path
 
 
-def compare_with_onnxruntime(model: YOLACT, path: str | Path, batch_size: int = 2, seed: int = 0) -> dict[str, float]:
+def compare_with_onnxruntime(
+    model: YOLACT, path: str | Path, batch_size: int = 2, seed: int = 0
+) -> dict[str, float]:
     """Largest absolute difference per output between onnxruntime on ``path`` and torch on the CPU."""
     import onnxruntime as ort
 
@@ -135,7 +156,9 @@ def compare_with_onnxruntime(model: YOLACT, path: str | Path, batch_size: int = 
         model.to(device).train(was_training)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(list(OUTPUT_NAMES), {"images": images.numpy()})
-    return {k: float((torch.from_numpy(g) - expected[k]).abs().max()) for k, g in zip(OUTPUT_NAMES, got)}
+    return {
+        k: float((torch.from_numpy(g) - expected[k]).abs().max()) for k, g in zip(OUTPUT_NAMES, got)
+    }
 
 
 # --------------------------------------------------------------------------- CLI
@@ -154,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
     if args.run is not None:
         weights = Path(args.run) / RUN_CHECKPOINT
         if not weights.is_file():
-            raise FileNotFoundError(f"no checkpoint in run directory {args.run}: {weights} is missing")
+            raise FileNotFoundError(
+                f"no checkpoint in run directory {args.run}: {weights} is missing"
+            )
     elif args.weights is not None:
         weights = Path(args.weights)
     if weights is not None:
@@ -167,11 +192,16 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} exists; pass --force to replace it")
     model = build_model(config, weights)
     export_onnx(model, out, config.model.image_size, overwrite=args.force)
-    print(f"wrote {out} ({config.name}, {config.model.num_classes} classes, input [B, 3, "
-          f"{config.model.image_size}, {config.model.image_size}])")
+    print(
+        f"wrote {out} ({config.name}, {config.model.num_classes} classes, input [B, 3, "
+        f"{config.model.image_size}, {config.model.image_size}])"
+    )
     if args.check:
         diffs = compare_with_onnxruntime(model, out)
-        print("onnxruntime vs torch, max |diff|: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+        print(
+            "onnxruntime vs torch, max |diff|: "
+            + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
+        )
     return 0
 
 
@@ -182,13 +212,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="export a model's forward to ONNX",
         description="Export the network's forward (eval mode) to ONNX; post-processing stays in Python.",
     )
-    parser.add_argument("--config", required=True, metavar="NAME", help="preset name (`gmaiou configs` lists them)")
+    parser.add_argument(
+        "--config", required=True, metavar="NAME", help="preset name (`gmaiou configs` lists them)"
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--run", metavar="RUN_DIR", help="load RUN_DIR/checkpoint.pt (key 'model')")
-    source.add_argument("--weights", metavar="PATH", help="a model checkpoint or a torchvision ResNet state dict")
+    source.add_argument(
+        "--weights", metavar="PATH", help="a model checkpoint or a torchvision ResNet state dict"
+    )
     parser.add_argument("--onnx", required=True, metavar="OUT.onnx", help="file to write")
     parser.add_argument("--force", action="store_true", help="replace OUT.onnx if it exists")
     parser.add_argument(
-        "--no-check", dest="check", action="store_false", help="skip the onnxruntime-vs-torch comparison"
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="skip the onnxruntime-vs-torch comparison",
     )
     parser.set_defaults(func=run)

@@ -47,12 +47,16 @@ def ohem_cross_entropy(
         Scalar loss.
     """
     if logits.dim() != 3 or labels.shape != logits.shape[:2]:
-        raise ValueError(f"logits [B, A, K] and labels [B, A] expected, got {list(logits.shape)} and {list(labels.shape)}")
+        raise ValueError(
+            f"logits [B, A, K] and labels [B, A] expected, got {list(logits.shape)} and {list(labels.shape)}"
+        )
     if bool((pos_mask & neg_mask).any()):
         raise ValueError("pos_mask and neg_mask overlap; an anchor is either positive or negative")
     b, a, k = logits.shape
     targets = torch.where(pos_mask, labels, torch.zeros_like(labels))
-    ce = F.cross_entropy(logits.reshape(-1, k).float(), targets.reshape(-1), reduction="none").view(b, a)
+    ce = F.cross_entropy(logits.reshape(-1, k).float(), targets.reshape(-1), reduction="none").view(
+        b, a
+    )
     num_pos = pos_mask.sum(dim=1)
     num_neg = torch.minimum((num_pos.float() * neg_pos_ratio).floor().long(), neg_mask.sum(dim=1))
     # Rank every negative by its loss within its image (YOLACT's double-sort trick).
@@ -88,7 +92,9 @@ def semantic_loss(logits: Tensor, targets: Tensor) -> Tensor:
         targets: ``[B, C, H, W]`` binary: pixel inside some instance of that class.
     """
     if logits.shape != targets.shape:
-        raise ValueError(f"logits {list(logits.shape)} and targets {list(targets.shape)} differ in shape")
+        raise ValueError(
+            f"logits {list(logits.shape)} and targets {list(targets.shape)} differ in shape"
+        )
     b, _, h, w = logits.shape
     bce = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="sum")
     return bce / max(b * h * w, 1)
@@ -123,7 +129,9 @@ class _RankSort(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits: Tensor, targets: Tensor, positive: Tensor, delta: float, chunk_elements: int):
+    def forward(
+        ctx, logits: Tensor, targets: Tensor, positive: Tensor, delta: float, chunk_elements: int
+    ):
         fg_logits, fg_targets = logits[positive], targets[positive]
         num_pos = fg_logits.numel()
         grads = torch.zeros_like(logits)
@@ -158,7 +166,9 @@ class _RankSort(torch.autograd.Function):
 
             has_fp = fp_num > eps
             fg_grad[sl] -= torch.where(has_fp, rank_err, torch.zeros_like(rank_err))
-            share = torch.where(has_fp, rank_err / fp_num.clamp(min=eps), torch.zeros_like(rank_err))
+            share = torch.where(
+                has_fp, rank_err / fp_num.clamp(min=eps), torch.zeros_like(rank_err)
+            )
             bg_grad += (bg_rel * share[:, None]).sum(0)
 
             missorted = fg_rel * (~at_least)
@@ -181,7 +191,11 @@ class _RankSort(torch.autograd.Function):
 
 
 def rank_sort_loss(
-    logits: Tensor, targets: Tensor, positive: Tensor, delta: float = 0.5, chunk_elements: int = 1 << 23
+    logits: Tensor,
+    targets: Tensor,
+    positive: Tensor,
+    delta: float = 0.5,
+    chunk_elements: int = 1 << 23,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Rank & Sort loss over flattened per-class logits.
 
@@ -204,6 +218,7 @@ def rank_sort_loss(
         )
     if delta <= 0:
         raise ValueError(f"delta must be positive, got {delta}")
-    loss, components = _RankSort.apply(logits.float(), targets.float().detach(), positive.bool(), float(delta),
-                                       int(chunk_elements))
+    loss, components = _RankSort.apply(
+        logits.float(), targets.float().detach(), positive.bool(), float(delta), int(chunk_elements)
+    )
     return loss, components[0], components[1]

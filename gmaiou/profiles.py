@@ -32,9 +32,15 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", num_images=6, image_sizes=(550,), repeats=1, synthetic_images=12),
-    "quick": Profile("quick", num_images=40, image_sizes=(400, 550, 700), repeats=3, synthetic_images=100),
-    "default": Profile("default", num_images=150, image_sizes=(400, 550, 700), repeats=5, synthetic_images=400),
-    "paper": Profile("paper", num_images=5000, image_sizes=(400, 550, 700), repeats=5, synthetic_images=5000),
+    "quick": Profile(
+        "quick", num_images=40, image_sizes=(400, 550, 700), repeats=3, synthetic_images=100
+    ),
+    "default": Profile(
+        "default", num_images=150, image_sizes=(400, 550, 700), repeats=5, synthetic_images=400
+    ),
+    "paper": Profile(
+        "paper", num_images=5000, image_sizes=(400, 550, 700), repeats=5, synthetic_images=5000
+    ),
 }
 
 

@@ -21,8 +21,23 @@ def data_root() -> Path:
 
 def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "train", "--config", CONFIG, "--data", str(data), "--out", str(out), "--epochs", "1",
-        "--batch-size", "2", "--max-iters", "2", "--workers", "0", "--no-progress", *extra,
+        "train",
+        "--config",
+        CONFIG,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--max-iters",
+        "2",
+        "--workers",
+        "0",
+        "--no-progress",
+        *extra,
     ]
 
 
@@ -33,7 +48,9 @@ def _one_line_error(capsys) -> str:
 
 
 def test_unknown_config_is_one_line(tmp_path, capsys):
-    assert main(["train", "--config", "yolact-atss-gmaiou-r18-161", "--out", str(tmp_path / "r")]) == 2
+    assert (
+        main(["train", "--config", "yolact-atss-gmaiou-r18-161", "--out", str(tmp_path / "r")]) == 2
+    )
     line = _one_line_error(capsys)
     assert "unknown config 'yolact-atss-gmaiou-r18-161'" in line
     assert "yolact-atss-gmaiou-r18-160" in line  # the close match is suggested
@@ -69,7 +86,9 @@ def test_train_then_eval_end_to_end(tmp_path, capsys, data_root):
     assert record["config"]["model"]["num_classes"] == 8
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2]
-    assert {"epoch", "iter", "lr", "loss", "cls", "box", "mask", "semantic", "time"} <= rows[0].keys()
+    assert {"epoch", "iter", "lr", "loss", "cls", "box", "mask", "semantic", "time"} <= rows[
+        0
+    ].keys()
     metrics = json.loads((run / "eval.json").read_text())
     assert metrics["split"] == "val" and {"AP", "oLRP"} <= metrics["segm"].keys()
     assert isinstance(json.loads((run / "detections.json").read_text()), list)
@@ -84,8 +103,21 @@ def test_train_then_eval_end_to_end(tmp_path, capsys, data_root):
 
     # gmaiou eval reloads config.json + checkpoint.pt and reproduces the training's evaluation.
     results = tmp_path / "results.json"
-    assert main(["eval", "--run", str(run), "--data", str(data_root), "--out", str(results),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--run",
+                str(run),
+                "--data",
+                str(data_root),
+                "--out",
+                str(results),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "segm: AP" in printed
     assert json.loads(results.read_text()) == json.loads((run / "detections.json").read_text())
@@ -103,9 +135,27 @@ def test_eval_of_a_missing_run_is_clear(tmp_path, capsys):
 
 def test_bench_infer_writes_ratios(tmp_path, capsys, data_root):
     out = tmp_path / "infer.json"
-    args = ["bench", "infer", "--size", "96", "--iters", "1", "--train-iters", "1", "--warmup", "0",
-            "--train-batches", "1", "--data", str(data_root), "--device", "cpu", "--no-progress",
-            "--out", str(out)]
+    args = [
+        "bench",
+        "infer",
+        "--size",
+        "96",
+        "--iters",
+        "1",
+        "--train-iters",
+        "1",
+        "--warmup",
+        "0",
+        "--train-batches",
+        "1",
+        "--data",
+        str(data_root),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "ATSS / fixed-IoU time" in printed and "GmaIoU-ATSS / IoU-ATSS" in printed
@@ -114,11 +164,15 @@ def test_bench_infer_writes_ratios(tmp_path, capsys, data_root):
     assert inf["fixed"]["anchors"] == 3 * inf["atss"]["anchors"]  # 3 shapes per location vs 1
     for r in (inf["fixed"], inf["atss"]):
         assert r["network_ms_per_image"] > 0 and r["post_ms_per_image"] > 0
-        assert r["images_per_s"] == pytest.approx(1000 / (r["network_ms_per_image"] + r["post_ms_per_image"]))
+        assert r["images_per_s"] == pytest.approx(
+            1000 / (r["network_ms_per_image"] + r["post_ms_per_image"])
+        )
     assert inf["ratio_total_atss_over_fixed"] == pytest.approx(
         inf["atss"]["total_ms_per_image"] / inf["fixed"]["total_ms_per_image"]
     )
-    assert tr["iou"]["config"].startswith("yolact-atss-iou") and tr["gmaiou"]["config"].startswith("yolact-atss-gmaiou")
+    assert tr["iou"]["config"].startswith("yolact-atss-iou") and tr["gmaiou"]["config"].startswith(
+        "yolact-atss-gmaiou"
+    )
     assert tr["ratio_iteration_gmaiou_over_iou"] > 0
     assert record["device"]  # the CPU model or GPU name is recorded
 
@@ -126,9 +180,26 @@ def test_bench_infer_writes_ratios(tmp_path, capsys, data_root):
 def test_train_on_the_real_coco_sample(tmp_path, capsys, coco_sample):
     root, _ = coco_sample
     run = tmp_path / "run"
-    args = ["train", "--config", "yolact-fixed-r18-160", "--data", str(root), "--out", str(run),
-            "--epochs", "1", "--batch-size", "2", "--max-iters", "2", "--workers", "0", "--no-progress",
-            "--eval-split", "none"]
+    args = [
+        "train",
+        "--config",
+        "yolact-fixed-r18-160",
+        "--data",
+        str(root),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--max-iters",
+        "2",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--eval-split",
+        "none",
+    ]
     assert main(args) == 0
     assert "stopped after 2 iterations" in capsys.readouterr().out
     record = json.loads((run / "config.json").read_text())

@@ -36,25 +36,65 @@ def test_names_follow_the_pattern_and_match_their_contents():
         assert cfg.model.image_size == int(size)
         measure = ASSIGNER_NAMES[assigner]
         if measure is None:
-            assert (cfg.assigner.kind, cfg.model.anchors, cfg.loss.mask_weight) == ("fixed", "yolact", 6.125)
+            assert (cfg.assigner.kind, cfg.model.anchors, cfg.loss.mask_weight) == (
+                "fixed",
+                "yolact",
+                6.125,
+            )
         else:
-            assert (cfg.assigner.kind, cfg.assigner.measure, cfg.model.anchors) == ("atss", measure, "atss")
+            assert (cfg.assigner.kind, cfg.assigner.measure, cfg.model.anchors) == (
+                "atss",
+                measure,
+                "atss",
+            )
 
 
 def test_paper_presets_have_the_papers_settings():
     fixed = get_config("yolact-fixed-r50-550")
-    assert fixed.model.fpn_channels == 256 and fixed.model.num_protos == 32 and fixed.model.num_classes == 80
-    assert (fixed.loss.cls_weight, fixed.loss.box_weight, fixed.loss.mask_weight, fixed.loss.semantic_weight) == (
-        1.0, 1.5, 6.125, 1.0,
+    assert (
+        fixed.model.fpn_channels == 256
+        and fixed.model.num_protos == 32
+        and fixed.model.num_classes == 80
+    )
+    assert (
+        fixed.loss.cls_weight,
+        fixed.loss.box_weight,
+        fixed.loss.mask_weight,
+        fixed.loss.semantic_weight,
+    ) == (
+        1.0,
+        1.5,
+        6.125,
+        1.0,
     )
     assert fixed.loss.ohem_ratio == 3
-    assert (fixed.postprocess.score_thr, fixed.postprocess.nms_iou, fixed.postprocess.top_k,
-            fixed.postprocess.max_dets) == (0.05, 0.5, 200, 100)
+    assert (
+        fixed.postprocess.score_thr,
+        fixed.postprocess.nms_iou,
+        fixed.postprocess.top_k,
+        fixed.postprocess.max_dets,
+    ) == (0.05, 0.5, 200, 100)
     t = fixed.train
-    assert (t.epochs, t.batch_size, t.lr, t.momentum, t.weight_decay, t.grad_clip) == (55, 32, 4e-3, 0.9, 5e-4, 35)
-    assert (t.warmup_iters, t.warmup_ratio, t.schedule, t.steps) == (500, 0.1, "step", (20, 42, 49, 52))
+    assert (t.epochs, t.batch_size, t.lr, t.momentum, t.weight_decay, t.grad_clip) == (
+        55,
+        32,
+        4e-3,
+        0.9,
+        5e-4,
+        35,
+    )
+    assert (t.warmup_iters, t.warmup_ratio, t.schedule, t.steps) == (
+        500,
+        0.1,
+        "step",
+        (20, 42, 49, 52),
+    )
     atss = get_config("yolact-atss-gmaiou-r50-700")
-    assert atss.loss.mask_weight == 8 and atss.assigner.topk == 9 and atss.assigner.measure == "gmaiou-mask"
+    assert (
+        atss.loss.mask_weight == 8
+        and atss.assigner.topk == 9
+        and atss.assigner.measure == "gmaiou-mask"
+    )
     assert get_config("yolact-atss-maiou-r50-400").assigner.measure == "gmaiou-box"
     gma = get_config("gmayolact-atss-gmaiou-r50-550")
     m = gma.model
@@ -65,13 +105,23 @@ def test_paper_presets_have_the_papers_settings():
 
 
 def test_cpu_presets_share_the_structure():
-    for name in ("yolact-atss-gmaiou-r18-160", "yolact-fixed-r18-160", "gmayolact-atss-gmaiou-r34-320"):
+    for name in (
+        "yolact-atss-gmaiou-r18-160",
+        "yolact-fixed-r18-160",
+        "gmayolact-atss-gmaiou-r34-320",
+    ):
         cfg = get_config(name)
-        assert cfg.model.image_size <= 320 and cfg.train.batch_size <= 8 and cfg.train.warmup_iters < 500
+        assert (
+            cfg.model.image_size <= 320
+            and cfg.train.batch_size <= 8
+            and cfg.train.warmup_iters < 500
+        )
     assert "gmayolact-fixed-r50-550" not in PRESETS  # GmaYOLACT is ATSS-based
 
 
-@pytest.mark.parametrize("bad", ["yolact-atss-gmaiou-r50-555", "yolact-atss-gmiou-r18-160", "nonsense", ""])
+@pytest.mark.parametrize(
+    "bad", ["yolact-atss-gmaiou-r50-555", "yolact-atss-gmiou-r18-160", "nonsense", ""]
+)
 def test_unknown_names_give_a_clear_error(bad):
     with pytest.raises(ValueError, match="unknown config") as info:
         get_config(bad)
@@ -91,7 +141,9 @@ def test_configs_are_frozen_and_num_classes_is_replaceable():
     assert small.model.num_classes == 3 and cfg.model.num_classes == 80
     assert with_num_classes(cfg, 5).model.num_classes == 5
     assert small.model.num_cls_outputs == 4
-    assert get_config("gmayolact-atss-gmaiou-r18-160").with_num_classes(3).model.num_cls_outputs == 3
+    assert (
+        get_config("gmayolact-atss-gmaiou-r18-160").with_num_classes(3).model.num_cls_outputs == 3
+    )
     with pytest.raises(ValueError, match="num_classes"):
         cfg.with_num_classes(0)
 
@@ -129,6 +181,9 @@ def test_cli_lists_names_one_per_line_and_prints_json(capsys):
     assert lines == list_configs()
     assert main(["configs", "yolact-atss-gmaiou-r18-160"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["name"] == "yolact-atss-gmaiou-r18-160" and data["assigner"]["measure"] == "gmaiou-mask"
+    assert (
+        data["name"] == "yolact-atss-gmaiou-r18-160"
+        and data["assigner"]["measure"] == "gmaiou-mask"
+    )
     assert main(["configs", "yolact-nope"]) == 2
     assert "unknown config" in capsys.readouterr().err

@@ -32,26 +32,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world_size: int, port: int, data_root: str, out: str, result_dir: str) -> None:
+def _worker(
+    rank: int, world_size: int, port: int, data_root: str, out: str, result_dir: str
+) -> None:
     os.environ.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)  # two processes share the two cores
     from gmaiou.configs import get_config
     from gmaiou.training.distributed import init_distributed, shutdown_distributed
     from gmaiou.training.trainer import RunOptions, apply_overrides, train
 
-    config = apply_overrides(get_config(CONFIG), {"epochs": 4, "batch_size": 2, "warmup_iters": 1, "lr": 0.01})
+    config = apply_overrides(
+        get_config(CONFIG), {"epochs": 4, "batch_size": 2, "warmup_iters": 1, "lr": 0.01}
+    )
     ctx = init_distributed("cpu")
     losses: list[float] = []
     options = RunOptions(
-        out_dir=Path(out), data_root=Path(data_root), num_workers=0, eval_split=None, progress=False,
-        max_iters=ITERS, ckpt_every=0, augment=False, overwrite=True,
+        out_dir=Path(out),
+        data_root=Path(data_root),
+        num_workers=0,
+        eval_split=None,
+        progress=False,
+        max_iters=ITERS,
+        ckpt_every=0,
+        augment=False,
+        overwrite=True,
     )
     try:
-        result = train(config, options, ctx=ctx, config_name=CONFIG,
-                       on_iteration=lambda i, logged: losses.append(logged["loss"]))
+        result = train(
+            config,
+            options,
+            ctx=ctx,
+            config_name=CONFIG,
+            on_iteration=lambda i, logged: losses.append(logged["loss"]),
+        )
         assert result.iterations == ITERS
         torch.save(
             {"state": result.model.state_dict(), "losses": losses},
@@ -65,7 +84,10 @@ def test_two_gloo_processes_stay_in_sync_and_learn(tmp_path):
     data_root = ensure_synthetic(num_images=10, size=160, progress=False)
     run = tmp_path / "run"
     mp.spawn(
-        _worker, args=(2, _free_port(), str(data_root), str(run), str(tmp_path)), nprocs=2, join=True
+        _worker,
+        args=(2, _free_port(), str(data_root), str(run), str(tmp_path)),
+        nprocs=2,
+        join=True,
     )
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
@@ -87,10 +109,33 @@ def test_torchrun_cli(tmp_path):
     data_root = ensure_synthetic(num_images=10, size=160, progress=False)
     run = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-        str(_free_port()), "-m", "gmaiou", "train", "--config", CONFIG, "--data", str(data_root),
-        "--out", str(run), "--epochs", "1", "--batch-size", "2", "--max-iters", "2", "--workers", "0",
-        "--device", "cpu", "--no-progress",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "gmaiou",
+        "train",
+        "--config",
+        CONFIG,
+        "--data",
+        str(data_root),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--max-iters",
+        "2",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--no-progress",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

@@ -70,10 +70,50 @@ def test_cli_exports_weights_and_runs(tmp_path, capsys):
     cls = session.run(["cls_logits"], {"images": np.zeros((1, 3, 160, 160), np.float32)})[0]
     assert cls.shape[-1] == 5  # 4 classes + background, read from the checkpoint
     # an existing output needs --force; a missing checkpoint is named
-    assert main(["export", "--config", cfg.name, "--run", str(run_dir), "--onnx", str(out), "--no-check"]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--config",
+                cfg.name,
+                "--run",
+                str(run_dir),
+                "--onnx",
+                str(out),
+                "--no-check",
+            ]
+        )
+        == 2
+    )
     assert "--force" in capsys.readouterr().err
-    assert main(["export", "--config", cfg.name, "--run", str(run_dir), "--onnx", str(out), "--force",
-                 "--no-check"]) == 0
-    assert main(["export", "--config", cfg.name, "--weights", str(tmp_path / "missing.pt"), "--onnx",
-                 str(tmp_path / "x.onnx")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--config",
+                cfg.name,
+                "--run",
+                str(run_dir),
+                "--onnx",
+                str(out),
+                "--force",
+                "--no-check",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "export",
+                "--config",
+                cfg.name,
+                "--weights",
+                str(tmp_path / "missing.pt"),
+                "--onnx",
+                str(tmp_path / "x.onnx"),
+            ]
+        )
+        == 2
+    )
     assert "missing.pt" in capsys.readouterr().err

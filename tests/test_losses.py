@@ -21,7 +21,9 @@ from gmaiou.losses import (
 
 
 def test_ohem_keeps_the_positives_and_the_three_hardest_negatives():
-    logits = torch.tensor([[[0.0, 2.0], [3.0, 0.0], [0.0, 1.0], [0.0, 4.0], [0.0, 3.0], [1.0, 2.0]]])
+    logits = torch.tensor(
+        [[[0.0, 2.0], [3.0, 0.0], [0.0, 1.0], [0.0, 4.0], [0.0, 3.0], [1.0, 2.0]]]
+    )
     labels = torch.tensor([[1, 0, 0, 0, 0, 0]])
     pos = torch.tensor([[True, False, False, False, False, False]])
     neg = torch.tensor([[False, True, True, True, True, False]])  # anchor 5 ignored
@@ -38,7 +40,9 @@ def test_ohem_is_per_image_and_normalised_by_all_positives():
     pos = torch.zeros(2, 50, dtype=torch.bool)
     pos[0, :2] = True  # image 0: 2 positives -> 6 negatives; image 1: none -> no negatives
     neg = ~pos
-    ce = F.cross_entropy(logits.reshape(-1, 4), torch.where(pos, labels, 0).reshape(-1), reduction="none").view(2, 50)
+    ce = F.cross_entropy(
+        logits.reshape(-1, 4), torch.where(pos, labels, 0).reshape(-1), reduction="none"
+    ).view(2, 50)
     hardest = ce[0, 2:].sort(descending=True).values[:6].sum()
     expected = (ce[0, :2].sum() + hardest) / 2
     assert torch.allclose(ohem_cross_entropy(logits, labels, pos, neg), expected)
@@ -46,8 +50,12 @@ def test_ohem_is_per_image_and_normalised_by_all_positives():
 
 def test_ohem_without_positives_is_zero_and_rejects_overlapping_masks():
     logits = torch.randn(1, 10, 3, requires_grad=True)
-    zero = ohem_cross_entropy(logits, torch.zeros(1, 10, dtype=torch.long), torch.zeros(1, 10, dtype=torch.bool),
-                              torch.ones(1, 10, dtype=torch.bool))
+    zero = ohem_cross_entropy(
+        logits,
+        torch.zeros(1, 10, dtype=torch.long),
+        torch.zeros(1, 10, dtype=torch.bool),
+        torch.ones(1, 10, dtype=torch.bool),
+    )
     assert zero.item() == 0
     zero.backward()
     assert logits.grad is not None and logits.grad.abs().sum() == 0
@@ -132,7 +140,9 @@ def _rank_sort_reference(logits, targets, positive, delta):
 def test_rank_sort_hand_computed_ranking():
     # one positive and one negative with equal logits: H(0) = 1/2 each, ranking error 1/2
     logits = torch.zeros(2, requires_grad=True)
-    loss, ranking, sorting = rank_sort_loss(logits, torch.tensor([1.0, 0.0]), torch.tensor([True, False]))
+    loss, ranking, sorting = rank_sort_loss(
+        logits, torch.tensor([1.0, 0.0]), torch.tensor([True, False])
+    )
     assert (loss.item(), ranking.item(), sorting.item()) == pytest.approx((0.5, 0.5, 0.0))
     loss.backward()
     assert logits.grad.tolist() == pytest.approx([-0.5, 0.5])
@@ -141,7 +151,9 @@ def test_rank_sort_hand_computed_ranking():
 def test_rank_sort_hand_computed_sorting():
     # positive 0 (IoU 0.5) outscores positive 1 (IoU 1.0) by 2δ: sorting error 1/3 on positive 1
     logits = torch.tensor([2.0, 0.0], requires_grad=True)
-    loss, ranking, sorting = rank_sort_loss(logits, torch.tensor([0.5, 1.0]), torch.tensor([True, True]), delta=1.0)
+    loss, ranking, sorting = rank_sort_loss(
+        logits, torch.tensor([0.5, 1.0]), torch.tensor([True, True]), delta=1.0
+    )
     assert ranking.item() == 0 and sorting.item() == pytest.approx(1 / 6)
     loss.backward()
     assert logits.grad.tolist() == pytest.approx([1 / 6, -1 / 6])
@@ -165,7 +177,9 @@ def test_rank_sort_matches_the_direct_loop(chunk):
     positive = torch.rand(n, generator=g) < 0.25
     positive[0] = True
     targets = torch.where(positive, torch.rand(n, generator=g), torch.zeros(n))
-    ref_rank, ref_sort, ref_grad = _rank_sort_reference(logits.tolist(), targets.tolist(), positive.tolist(), 0.5)
+    ref_rank, ref_sort, ref_grad = _rank_sort_reference(
+        logits.tolist(), targets.tolist(), positive.tolist(), 0.5
+    )
     x = logits.clone().requires_grad_(True)
     loss, ranking, sorting = rank_sort_loss(x, targets, positive, delta=0.5, chunk_elements=chunk)
     loss.backward()
@@ -179,7 +193,9 @@ def test_rank_sort_matches_the_direct_loop(chunk):
 
 def test_rank_sort_without_positives_and_bad_input():
     logits = torch.randn(5, requires_grad=True)
-    loss, ranking, sorting = rank_sort_loss(logits, torch.zeros(5), torch.zeros(5, dtype=torch.bool))
+    loss, ranking, sorting = rank_sort_loss(
+        logits, torch.zeros(5), torch.zeros(5, dtype=torch.bool)
+    )
     loss.backward()
     assert loss.item() == ranking.item() == sorting.item() == 0
     assert logits.grad.abs().sum() == 0

@@ -37,7 +37,9 @@ def synthetic_batch(
         shapes = []
         while len(shapes) < per_image:
             m = random_shape(
-                (size, size), rng, size=float(rng.uniform(0.25, 0.6) * size),
+                (size, size),
+                rng,
+                size=float(rng.uniform(0.25, 0.6) * size),
                 centre=(float(rng.uniform(0.3, 0.7) * size), float(rng.uniform(0.3, 0.7) * size)),
             )
             if m.sum() >= 16:
@@ -53,7 +55,9 @@ def synthetic_batch(
         "masks": masks,
         "crowd_boxes": [torch.zeros(0, 4) for _ in range(num_images)],
         "image_ids": list(range(num_images)),
-        "mask_integrals": [MaskIntegrals(m, b) for m, b in zip(masks, boxes)] if integrals else None,
+        "mask_integrals": [MaskIntegrals(m, b) for m, b in zip(masks, boxes)]
+        if integrals
+        else None,
     }
 
 
@@ -71,7 +75,10 @@ def test_output_shapes(name, anchors_per_location, outputs):
     assert isinstance(model, YOLACT)
     sides = feature_map_sizes(SIZE)
     num_anchors = anchors_per_location * sum(s * s for s in sides)
-    assert len(model.anchors) == num_anchors and model.anchors.anchors_per_location == anchors_per_location
+    assert (
+        len(model.anchors) == num_anchors
+        and model.anchors.anchors_per_location == anchors_per_location
+    )
     images = torch.randn(2, 3, SIZE, SIZE)
     out = model(images)
     assert out["cls_logits"].shape == (2, num_anchors, outputs)
@@ -110,7 +117,9 @@ def test_wrong_image_size_is_a_clear_error():
         model(torch.zeros(1, 3, 64, 64))
 
 
-def _train_losses(cfg: Config, batch: dict, steps: int = 6, lr: float = 4e-3) -> list[dict[str, float]]:
+def _train_losses(
+    cfg: Config, batch: dict, steps: int = 6, lr: float = 4e-3
+) -> list[dict[str, float]]:
     """A few SGD steps (momentum 0.9, gradient clipping at 35 as in training) on one batch."""
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -162,7 +171,9 @@ def test_assignment_follows_the_configured_assigner_and_measure():
         else:
             assigner = ATSSAssigner(9, model.config.assigner.measure)
         for i in range(2):
-            ref = assigner.assign(grid.anchors, grid.num_level_anchors, batch["boxes"][i], batch["masks"][i])
+            ref = assigner.assign(
+                grid.anchors, grid.num_level_anchors, batch["boxes"][i], batch["masks"][i]
+            )
             assert torch.equal(got[i], ref.gt_inds)
         results[name] = got
     # on irregular shapes the measures pick different positives
@@ -187,19 +198,25 @@ def test_anchors_mostly_inside_a_crowd_box_are_ignored():
     batch["crowd_boxes"] = [torch.tensor([[0.0, 0.0, 40.0, 40.0]])]
     crowded = model.assign(batch)[0]
     anchors = model.anchors.anchors
-    inside = (anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) & (anchors[:, 2] <= 40) & (anchors[:, 3] <= 40)
+    inside = (
+        (anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) & (anchors[:, 2] <= 40) & (anchors[:, 3] <= 40)
+    )
     assert bool((inside & (plain < 0)).any())
     assert (crowded[inside & (plain < 0)] == IGNORED).all()
     assert torch.equal(crowded[plain >= 0], plain[plain >= 0])  # positives stay positive
     # anchors with at most 70% of their area in the crowd box keep their label
     crowd = torch.tensor([0.0, 0.0, 40.0, 40.0])
-    wh = (torch.minimum(anchors[:, 2:], crowd[2:]) - torch.maximum(anchors[:, :2], crowd[:2])).clamp(min=0)
+    wh = (
+        torch.minimum(anchors[:, 2:], crowd[2:]) - torch.maximum(anchors[:, :2], crowd[:2])
+    ).clamp(min=0)
     iof = wh.prod(1) / (anchors[:, 2:] - anchors[:, :2]).prod(1)
     assert torch.equal(crowded[iof <= 0.7], plain[iof <= 0.7])
     assert bool((crowded != plain).any())
 
 
-@pytest.mark.parametrize("name", ["yolact-fixed-r18-160", "yolact-atss-gmaiou-r18-160", "gmayolact-atss-gmaiou-r18-160"])
+@pytest.mark.parametrize(
+    "name", ["yolact-fixed-r18-160", "yolact-atss-gmaiou-r18-160", "gmayolact-atss-gmaiou-r18-160"]
+)
 def test_images_without_objects(name):
     model = build_model(small_config(name))
     batch = synthetic_batch()
@@ -209,8 +226,13 @@ def test_images_without_objects(name):
     batch["mask_integrals"][1] = MaskIntegrals(batch["masks"][1])
     losses = model.loss(model(batch["images"]), batch)
     assert all(torch.isfinite(v) for v in losses.values()) and losses["loss"] > 0
-    empty = {**batch, "boxes": [batch["boxes"][1]] * 2, "labels": [batch["labels"][1]] * 2,
-             "masks": [batch["masks"][1]] * 2, "mask_integrals": [batch["mask_integrals"][1]] * 2}
+    empty = {
+        **batch,
+        "boxes": [batch["boxes"][1]] * 2,
+        "labels": [batch["labels"][1]] * 2,
+        "masks": [batch["masks"][1]] * 2,
+        "mask_integrals": [batch["mask_integrals"][1]] * 2,
+    }
     losses = model.loss(model(batch["images"]), empty)
     assert losses["cls"] == 0 and losses["box"] == 0 and losses["mask"] == 0
     losses["loss"].backward()  # still a graph: the semantic head learns "nothing here"
@@ -337,7 +359,9 @@ def test_carafe_reassembly_matches_the_definition():
                 for v in range(k):
                     y, xx = i + u - r, j + v - r
                     if 0 <= y < h and 0 <= xx < w:
-                        expected[:, :, i2, j2] += kernels[:, u * k + v, i2, j2, None] * x[:, :, y, xx]
+                        expected[:, :, i2, j2] += (
+                            kernels[:, u * k + v, i2, j2, None] * x[:, :, y, xx]
+                        )
     assert torch.allclose(got, expected, atol=1e-6)
     with pytest.raises(ValueError, match="kernels"):
         carafe_reassemble(x, kernels[:, :4], k, s)

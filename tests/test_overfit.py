@@ -35,17 +35,30 @@ TIME_LIMIT_S = float(os.environ.get("GMAIOU_OVERFIT_SECONDS", "300"))
 def test_overfits_eight_synthetic_images_to_mask_ap_50(tmp_path):
     root = ensure_synthetic(num_images=10, size=128, progress=False)  # 8 train + 2 val images
     # Batch 8 = all 8 images per iteration; 100 epochs = 100 iterations, lr steps at 67 and 83.
-    config = apply_overrides(get_config(CONFIG), {"epochs": 100, "batch_size": 8, "lr": 0.01, "warmup_iters": 10})
+    config = apply_overrides(
+        get_config(CONFIG), {"epochs": 100, "batch_size": 8, "lr": 0.01, "warmup_iters": 10}
+    )
     options = RunOptions(
-        out_dir=tmp_path / "run", data_root=root, num_workers=0, train_split="train", eval_split="train",
-        augment=False, progress=False, ckpt_every=0, seed=0,
+        out_dir=tmp_path / "run",
+        data_root=root,
+        num_workers=0,
+        train_split="train",
+        eval_split="train",
+        augment=False,
+        progress=False,
+        ckpt_every=0,
+        seed=0,
     )
     tic = time.perf_counter()
     result = train(config, options, config_name=CONFIG)
     elapsed = time.perf_counter() - tic
     segm, bbox = result.metrics["segm"], result.metrics["bbox"]
-    print(f"overfit: {result.iterations} iterations in {elapsed:.0f} s; mask AP {segm['AP']:.1f}, box AP {bbox['AP']:.1f}")
+    print(
+        f"overfit: {result.iterations} iterations in {elapsed:.0f} s; mask AP {segm['AP']:.1f}, box AP {bbox['AP']:.1f}"
+    )
     assert result.finished and result.iterations == 100
     assert (tmp_path / "run" / "eval.json").is_file()
-    assert segm["AP"] >= 50.0, f"mask AP {segm['AP']:.1f} < 50 on the training images (box AP {bbox['AP']:.1f})"
+    assert segm["AP"] >= 50.0, (
+        f"mask AP {segm['AP']:.1f} < 50 on the training images (box AP {bbox['AP']:.1f})"
+    )
     assert elapsed < TIME_LIMIT_S, f"took {elapsed:.0f} s (> {TIME_LIMIT_S:.0f} s)"

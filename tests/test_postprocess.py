@@ -25,7 +25,9 @@ def test_round_trip():
     g = torch.Generator().manual_seed(0)
     # side ratios within the decoder's clamp (1/62.5 ... 62.5)
     xy = torch.rand(500, 2, generator=g, dtype=torch.float64) * 500
-    anchors = torch.cat([xy, xy + 10 + torch.rand(500, 2, generator=g, dtype=torch.float64) * 300], 1)
+    anchors = torch.cat(
+        [xy, xy + 10 + torch.rand(500, 2, generator=g, dtype=torch.float64) * 300], 1
+    )
     xy = torch.rand(500, 2, generator=g, dtype=torch.float64) * 500
     boxes = torch.cat([xy, xy + 10 + torch.rand(500, 2, generator=g, dtype=torch.float64) * 300], 1)
     assert torch.allclose(decode_boxes(anchors, encode_boxes(anchors, boxes)), boxes, atol=1e-9)
@@ -66,7 +68,9 @@ def test_assemble_masks_crops_upsamples_and_thresholds():
     protos = torch.zeros(8, 8, 2)
     protos[:, :, 0] = 10.0  # prototype 0 is on everywhere
     coeffs = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
-    boxes = torch.tensor([[0.0, 0.0, 16.0, 16.0], [0.0, 0.0, 32.0, 32.0]])  # image 32 px, protos 8 px
+    boxes = torch.tensor(
+        [[0.0, 0.0, 16.0, 16.0], [0.0, 0.0, 32.0, 32.0]]
+    )  # image 32 px, protos 8 px
     masks = assemble_masks(protos, coeffs, boxes, image_size=32, threshold=0.5)
     assert masks.shape == (2, 32, 32) and masks.dtype == torch.bool
     assert masks[0, :16, :16].all() and not masks[0, 24:, :].any() and not masks[0, :, 24:].any()
@@ -165,7 +169,9 @@ def test_postprocess_sigmoid_and_threshold():
     cfg = PostprocessConfig(score_thr=0.4, score_activation="sigmoid")
     (det,) = postprocess(out, anchors, cfg, image_size=32)
     assert det["labels"].tolist() == [0] and det["scores"].tolist() == pytest.approx([0.5])
-    (none,) = postprocess(out, anchors, PostprocessConfig(score_thr=0.6, score_activation="sigmoid"), 32)
+    (none,) = postprocess(
+        out, anchors, PostprocessConfig(score_thr=0.6, score_activation="sigmoid"), 32
+    )
     assert none["boxes"].shape == (0, 4) and none["masks"].shape == (0, 32, 32)
 
 

@@ -35,8 +35,14 @@ def _config():
 
 def _options(out: Path, data_root: Path, **kw) -> RunOptions:
     base = dict(
-        out_dir=out, data_root=data_root, num_workers=0, eval_split=None, progress=False,
-        deterministic=True, ckpt_every=0, seed=3,
+        out_dir=out,
+        data_root=data_root,
+        num_workers=0,
+        eval_split=None,
+        progress=False,
+        deterministic=True,
+        ckpt_every=0,
+        seed=3,
     )
     base.update(kw)
     return RunOptions(**base)
@@ -64,7 +70,9 @@ def _assert_same_run(resumed_dir: Path, resumed_state: dict, reference) -> None:
     assert _losses(resumed_dir) == _losses(ref_dir)
     ref_opt = load_checkpoint(ref_dir / "checkpoint.pt")["optimizer"]["state"]
     res_opt = load_checkpoint(resumed_dir / "checkpoint.pt")["optimizer"]["state"]
-    assert all(torch.equal(ref_opt[i]["momentum_buffer"], res_opt[i]["momentum_buffer"]) for i in ref_opt)
+    assert all(
+        torch.equal(ref_opt[i]["momentum_buffer"], res_opt[i]["momentum_buffer"]) for i in ref_opt
+    )
 
 
 def test_ctrl_c_mid_epoch_then_resume_is_bit_exact(tmp_path, data_root, reference):
@@ -76,13 +84,20 @@ def test_ctrl_c_mid_epoch_then_resume_is_bit_exact(tmp_path, data_root, referenc
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt, match="checkpoint written"):
-        train(_config(), _options(out, data_root, max_iters=TOTAL), config_name=CONFIG, on_iteration=interrupt)
+        train(
+            _config(),
+            _options(out, data_root, max_iters=TOTAL),
+            config_name=CONFIG,
+            on_iteration=interrupt,
+        )
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert (ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["iteration"]) == (0, 3, 3)
     assert len(_losses(out)) == 3
     assert signal.getsignal(signal.SIGINT) is handler_before  # handler restored
 
-    result = train(_config(), _options(out, data_root, max_iters=TOTAL, resume=True), config_name=CONFIG)
+    result = train(
+        _config(), _options(out, data_root, max_iters=TOTAL, resume=True), config_name=CONFIG
+    )
     assert result.iterations == TOTAL
     assert not torch.are_deterministic_algorithms_enabled()  # the global setting is given back
     _assert_same_run(out, result.model.state_dict(), reference)
@@ -97,7 +112,9 @@ def test_stop_at_epoch_end_then_resume_is_bit_exact(tmp_path, data_root, referen
     # A crash after the checkpoint leaves stray metric lines; resume drops them.
     with (out / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"iteration": 5, "loss": 1.0}) + "\n")
-    result = train(_config(), _options(out, data_root, max_iters=TOTAL, resume=True), config_name=CONFIG)
+    result = train(
+        _config(), _options(out, data_root, max_iters=TOTAL, resume=True), config_name=CONFIG
+    )
     _assert_same_run(out, result.model.state_dict(), reference)
 
 

@@ -63,7 +63,9 @@ def test_schedule_rejects_bad_settings():
 def test_scheduler_sets_lr_per_iteration_and_resumes_from_state():
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=0.2)
-    sched = build_scheduler(opt, LrSchedule(total_iters=10, warmup_iters=4, warmup_ratio=0.25, kind="cosine"))
+    sched = build_scheduler(
+        opt, LrSchedule(total_iters=10, warmup_iters=4, warmup_ratio=0.25, kind="cosine")
+    )
     lrs = []
     for _ in range(6):
         lrs.append(opt.param_groups[0]["lr"])
@@ -71,7 +73,9 @@ def test_scheduler_sets_lr_per_iteration_and_resumes_from_state():
         sched.step()
     state = sched.state_dict()
     opt2 = torch.optim.SGD([param], lr=0.2)
-    sched2 = build_scheduler(opt2, LrSchedule(total_iters=10, warmup_iters=4, warmup_ratio=0.25, kind="cosine"))
+    sched2 = build_scheduler(
+        opt2, LrSchedule(total_iters=10, warmup_iters=4, warmup_ratio=0.25, kind="cosine")
+    )
     sched2.load_state_dict(state)
     opt2.param_groups[0]["lr"] = sched2.get_last_lr()[0]
     assert lrs[0] == pytest.approx(0.2 * 0.25)
@@ -193,7 +197,10 @@ def test_metrics_lines_are_json(tmp_path):
     from gmaiou.training.trainer import _truncate_metrics
 
     path = tmp_path / "metrics.jsonl"
-    path.write_text("".join(json.dumps({"iteration": i, "loss": 1.0 / i}) + "\n" for i in range(1, 6)) + '{"iter')
+    path.write_text(
+        "".join(json.dumps({"iteration": i, "loss": 1.0 / i}) + "\n" for i in range(1, 6))
+        + '{"iter'
+    )
     _truncate_metrics(path, 3)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["iteration"] for r in lines] == [1, 2, 3]
@@ -223,11 +230,18 @@ def test_smoke_training_run_of_every_preset_family(tmp_path, name):
     root = ensure_synthetic(num_images=10, size=160, progress=False)
     config = apply_overrides(get_config(name), {"epochs": 1, "batch_size": 2})
     options = RunOptions(
-        out_dir=tmp_path / "run", data_root=root, num_workers=0, max_iters=2, progress=False, eval_batch_size=2
+        out_dir=tmp_path / "run",
+        data_root=root,
+        num_workers=0,
+        max_iters=2,
+        progress=False,
+        eval_batch_size=2,
     )
     result = train(config, options, config_name=name)
     assert result.iterations == 2 and not result.finished
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert len(rows) == 2 and all(math.isfinite(r["loss"]) for r in rows)
     assert set(result.metrics) == {"bbox", "segm"}  # evaluated on the val split at the end
     assert math.isfinite(result.metrics["segm"]["oLRP"])

@@ -35,7 +35,9 @@ def coco_instances(root: Path, size: int, num_images: int, split: str = "val") -
         if item["boxes"].shape[0] == 0:  # every mask was empty
             continue
         height, width = item["size"]
-        masks = F.interpolate(item["masks"][None].float(), size=(size, size), mode="nearest")[0] > 0.5
+        masks = (
+            F.interpolate(item["masks"][None].float(), size=(size, size), mode="nearest")[0] > 0.5
+        )
         scale = torch.tensor([size / width, size / height, size / width, size / height])
         out.append((item["boxes"] * scale, masks))
     return out

@@ -20,16 +20,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a trained run: detections + COCO AP and oLRP",
         description="Evaluate the model of a training run on a dataset split.",
     )
-    parser.add_argument("--run", type=Path, required=True, help="run directory written by `gmaiou train`")
     parser.add_argument(
-        "--data", type=Path, default=None, help="dataset root (default: the data the run was trained on)"
+        "--run", type=Path, required=True, help="run directory written by `gmaiou train`"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="dataset root (default: the data the run was trained on)",
     )
     parser.add_argument("--split", default="val", help="split to evaluate (default: val)")
     parser.add_argument(
-        "--out", type=Path, default=None, help="detections file (default: RUN_DIR/detections_SPLIT.json)"
+        "--out",
+        type=Path,
+        default=None,
+        help="detections file (default: RUN_DIR/detections_SPLIT.json)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA if available)")
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:N (default: CUDA if available)"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

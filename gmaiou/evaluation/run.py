@@ -59,7 +59,10 @@ def evaluate_model(
                 info = dataset.coco.imgs[int(image_id)]
                 one = {k: v[b : b + 1] for k, v in outputs.items()}
                 pred = postprocess(
-                    one, model.anchor_boxes, model.config.postprocess, model.image_size,
+                    one,
+                    model.anchor_boxes,
+                    model.config.postprocess,
+                    model.image_size,
                     (info["height"], info["width"]),
                 )[0]
                 detections.extend(
@@ -78,7 +81,9 @@ def evaluate_model(
     return detections, metrics
 
 
-def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, Any, dict]:
+def load_run(
+    run_dir: str | os.PathLike, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, Any, dict]:
     """The trained model of a run directory, its config and the ``config.json`` record.
 
     Raises:

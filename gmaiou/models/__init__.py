@@ -70,7 +70,9 @@ def load_weights(model: YOLACT, path: str | Path) -> YOLACT:
         try:
             model.backbone.load_torchvision_state_dict(state)
         except ValueError as err:
-            raise ValueError(f"{path}: neither a checkpoint of this model nor a ResNet state dict ({err})") from None
+            raise ValueError(
+                f"{path}: neither a checkpoint of this model nor a ResNet state dict ({err})"
+            ) from None
     return model
 
 

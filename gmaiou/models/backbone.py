@@ -53,15 +53,26 @@ class ModulatedDeformConv2d(nn.Module):
     ) -> None:
         super().__init__()
         if in_channels % offset_groups:
-            raise ValueError(f"offset_groups ({offset_groups}) must divide in_channels ({in_channels})")
-        self.stride, self.padding, self.dilation = (stride, stride), (padding, padding), (dilation, dilation)
+            raise ValueError(
+                f"offset_groups ({offset_groups}) must divide in_channels ({in_channels})"
+            )
+        self.stride, self.padding, self.dilation = (
+            (stride, stride),
+            (padding, padding),
+            (dilation, dilation),
+        )
         self.offset_groups = offset_groups
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         k2 = kernel_size * kernel_size
         self.offset_conv = nn.Conv2d(
-            in_channels, 3 * offset_groups * k2, kernel_size, stride=stride, padding=padding, dilation=dilation
+            in_channels,
+            3 * offset_groups * k2,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
         )
         nn.init.zeros_(self.offset_conv.weight)
         nn.init.zeros_(self.offset_conv.bias)
@@ -120,7 +131,12 @@ class ResNetBackbone(nn.Module):
         self.name = name
         self.out_channels = BACKBONE_CHANNELS[name]
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
+        )
         if dcn:
             for layer in (self.layer2, self.layer3, self.layer4):
                 for block in layer:
@@ -150,11 +166,17 @@ class ResNetBackbone(nn.Module):
             if missing:
                 parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
             if unexpected:
-                parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+                parts.append(
+                    f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
+                )
             if shapes:
                 parts.append(
                     "shape mismatches "
-                    + ", ".join(f"{k}: {list(state[k].shape)} vs {list(own[k].shape)}" for k in shapes[:3])
+                    + ", ".join(
+                        f"{k}: {list(state[k].shape)} vs {list(own[k].shape)}" for k in shapes[:3]
+                    )
                 )
-            raise ValueError(f"not a torchvision {self.name} ResNet state dict: " + "; ".join(parts))
+            raise ValueError(
+                f"not a torchvision {self.name} ResNet state dict: " + "; ".join(parts)
+            )
         self.load_state_dict(state, strict=False)

@@ -40,11 +40,15 @@ def encode_boxes(anchors: Tensor, boxes: Tensor, stds: Sequence[float] = BOX_STD
         ``[..., 4]`` deltas ``(dx, dy, dw, dh)``.
     """
     if anchors.shape != boxes.shape or anchors.shape[-1:] != (4,):
-        raise ValueError(f"anchors and boxes must both have shape [..., 4], got {list(anchors.shape)} and {list(boxes.shape)}")
+        raise ValueError(
+            f"anchors and boxes must both have shape [..., 4], got {list(anchors.shape)} and {list(boxes.shape)}"
+        )
     ax, ay, aw, ah = _centre_size(anchors)
     gx, gy, gw, gh = _centre_size(boxes)
     gw, gh = gw.clamp(min=1e-3), gh.clamp(min=1e-3)
-    deltas = torch.stack([(gx - ax) / aw, (gy - ay) / ah, torch.log(gw / aw), torch.log(gh / ah)], dim=-1)
+    deltas = torch.stack(
+        [(gx - ax) / aw, (gy - ay) / ah, torch.log(gw / aw), torch.log(gh / ah)], dim=-1
+    )
     return deltas / deltas.new_tensor(stds)
 
 
@@ -65,7 +69,9 @@ def decode_boxes(
         ``[..., 4]`` boxes ``(x1, y1, x2, y2)``; log-scales are clamped to ``±MAX_LOG_RATIO``.
     """
     if anchors.shape[-1] != 4 or deltas.shape[-1] != 4:
-        raise ValueError(f"anchors and deltas must have shape [..., 4], got {list(anchors.shape)} and {list(deltas.shape)}")
+        raise ValueError(
+            f"anchors and deltas must have shape [..., 4], got {list(anchors.shape)} and {list(deltas.shape)}"
+        )
     d = deltas * deltas.new_tensor(stds)
     ax, ay, aw, ah = _centre_size(anchors)
     cx = ax + d[..., 0] * aw

@@ -70,11 +70,16 @@ class CARAFE(nn.Module):
     ) -> None:
         super().__init__()
         if up_kernel % 2 == 0 or encoder_kernel % 2 == 0:
-            raise ValueError(f"kernel sizes must be odd, got up_kernel={up_kernel}, encoder_kernel={encoder_kernel}")
+            raise ValueError(
+                f"kernel sizes must be odd, got up_kernel={up_kernel}, encoder_kernel={encoder_kernel}"
+            )
         self.scale, self.up_kernel = scale, up_kernel
         self.compressor = nn.Conv2d(channels, compressed_channels, 1)
         self.encoder = nn.Conv2d(
-            compressed_channels, scale * scale * up_kernel * up_kernel, encoder_kernel, padding=encoder_kernel // 2
+            compressed_channels,
+            scale * scale * up_kernel * up_kernel,
+            encoder_kernel,
+            padding=encoder_kernel // 2,
         )
         nn.init.xavier_uniform_(self.compressor.weight)
         nn.init.zeros_(self.compressor.bias)

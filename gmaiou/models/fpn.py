@@ -28,22 +28,32 @@ class FPN(nn.Module):
         upsample: ``"bilinear"`` or ``"carafe"``.
     """
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int = 256, upsample: str = "bilinear") -> None:
+    def __init__(
+        self, in_channels: Sequence[int], out_channels: int = 256, upsample: str = "bilinear"
+    ) -> None:
         super().__init__()
         if len(in_channels) != 3:
-            raise ValueError(f"FPN takes C3, C4, C5: give 3 channel counts, got {list(in_channels)}")
+            raise ValueError(
+                f"FPN takes C3, C4, C5: give 3 channel counts, got {list(in_channels)}"
+            )
         if upsample not in ("bilinear", "carafe"):
             raise ValueError(f"upsample must be 'bilinear' or 'carafe', got {upsample!r}")
         self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
-        self.output = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
+        self.output = nn.ModuleList(
+            nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels
+        )
         self.p6 = nn.Conv2d(in_channels[-1], out_channels, 3, stride=2, padding=1)
         self.p7 = nn.Conv2d(out_channels, out_channels, 3, stride=2, padding=1)
         # One upsampler per top-down step (C5->C4, C4->C3).
         self.carafe = (
-            nn.ModuleList(CARAFE(out_channels) for _ in range(len(in_channels) - 1)) if upsample == "carafe" else None
+            nn.ModuleList(CARAFE(out_channels) for _ in range(len(in_channels) - 1))
+            if upsample == "carafe"
+            else None
         )
         for m in self.modules():
-            if isinstance(m, nn.Conv2d) and not any(m is c for up in (self.carafe or []) for c in up.modules()):
+            if isinstance(m, nn.Conv2d) and not any(
+                m is c for up in (self.carafe or []) for c in up.modules()
+            ):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 

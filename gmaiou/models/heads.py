@@ -33,12 +33,23 @@ class PredictionHead(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, feat_channels: int, anchors_per_location: int, num_cls_outputs: int, num_protos: int
+        self,
+        in_channels: int,
+        feat_channels: int,
+        anchors_per_location: int,
+        num_cls_outputs: int,
+        num_protos: int,
     ) -> None:
         super().__init__()
         n = anchors_per_location
-        self.num_cls_outputs, self.num_protos, self.anchors_per_location = num_cls_outputs, num_protos, n
-        self.shared = nn.Sequential(nn.Conv2d(in_channels, feat_channels, 3, padding=1), nn.ReLU(inplace=True))
+        self.num_cls_outputs, self.num_protos, self.anchors_per_location = (
+            num_cls_outputs,
+            num_protos,
+            n,
+        )
+        self.shared = nn.Sequential(
+            nn.Conv2d(in_channels, feat_channels, 3, padding=1), nn.ReLU(inplace=True)
+        )
         self.cls = nn.Conv2d(feat_channels, n * num_cls_outputs, 3, padding=1)
         self.box = nn.Conv2d(feat_channels, n * 4, 3, padding=1)
         self.coeff = nn.Conv2d(feat_channels, n * num_protos, 3, padding=1)
@@ -77,11 +88,14 @@ class ProtoNet(nn.Module):
             return [nn.Conv2d(cin, cout, k, padding=k // 2), nn.ReLU(inplace=True)]
 
         self.before = nn.Sequential(
-            *conv(in_channels, hidden_channels, 3), *conv(hidden_channels, hidden_channels, 3),
+            *conv(in_channels, hidden_channels, 3),
+            *conv(hidden_channels, hidden_channels, 3),
             *conv(hidden_channels, hidden_channels, 3),
         )
         self.upsample = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
-        self.after = nn.Sequential(*conv(hidden_channels, hidden_channels, 3), *conv(hidden_channels, num_protos, 1))
+        self.after = nn.Sequential(
+            *conv(hidden_channels, hidden_channels, 3), *conv(hidden_channels, num_protos, 1)
+        )
         _xavier(self)
 
     def forward(self, p3: Tensor) -> Tensor:

@@ -115,7 +115,9 @@ def assemble_masks(
     probs = torch.sigmoid(protos @ coeffs.t()).permute(2, 0, 1)  # [N, Hp, Wp]
     scale = boxes.new_tensor([wp / image_size, hp / image_size, wp / image_size, hp / image_size])
     probs = probs * crop_masks(boxes * scale, hp, wp)
-    probs = F.interpolate(probs[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+    probs = F.interpolate(probs[None], size=(height, width), mode="bilinear", align_corners=False)[
+        0
+    ]
     return probs > threshold
 
 
@@ -157,20 +159,36 @@ def postprocess(
     cls_logits, deltas = outputs["cls_logits"], outputs["box_deltas"]
     coeffs, protos = outputs["coeffs"], outputs["protos"]
     if anchors.shape != (cls_logits.shape[1], 4):
-        raise ValueError(f"anchors must have shape [{cls_logits.shape[1]}, 4], got {list(anchors.shape)}")
+        raise ValueError(
+            f"anchors must have shape [{cls_logits.shape[1]}, 4], got {list(anchors.shape)}"
+        )
     height, width = (image_size, image_size) if out_size is None else out_size
     to_out = deltas.new_tensor([width / image_size, height / image_size] * 2)
     results = []
     for b in range(cls_logits.shape[0]):
         scores = class_scores(cls_logits[b].float(), config.score_activation)  # [A, C]
         candidates = (scores.max(dim=1).values > config.score_thr).nonzero().squeeze(1)
-        boxes = decode_boxes(anchors[candidates], deltas[b, candidates].float(), max_shape=image_size)
+        boxes = decode_boxes(
+            anchors[candidates], deltas[b, candidates].float(), max_shape=image_size
+        )
         idx, det_scores, labels = fast_nms(
-            boxes, scores[candidates], config.nms_iou, config.top_k, config.score_thr, config.max_dets
+            boxes,
+            scores[candidates],
+            config.nms_iou,
+            config.top_k,
+            config.score_thr,
+            config.max_dets,
         )
         det_boxes = boxes[idx]
         masks = assemble_masks(
-            protos[b].float(), coeffs[b, candidates[idx]].float(), det_boxes, image_size, out_size, config.mask_thr
+            protos[b].float(),
+            coeffs[b, candidates[idx]].float(),
+            det_boxes,
+            image_size,
+            out_size,
+            config.mask_thr,
         )
-        results.append({"boxes": det_boxes * to_out, "scores": det_scores, "labels": labels, "masks": masks})
+        results.append(
+            {"boxes": det_boxes * to_out, "scores": det_scores, "labels": labels, "masks": masks}
+        )
     return results

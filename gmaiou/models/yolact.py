@@ -66,7 +66,11 @@ class YOLACT(nn.Module):
         self._grid_layout = (grid.num_level_anchors, grid.feature_sizes, grid.anchors_per_location)
         self.register_buffer("anchor_boxes", grid.anchors, persistent=False)
         self.head = PredictionHead(
-            m.fpn_channels, m.head_channels, grid.anchors_per_location, m.num_cls_outputs, m.num_protos
+            m.fpn_channels,
+            m.head_channels,
+            grid.anchors_per_location,
+            m.num_cls_outputs,
+            m.num_protos,
         )
         self.protonet = ProtoNet(m.fpn_channels, m.proto_channels, m.num_protos)
         self.semantic_head = SemanticHead(m.fpn_channels, m.num_classes)
@@ -99,8 +103,15 @@ class YOLACT(nn.Module):
             ``semantic [B, C, Hs, Ws]`` (``Hs = ceil(S / 8)``).
         """
         s = self.image_size
-        if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != s or images.shape[3] != s:
-            raise ValueError(f"images must have shape [B, 3, {s}, {s}] for this config, got {list(images.shape)}")
+        if (
+            images.dim() != 4
+            or images.shape[1] != 3
+            or images.shape[2] != s
+            or images.shape[3] != s
+        ):
+            raise ValueError(
+                f"images must have shape [B, 3, {s}, {s}] for this config, got {list(images.shape)}"
+            )
         pyramid = self.fpn(self.backbone(images))
         cls_logits, box_deltas, coeffs = self.head(pyramid)
         out = {
@@ -116,7 +127,11 @@ class YOLACT(nn.Module):
     # ------------------------------------------------------------------ assignment
 
     def _assign_image(
-        self, gt_boxes: Tensor, gt_masks: Tensor | None, integrals: MaskIntegrals | None, crowd: Tensor | None
+        self,
+        gt_boxes: Tensor,
+        gt_masks: Tensor | None,
+        integrals: MaskIntegrals | None,
+        crowd: Tensor | None,
     ) -> Tensor:
         """``[A]`` matched GT index (>= 0), ``NEGATIVE`` or ``IGNORED`` for one image, on the model's device."""
         anchors = self.anchor_boxes
@@ -132,7 +147,9 @@ class YOLACT(nn.Module):
             # Assign where the masks (or their integral images) live, e.g. built on the CPU
             # by a data-loader worker; only the [A] result moves.
             where = source.device
-            gt_inds = self.assigner.assign(anchors.to(where), layout, gt_boxes.to(where), source).gt_inds
+            gt_inds = self.assigner.assign(
+                anchors.to(where), layout, gt_boxes.to(where), source
+            ).gt_inds
         else:
             gt_inds = self.assigner.assign(anchors, layout, gt_boxes.to(device)).gt_inds
         gt_inds = gt_inds.to(device)
@@ -142,10 +159,15 @@ class YOLACT(nn.Module):
             lt = torch.maximum(anchors[:, None, :2], crowd[None, :, :2])
             rb = torch.minimum(anchors[:, None, 2:], crowd[None, :, 2:])
             inter = (rb - lt).clamp(min=0).prod(dim=2)
-            area = ((anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])).clamp(min=1e-6)
+            area = ((anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])).clamp(
+                min=1e-6
+            )
             iof = (inter / area[:, None]).max(dim=1).values
-            gt_inds = torch.where((iof > self.config.assigner.crowd_iof) & (gt_inds < 0),
-                                  torch.full_like(gt_inds, IGNORED), gt_inds)
+            gt_inds = torch.where(
+                (iof > self.config.assigner.crowd_iof) & (gt_inds < 0),
+                torch.full_like(gt_inds, IGNORED),
+                gt_inds,
+            )
         return gt_inds
 
     def assign(self, batch: dict[str, Any]) -> Tensor:
@@ -224,7 +246,9 @@ class YOLACT(nn.Module):
         for masks, labels in zip(targets.masks, targets.labels):
             small = _downsample_masks(masks, (hs, ws)).flatten(1)  # [G, hs*ws]
             index = labels[:, None].expand_as(small)
-            per_class = small.new_zeros(num_classes, hs * ws).scatter_reduce(0, index, small, "amax")
+            per_class = small.new_zeros(num_classes, hs * ws).scatter_reduce(
+                0, index, small, "amax"
+            )
             maps.append(per_class.view(num_classes, hs, ws))
         return semantic_loss(semantic, torch.stack(maps))
 
@@ -245,7 +269,9 @@ class YOLACT(nn.Module):
                 pick = torch.randperm(pos.numel(), device=pos.device)[: self.config.loss.max_masks]
                 pos = pos[pick]
             gt = targets.gt_inds[b, pos]
-            logits = (protos[b].float() @ coeffs[b, pos].float().t()).permute(2, 0, 1)  # [P, hp, wp]
+            logits = (protos[b].float() @ coeffs[b, pos].float().t()).permute(
+                2, 0, 1
+            )  # [P, hp, wp]
             mask_targets = _downsample_masks(targets.masks[b], (hp, wp))[gt]
             boxes = targets.boxes[b][gt] * scale
             out.append((b, pos, logits, mask_targets, crop_masks(boxes, hp, wp), boxes))
@@ -262,7 +288,12 @@ class YOLACT(nn.Module):
         num_pos = pos.sum().clamp(min=1)
         anchors = self.anchor_boxes[None].expand(pos.shape[0], -1, -1)[pos]
         box_targets = encode_boxes(anchors, targets.matched_boxes()[pos])
-        box = F.smooth_l1_loss(deltas[pos].float(), box_targets, beta=cfg.smooth_l1_beta, reduction="sum") / num_pos
+        box = (
+            F.smooth_l1_loss(
+                deltas[pos].float(), box_targets, beta=cfg.smooth_l1_beta, reduction="sum"
+            )
+            / num_pos
+        )
 
         mask_sum, mask_count = cls_logits.new_zeros(()), 0
         for _, _, logits, mask_targets, crops, boxes in self._mask_terms(outputs, targets):
@@ -275,8 +306,12 @@ class YOLACT(nn.Module):
             mask = (outputs["protos"].sum() + outputs["coeffs"].sum()) * 0
 
         semantic = self._semantic_loss(outputs["semantic"], targets)
-        total = (cfg.cls_weight * cls + cfg.box_weight * box + cfg.mask_weight * mask
-                 + cfg.semantic_weight * semantic)
+        total = (
+            cfg.cls_weight * cls
+            + cfg.box_weight * box
+            + cfg.mask_weight * mask
+            + cfg.semantic_weight * semantic
+        )
         return {"loss": total, "cls": cls, "box": box, "mask": mask, "semantic": semantic}
 
     def _ranksort_loss(self, outputs: dict[str, Tensor], targets: _Targets) -> dict[str, Tensor]:
@@ -292,12 +327,16 @@ class YOLACT(nn.Module):
         ious = _aligned_iou(pred_boxes.detach(), gt_boxes)
 
         # Flattened (anchor, class) pairs of the non-ignored anchors; positives at their class.
-        pos_pairs = torch.zeros(bsz, num_anchors, num_classes, dtype=torch.bool, device=cls_logits.device)
+        pos_pairs = torch.zeros(
+            bsz, num_anchors, num_classes, dtype=torch.bool, device=cls_logits.device
+        )
         pos_pairs[pos] = F.one_hot(targets.matched_labels()[pos], num_classes).bool()
         sort_targets = torch.zeros_like(cls_logits)
         sort_targets[pos] = pos_pairs[pos].float() * ious[:, None]
         cls, _, _ = rank_sort_loss(
-            cls_logits[valid].reshape(-1), sort_targets[valid].reshape(-1), pos_pairs[valid].reshape(-1),
+            cls_logits[valid].reshape(-1),
+            sort_targets[valid].reshape(-1),
+            pos_pairs[valid].reshape(-1),
             cfg.rs_delta,
         )
 
@@ -312,7 +351,9 @@ class YOLACT(nn.Module):
         dice_sum, weight_sum = cls_logits.new_zeros(()), cls_logits.new_zeros(())
         for b, idx, logits, mask_targets, crops, _ in self._mask_terms(outputs, targets):
             w = score_weight[b, idx]
-            dice_sum = dice_sum + (w * dice_coefficient(logits.sigmoid() * crops, mask_targets)).sum()
+            dice_sum = (
+                dice_sum + (w * dice_coefficient(logits.sigmoid() * crops, mask_targets)).sum()
+            )
             weight_sum = weight_sum + w.sum()
         if bool(weight_sum > 0):
             mask = 1 - dice_sum / weight_sum
@@ -329,7 +370,9 @@ class YOLACT(nn.Module):
     # ------------------------------------------------------------------ inference
 
     @torch.no_grad()
-    def predict(self, images: Tensor, out_size: tuple[int, int] | None = None) -> list[dict[str, Tensor]]:
+    def predict(
+        self, images: Tensor, out_size: tuple[int, int] | None = None
+    ) -> list[dict[str, Tensor]]:
         """Detections per image: ``boxes [N, 4]`` xyxy, ``scores [N]``, ``labels [N]`` in ``[0, C)``,
         ``masks [N, H, W]`` bool, in input pixels (``S x S``) or in ``out_size`` ``(H, W)``."""
         was_training = self.training
@@ -338,7 +381,9 @@ class YOLACT(nn.Module):
             outputs = self(images)
         finally:
             self.train(was_training)
-        return postprocess(outputs, self.anchor_boxes, self.config.postprocess, self.image_size, out_size)
+        return postprocess(
+            outputs, self.anchor_boxes, self.config.postprocess, self.image_size, out_size
+        )
 
 
 def _aligned_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
@@ -356,7 +401,12 @@ class _Targets:
     """Per-batch assignment with the GT it refers to (all on the model's device)."""
 
     def __init__(
-        self, gt_inds: Tensor, boxes: list[Tensor], labels: list[Tensor], masks: list[Tensor], anchors: Tensor
+        self,
+        gt_inds: Tensor,
+        boxes: list[Tensor],
+        labels: list[Tensor],
+        masks: list[Tensor],
+        anchors: Tensor,
     ) -> None:
         self.gt_inds, self.boxes, self.labels, self.masks = gt_inds, boxes, labels, masks
         self._anchors = anchors

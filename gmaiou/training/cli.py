@@ -38,23 +38,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="run directory")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per process per iteration")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="images per process per iteration"
+    )
     parser.add_argument("--lr", type=float, default=None, help="override the base learning rate")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA if available)")
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:N (default: CUDA if available)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    parser.add_argument("--max-iters", type=int, default=None, help="stop after this many iterations")
+    parser.add_argument(
+        "--max-iters", type=int, default=None, help="stop after this many iterations"
+    )
     parser.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N iterations")
     parser.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
     parser.add_argument("--train-split", default="train")
-    parser.add_argument("--eval-split", default="val", help="split evaluated at the end ('none': skip)")
     parser.add_argument(
-        "--weights", type=Path, default=None,
+        "--eval-split", default="val", help="split evaluated at the end ('none': skip)"
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
         help="local torchvision ResNet state dict (e.g. ImageNet) or model checkpoint to start from",
     )
-    parser.add_argument("--no-augment", action="store_true", help="only resize and normalise (overfitting)")
-    parser.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
+    parser.add_argument(
+        "--no-augment", action="store_true", help="only resize and normalise (overfitting)"
+    )
+    parser.add_argument(
+        "--deterministic", action="store_true", help="deterministic algorithms (slower)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 

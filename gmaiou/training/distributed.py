@@ -68,11 +68,15 @@ def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
         raise ValueError(f"unknown device {name!r} ({err}); use cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} was asked for but CUDA is not available on this machine")
+            raise ValueError(
+                f"device {name!r} was asked for but CUDA is not available on this machine"
+            )
         if device.index is None:
             device = torch.device("cuda", local_rank)
         if device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device} does not exist; this machine has {torch.cuda.device_count()} GPUs")
+            raise ValueError(
+                f"device {device} does not exist; this machine has {torch.cuda.device_count()} GPUs"
+            )
     return device
 
 
@@ -139,7 +143,14 @@ class ResumableSampler(DistributedSampler):
         seed: int = 0,
         drop_last: bool = False,
     ) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        super().__init__(
+            dataset,
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
         self.start = 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:  # type: ignore[override]

@@ -46,7 +46,9 @@ class LrSchedule:
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
-            raise ValueError(f"unknown learning-rate schedule {self.kind!r}; choose one of {SCHEDULES}")
+            raise ValueError(
+                f"unknown learning-rate schedule {self.kind!r}; choose one of {SCHEDULES}"
+            )
         if self.total_iters < 1:
             raise ValueError(f"total_iters must be >= 1, got {self.total_iters}")
         if self.warmup_iters < 0:

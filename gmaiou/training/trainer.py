@@ -333,7 +333,9 @@ def _build_datasets(config: Any, options: RunOptions, data_root: Path):
 
 
 def _loader_seed(seed: int, rank: int, epoch: int) -> int:
-    return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([seed, rank, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1
+    )
 
 
 def _state(
@@ -436,7 +438,9 @@ def _train(
     seed_everything(options.seed)
     # The data is checked before the run directory is touched.
     data_root = resolve_data_root(
-        options.data_root, options.synthetic_images, options.synthetic_size or config.model.image_size
+        options.data_root,
+        options.synthetic_images,
+        options.synthetic_size or config.model.image_size,
     )
     train_set, test_transform = _build_datasets(config, options, data_root)
     if options.eval_split is not None:
@@ -457,7 +461,9 @@ def _train(
         else model
     )
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+    optimizer = torch.optim.SGD(
+        params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay
+    )
 
     sampler = ResumableSampler(
         train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=options.seed
@@ -525,7 +531,9 @@ def _train(
                 "effective_batch_size": tc.batch_size * ctx.world_size,
                 "iters_per_epoch": iters_per_epoch,
                 "options": {
-                    k: v for k, v in dataclasses.asdict(options).items() if k not in ("resume", "overwrite")
+                    k: v
+                    for k, v in dataclasses.asdict(options).items()
+                    if k not in ("resume", "overwrite")
                 },
             },
         )
@@ -537,8 +545,18 @@ def _train(
         if ctx.is_main:
             save_checkpoint(
                 out_dir / CHECKPOINT_FILE,
-                _state(model, optimizer, scheduler, scaler, rng_states, epoch, batch_in_epoch, iteration, done,
-                       ctx.world_size),
+                _state(
+                    model,
+                    optimizer,
+                    scheduler,
+                    scaler,
+                    rng_states,
+                    epoch,
+                    batch_in_epoch,
+                    iteration,
+                    done,
+                    ctx.world_size,
+                ),
             )
         barrier(ctx)
 
@@ -573,7 +591,9 @@ def _train(
                 tic = time.perf_counter()
                 for batch in batches:
                     data_time = time.perf_counter() - tic
-                    losses, grad_norm = _step(net, model, batch, optimizer, scaler, device, use_amp, tc.grad_clip)
+                    losses, grad_norm = _step(
+                        net, model, batch, optimizer, scaler, device, use_amp, tc.grad_clip
+                    )
                     lr = optimizer.param_groups[0]["lr"]
                     scheduler.step()
                     iteration += 1
@@ -601,7 +621,9 @@ def _train(
                         metrics_handle.write(json.dumps(record) + "\n")
                         metrics_handle.flush()
                     bar.update(1)
-                    bar.set_postfix(epoch=epoch, loss=f"{logged['loss']:.3f}", lr=f"{lr:.2e}", refresh=False)
+                    bar.set_postfix(
+                        epoch=epoch, loss=f"{logged['loss']:.3f}", lr=f"{lr:.2e}", refresh=False
+                    )
                     if on_iteration is not None:
                         on_iteration(iteration, logged)
                     stop_now = any_process(stop.requested, ctx)
@@ -633,7 +655,9 @@ def _train(
         if metrics_handle is not None:
             metrics_handle.close()
     if interrupted:
-        raise KeyboardInterrupt(f"training stopped at iteration {iteration}; checkpoint written to {out_dir}")
+        raise KeyboardInterrupt(
+            f"training stopped at iteration {iteration}; checkpoint written to {out_dir}"
+        )
     if ctx.is_distributed:
         # DDP hands rank 0's buffers (BatchNorm statistics) to every rank before each forward;
         # after the last step each rank holds its own, so hand them over once more.
@@ -645,9 +669,13 @@ def _train(
     metrics = None
     if (finished or iteration >= max_iters) and options.eval_split is not None:
         if ctx.is_main:
-            metrics = _final_evaluation(model, config, options, data_root, test_transform, out_dir, device)
+            metrics = _final_evaluation(
+                model, config, options, data_root, test_transform, out_dir, device
+            )
         barrier(ctx)
-    return TrainResult(iterations=iteration, finished=finished, metrics=metrics, run_dir=out_dir, model=model)
+    return TrainResult(
+        iterations=iteration, finished=finished, metrics=metrics, run_dir=out_dir, model=model
+    )
 
 
 def _step(
@@ -694,9 +722,15 @@ def _final_evaluation(
     image_dir, ann_file = find_split(data_root, options.eval_split)
     dataset = CocoInstances(image_dir, ann_file, transform=test_transform)
     detections, metrics = evaluate_model(
-        model, dataset, device, batch_size=options.eval_batch_size, num_workers=options.num_workers,
+        model,
+        dataset,
+        device,
+        batch_size=options.eval_batch_size,
+        num_workers=options.num_workers,
         progress=options.progress,
     )
     save_results(out_dir / DETECTIONS_FILE, detections, overwrite=True)
-    _write_json(out_dir / EVAL_FILE, {"split": options.eval_split, "data_root": str(data_root), **metrics})
+    _write_json(
+        out_dir / EVAL_FILE, {"split": options.eval_split, "data_root": str(data_root), **metrics}
+    )
     return metrics
