@@ -19,11 +19,11 @@ def data_root() -> Path:
     return ensure_synthetic(num_images=10, size=160, progress=False)
 
 
-def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
+def _train_args(data: Path, out: Path, *extra: str, config: str = CONFIG) -> list[str]:
     return [
         "train",
         "--config",
-        CONFIG,
+        config,
         "--data",
         str(data),
         "--out",
@@ -180,26 +180,7 @@ def test_bench_infer_writes_ratios(tmp_path, capsys, data_root):
 def test_train_on_the_real_coco_sample(tmp_path, capsys, coco_sample):
     root, _ = coco_sample
     run = tmp_path / "run"
-    args = [
-        "train",
-        "--config",
-        "yolact-fixed-r18-160",
-        "--data",
-        str(root),
-        "--out",
-        str(run),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "2",
-        "--max-iters",
-        "2",
-        "--workers",
-        "0",
-        "--no-progress",
-        "--eval-split",
-        "none",
-    ]
+    args = _train_args(root, run, "--eval-split", "none", config="yolact-fixed-r18-160")
     assert main(args) == 0
     assert "stopped after 2 iterations" in capsys.readouterr().out
     record = json.loads((run / "config.json").read_text())

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from gmaiou.anchors import yolact_anchors
+from gmaiou.data.transforms import mask_tight_boxes
 from gmaiou.measure import gmaiou, pairwise_overlaps
 
 __all__ = [
@@ -121,18 +122,6 @@ def overlap_pairs(instances: list[tuple[Tensor, Tensor]], image_size: int = 550)
     )
 
 
-def _tight_boxes(masks: Tensor) -> Tensor:
-    """Integer tight boxes ``[G, 4]`` of ``[G, H, W]`` masks (zero boxes for empty masks)."""
-    rows, cols = masks.any(dim=2), masks.any(dim=1)
-    h, w = masks.shape[1:]
-    out = torch.zeros(masks.shape[0], 4)
-    for i in range(masks.shape[0]):
-        r, c = rows[i].nonzero()[:, 0], cols[i].nonzero()[:, 0]
-        if r.numel():
-            out[i] = torch.tensor([c[0], r[0], c[-1] + 1, r[-1] + 1], dtype=torch.float32)
-    return out
-
-
 def corollary_1_check(
     instances: list[tuple[Tensor, Tensor]], image_size: int = 550
 ) -> dict[str, float]:
@@ -159,7 +148,7 @@ def corollary_1_check(
         for boxes, masks in instances:
             if boxes.shape[0] == 0:
                 continue
-            b = _tight_boxes(masks) if tight else boxes
+            b = mask_tight_boxes(masks) if tight else boxes
             diff = gmaiou(b, masks, a, polygon="mask") - gmaiou(b, masks, a, polygon="box")
             pairs += diff.numel()
             violations += int((diff > 1e-6).sum())
