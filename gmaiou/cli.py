@@ -18,6 +18,7 @@ __all__ = ["main", "build_parser"]
 COMMANDS: tuple[str, ...] = (
     "gmaiou.data.cli",
     "gmaiou.training.cli",
+    "gmaiou.experiments.cli",
     "gmaiou.evaluation.cli",
     "gmaiou.configs",
     "gmaiou.export",

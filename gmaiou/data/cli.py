@@ -32,6 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     synth.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     synth.add_argument(
+        "--mix",
+        choices=("uniform", "coco"),
+        default="uniform",
+        help="class odds: uniform (default; 66%% of boxes with MOB < 0.5) or coco (COCO's 28%%)",
+    )
+    synth.add_argument(
         "--force",
         action="store_true",
         help="replace annotations/, train/ and val/ in a non-empty --out",
@@ -67,7 +73,7 @@ def run_synth(args: argparse.Namespace) -> int:
         raise FileExistsError(
             f"{out} is not empty; choose another --out or pass --force to replace it"
         )
-    generate(out, args.images, args.size, args.seed, overwrite=args.force)
+    generate(out, args.images, args.size, args.seed, overwrite=args.force, mix=args.mix)
     num_train, num_val = split_sizes(args.images)
     print(f"wrote {num_train} train + {num_val} val images of {args.size}x{args.size} to {out}")
     return 0

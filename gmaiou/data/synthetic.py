@@ -43,6 +43,7 @@ from gmaiou.shapes import SHAPE_KINDS, tight_box
 
 __all__ = [
     "CLASSES",
+    "CLASS_MIXES",
     "FORMAT_VERSION",
     "SyntheticClass",
     "ensure_synthetic",
@@ -78,6 +79,18 @@ CLASSES: tuple[SyntheticClass, ...] = (
     SyntheticClass("blob", "blob", 0.75, "compact union of overlapping ellipses"),
     SyntheticClass("rectangle", "rectangle", 0.875, "axis-aligned rectangle (fills its box)"),
 )
+
+#: Class odds of the synthetic sets, by name. ``uniform`` (the default set): every class
+#: alike, so 65.6% of the boxes have MOB < 0.5. ``coco``: the six low-MOB classes share
+#: 0.339 and the blobs and rectangles 0.661 so that the share of boxes with MOB < 0.5 is
+#: the COCO sample's, 27.7% (train and val, 2,838 GTs). The split solves
+#: ``w * 0.796 + (1 - w) * 0.011 = 0.277``, where 0.796 and 0.011 are the mean shares below 0.5
+#: of the low- and high-MOB classes in the default set (occlusion included), measured by
+#: ``gmaiou data stats``; ``tests/test_data_synthetic.py`` checks the result on a generated set.
+CLASS_MIXES: dict[str, tuple[float, ...] | None] = {
+    "uniform": None,  # drawn with rng.integers, as before the mixes existed (same bytes)
+    "coco": (0.0565,) * 6 + (0.3305, 0.3305),
+}
 
 #: Object extents in pixels at 550 (scaled with the image), by tier, and the tiers' odds.
 _EXTENT_TIERS: tuple[tuple[float, float], ...] = ((16.0, 48.0), (48.0, 140.0), (140.0, 330.0))
@@ -187,19 +200,24 @@ def _texture(height: int, width: int, hue: float, rng: np.random.Generator) -> n
 
 
 def render_scene(
-    size: int, rng: np.random.Generator
+    size: int, rng: np.random.Generator, mix: str = "uniform"
 ) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
-    """One ``size x size`` scene.
+    """One ``size x size`` scene whose object classes are drawn with the odds of ``CLASS_MIXES[mix]``.
 
     Returns:
         ``(image, instances)``: the uint8 ``[S, S, 3]`` RGB image and, for every kept
         object in depth order, ``(class index, visible bool mask [S, S])``.
     """
+    odds = _mix_odds(mix)
     scale = size / 550.0
     image = _background(size, rng)
     drawn: list[tuple[int, np.ndarray, int]] = []  # (class, visible mask, drawn area)
     for _ in range(int(rng.integers(*_OBJECTS_PER_IMAGE))):
-        label = int(rng.integers(len(CLASSES)))
+        label = (
+            int(rng.integers(len(CLASSES)))
+            if odds is None
+            else int(rng.choice(len(CLASSES), p=odds))
+        )
         low, high = _EXTENT_TIERS[int(rng.choice(len(_TIER_ODDS), p=_TIER_ODDS))]
         extent = math.exp(
             rng.uniform(math.log(low * scale), math.log(min(high * scale, 0.6 * size)))
@@ -233,6 +251,13 @@ def render_scene(
     return pixels, instances
 
 
+def _mix_odds(mix: str) -> np.ndarray | None:
+    if mix not in CLASS_MIXES:
+        raise ValueError(f"unknown class mix {mix!r}; choose one of {', '.join(CLASS_MIXES)}")
+    odds = CLASS_MIXES[mix]
+    return None if odds is None else np.asarray(odds, dtype=np.float64) / sum(odds)
+
+
 # ----------------------------------------------------------------------------- writing
 
 
@@ -253,8 +278,9 @@ def _annotation(ann_id: int, image_id: int, label: int, mask: np.ndarray) -> dic
     }
 
 
-def _check_args(num_images: int, size: int, seed: int) -> None:
+def _check_args(num_images: int, size: int, seed: int, mix: str = "uniform") -> None:
     split_sizes(num_images)
+    _mix_odds(mix)
     if isinstance(size, bool) or not isinstance(size, int) or size < _MIN_SIZE:
         raise ValueError(f"size must be an integer >= {_MIN_SIZE}, got {size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -268,6 +294,7 @@ def generate(
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = True,
+    mix: str = "uniform",
 ) -> Path:
     """Write the synthetic dataset (``num_images`` in all, see :func:`split_sizes`) to ``out_dir``.
 
@@ -283,11 +310,12 @@ def generate(
             non-empty ``out_dir`` (other files there are left alone); otherwise a
             non-empty ``out_dir`` is an error.
         progress: show a progress bar.
+        mix: the class odds, a key of :data:`CLASS_MIXES` (``coco``: COCO's share of low-MOB boxes).
 
     Returns:
         ``out_dir``.
     """
-    _check_args(num_images, size, seed)
+    _check_args(num_images, size, seed, mix)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder")
@@ -314,7 +342,7 @@ def generate(
         for _ in range(count):
             rng = np.random.default_rng(np.random.SeedSequence([seed, image_index]))
             image_index += 1
-            pixels, instances = render_scene(size, rng)
+            pixels, instances = render_scene(size, rng, mix)
             file_name = f"{image_index:06d}.png"
             Image.fromarray(pixels).save(
                 out / split / file_name,
@@ -337,6 +365,7 @@ def generate(
                 "size": size,
                 "seed": seed,
                 "split": split,
+                **({} if mix == "uniform" else {"mix": mix}),
             },
             "licenses": [],
             "categories": categories,
@@ -349,20 +378,23 @@ def generate(
     return out
 
 
-def ensure_synthetic(num_images: int, size: int, seed: int = 0, progress: bool = True) -> Path:
+def ensure_synthetic(
+    num_images: int, size: int, seed: int = 0, progress: bool = True, mix: str = "uniform"
+) -> Path:
     """The root of the cached synthetic dataset with these arguments, generated if absent.
 
     Lives under :func:`gmaiou.paths.cache_dir`. Generation writes to a temporary
     folder beside it and renames it into place, so an interrupted run never leaves a
     half dataset, and two processes generating at once both end with a complete one.
     """
-    _check_args(num_images, size, seed)
-    root = cache_dir() / f"synthetic-v{FORMAT_VERSION}-n{num_images}-s{size}-seed{seed}"
+    _check_args(num_images, size, seed, mix)
+    tag = "" if mix == "uniform" else f"-{mix}"
+    root = cache_dir() / f"synthetic-v{FORMAT_VERSION}{tag}-n{num_images}-s{size}-seed{seed}"
     if root.is_dir():
         return root
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
-        generate(tmp, num_images, size, seed, progress=progress)
+        generate(tmp, num_images, size, seed, progress=progress, mix=mix)
         try:
             os.rename(tmp, root)
         except OSError:

@@ -28,6 +28,7 @@ so augmentation is reproducible.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ __all__ = [
     "resize",
     "sample_expand",
     "sample_min_iou_crop",
+    "sample_scale_window",
 ]
 
 #: YOLACT's ImageNet statistics (its ``MEANS``/``STD`` in RGB order), for images in [0, 1].
@@ -169,6 +171,40 @@ def sample_expand(
     off_x = int(_uniform(generator, 0.0, width * ratio - width))
     off_y = int(_uniform(generator, 0.0, height * ratio - height))
     return Window(-off_y, -off_x, int(height * ratio), int(width * ratio))
+
+
+def sample_scale_window(
+    height: int,
+    width: int,
+    generator: torch.Generator | None = None,
+    scale_range: tuple[float, float] = (0.75, 1.25),
+) -> Window:
+    """Mild scale jitter: the window that shows the image zoomed by ``s``, log-uniform in ``scale_range``.
+
+    ``s > 1`` zooms in (a window ``1/s`` of each side, placed at random inside the image);
+    ``s < 1`` zooms out (a window ``1/s`` times each side, the image placed at random in
+    it, the rest filled by :func:`crop_window`). After the square resize, objects appear
+    ``s`` times their size. Unlike YOLACT's expand (up to 4x) and min-IoU crop, objects
+    stay within a factor ``scale_range`` of their size, which suits small images.
+    """
+    low, high = scale_range
+    if not 0.0 < low <= high:
+        raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
+    u = torch.rand(3, generator=generator, dtype=torch.float64)
+    scale = math.exp(math.log(low) + (math.log(high) - math.log(low)) * float(u[0]))
+    out_h, out_w = max(1, round(height / scale)), max(1, round(width / scale))
+    # Zoom in: the window lies inside the image; zoom out: the image inside the window.
+    top = (
+        int(float(u[1]) * (height - out_h))
+        if out_h <= height
+        else -int(float(u[1]) * (out_h - height))
+    )
+    left = (
+        int(float(u[2]) * (width - out_w))
+        if out_w <= width
+        else -int(float(u[2]) * (out_w - width))
+    )
+    return Window(top, left, out_h, out_w)
 
 
 def sample_min_iou_crop(
@@ -368,6 +404,9 @@ class TrainTransform:
     Args:
         size: output side ``S``.
         photometric, expand, crop, flip: switch each random step on or off.
+        scale_range: mild scale jitter (see :func:`sample_scale_window`) after the expand
+            and crop, ``None`` for none (YOLACT has none; the CPU recipe uses it instead of
+            expand and crop, which leave the objects of small images too small to learn).
         expand_ratio: range of the expand canvas side relative to the image.
         min_ious: IoU modes of the min-IoU crop (besides "no crop" and "any").
         min_crop_size: smallest crop side relative to the (expanded) image.
@@ -384,6 +423,7 @@ class TrainTransform:
         expand: bool = True,
         crop: bool = True,
         flip: bool = True,
+        scale_range: tuple[float, float] | None = None,
         expand_ratio: tuple[float, float] = (1.0, 4.0),
         min_ious: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9),
         min_crop_size: float = 0.3,
@@ -397,7 +437,10 @@ class TrainTransform:
         if not 0.0 < min_crop_size <= 1.0:
             raise ValueError(f"min_crop_size must be in (0, 1], got {min_crop_size}")
         self.size = size
+        if scale_range is not None and not 0.0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
         self.photometric, self.expand, self.crop, self.flip = photometric, expand, crop, flip
+        self.scale_range = None if scale_range is None else tuple(scale_range)
         self.expand_ratio = tuple(expand_ratio)
         self.min_ious = tuple(min_ious)
         self.min_crop_size = min_crop_size
@@ -405,6 +448,10 @@ class TrainTransform:
 
     def __repr__(self) -> str:
         steps = [n for n in ("photometric", "expand", "crop", "flip") if getattr(self, n)]
+        if self.scale_range is not None:
+            steps.insert(
+                len(steps) - self.flip, f"scale{self.scale_range[0]:g}-{self.scale_range[1]:g}"
+            )
         return f"TrainTransform(size={self.size}, steps={'+'.join(steps) or 'none'})"
 
     def __call__(self, item: Item, generator: torch.Generator | None = None) -> Item:
@@ -433,6 +480,10 @@ class TrainTransform:
             item = crop_window(item, window, self.mean, drop_by_centre=True)
         elif canvas != Window(0, 0, h, w):
             item = crop_window(item, canvas, self.mean, drop_by_centre=False)
+        if self.scale_range is not None:
+            _, h, w = item["image"].shape
+            window = sample_scale_window(h, w, generator, self.scale_range)
+            item = crop_window(item, window, self.mean, drop_by_centre=False)
         if self.flip and _coin(generator):
             item = hflip(item)
         item = resize(item, self.size)

@@ -60,9 +60,16 @@ class YOLACT(nn.Module):
         self.backbone = ResNetBackbone(m.backbone, dcn=m.dcn, dcn_groups=m.dcn_groups)
         self.fpn = FPN(self.backbone.out_channels, m.fpn_channels, m.upsample)
         if m.anchors == "yolact":
-            grid = yolact_anchors(m.image_size)
+            grid = yolact_anchors(
+                m.image_size,
+                base_size=24.0 if m.anchors_scale_with_image else 24.0 * 550 / m.image_size,
+            )
         else:
-            grid = atss_anchors(m.image_size, scales_per_octave=m.anchor_scales)
+            grid = atss_anchors(
+                m.image_size,
+                scales_per_octave=m.anchor_scales,
+                octave_base_scale=m.anchor_base_scale,
+            )
         self._grid_layout = (grid.num_level_anchors, grid.feature_sizes, grid.anchors_per_location)
         self.register_buffer("anchor_boxes", grid.anchors, persistent=False)
         self.head = PredictionHead(

@@ -43,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--lr", type=float, default=None, help="override the base learning rate")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override any config setting, e.g. --set model.anchor_base_scale=2 "
+        "--set augment.scale_range=[0.75,1.33] (repeatable; values are JSON or plain strings)",
+    )
+    parser.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:N (default: CUDA if available)"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -76,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gmaiou.configs import get_config
+    from gmaiou.configs import apply_settings, get_config
     from gmaiou.training.distributed import init_distributed, shutdown_distributed
     from gmaiou.training.trainer import RunOptions, TrainingDiverged, apply_overrides, train
 
@@ -88,9 +96,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.set:
+        overrides["settings"] = list(args.set)
     if args.resume:
         overrides = _resume_overrides(args.out, args.config, overrides)
-    config = apply_overrides(get_config(args.config), overrides)
+    train_overrides = {k: v for k, v in overrides.items() if k != "settings"}
+    config = apply_settings(
+        apply_overrides(get_config(args.config), train_overrides), overrides.get("settings", [])
+    )
     eval_split = None if args.eval_split.lower() == "none" else args.eval_split
     options = RunOptions(
         out_dir=args.out,

@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["LrSchedule", "build_scheduler", "steps_to_iterations"]
+__all__ = ["LrSchedule", "build_optimizer", "build_scheduler", "steps_to_iterations"]
 
 SCHEDULES = ("step", "cosine")
 
@@ -78,3 +79,18 @@ def steps_to_iterations(step_epochs: Sequence[float], iters_per_epoch: int) -> t
 def build_scheduler(optimizer: torch.optim.Optimizer, schedule: LrSchedule) -> LambdaLR:
     """A ``LambdaLR`` that sets ``lr = base_lr * schedule(iteration)``; call ``step()`` per iteration."""
     return LambdaLR(optimizer, lr_lambda=schedule)
+
+
+def build_optimizer(params: list[torch.nn.Parameter], train: Any) -> torch.optim.Optimizer:
+    """The optimizer ``train`` (a :class:`~gmaiou.configs.TrainConfig`) names, over ``params``.
+
+    ``sgd``: SGD with momentum (the paper's); ``adamw``: AdamW with PyTorch's default betas.
+    Both decay every parameter by ``weight_decay``, as the reference configs do.
+    """
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+        )
+    if train.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
+    raise ValueError(f"unknown optimizer {train.optimizer!r}; choose sgd or adamw")

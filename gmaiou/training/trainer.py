@@ -53,7 +53,12 @@ from gmaiou.training.distributed import (
     any_process,
     barrier,
 )
-from gmaiou.training.schedule import LrSchedule, build_scheduler, steps_to_iterations
+from gmaiou.training.schedule import (
+    LrSchedule,
+    build_optimizer,
+    build_scheduler,
+    steps_to_iterations,
+)
 
 __all__ = [
     "CONFIG_FILE",
@@ -325,7 +330,7 @@ def _build_datasets(config: Any, options: RunOptions, data_root: Path):
     size = config.model.image_size
     image_dir, ann_file = find_split(data_root, options.train_split)
     if options.augment:
-        transform = TrainTransform(size)
+        transform = config.augment.transform(size)
     else:
         transform = TrainTransform(size, photometric=False, expand=False, crop=False, flip=False)
     train_set = CocoInstances(image_dir, ann_file, transform=transform)
@@ -461,9 +466,7 @@ def _train(
         else model
     )
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay
-    )
+    optimizer = build_optimizer(params, tc)
 
     sampler = ResumableSampler(
         train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=options.seed
