@@ -23,6 +23,12 @@ __all__ = [
 #: Table 1 of the paper: IoU variants, the properties of their two inputs and their purpose.
 IOU_VARIANTS: list[dict[str, str]] = [
     {
+        "IoU variant": "IoU",
+        "input 1": "box",
+        "input 2": "box",
+        "purpose": "performance measure, anchor assigner",
+    },
+    {
         "IoU variant": "Mask IoU",
         "input 1": "mask",
         "input 2": "mask",
