@@ -33,9 +33,14 @@ def save_figure(
     data it was made from).
     """
     out = figures_dir(profile)
+    # Below everything already drawn (legends placed under the axes included); the layout
+    # is frozen first so that a layout engine does not move things onto the footer.
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+    lowest = fig.get_tightbbox(fig.canvas.get_renderer()).y0 / fig.get_figheight()
     fig.text(
         0.5,
-        -0.01,
+        min(lowest, 0.0) - 0.01,
         provenance(profile, source),
         ha="center",
         va="top",

@@ -88,3 +88,54 @@ def test_table_text_fits_its_cells():
         cells[1, 2].get_text().get_text() == "9.81" and cells[2, 3].get_text().get_text() == "1.50"
     )
     plt.close(fig)
+
+
+def test_pixel_weights_figure_values_titles_and_legend():
+    import matplotlib.pyplot as plt
+    import torch
+
+    from gmaiou.analysis.measures import plot_pixel_weights
+    from gmaiou.shapes import l_shape
+
+    mask = torch.from_numpy(l_shape((16, 16), 2.0, 2.0, 12.0, 4.0))
+    box = torch.tensor([2.0, 2.0, 14.0, 14.0])
+    anchors = torch.tensor([[2.0, 2.0, 8.0, 14.0], [8.0, 2.0, 14.0, 14.0]])
+    fig, values = plot_pixel_weights(mask, box, anchors, ("on the arm", "on the corner"))
+    # two halves of the box: the same IoU, different mask-aware values
+    assert values["IoU"].tolist() == pytest.approx([0.5, 0.5])
+    assert values["GmaIoU (P = M)"][0] > values["GmaIoU (P = M)"][1]
+    titles = [ax.get_title() for ax in fig.axes[:3]]
+    assert titles[0] == "IoU pixel weights\nIoU of orange anchor 0.50, red 0.50"
+    colorbar_labels = [ax.get_ylabel() for ax in fig.axes[3:]]
+    assert colorbar_labels == ["weight of a pixel in the intersection"] * 3
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [
+        "GT mask outline",
+        "GT box",
+        "orange anchor: on the arm",
+        "red anchor: on the corner",
+    ]
+    with pytest.raises(ValueError, match="two anchors"):
+        plot_pixel_weights(mask, box, anchors[:1], ("a", "b"))
+    plt.close("all")
+
+
+def test_mob_distribution_has_a_title_and_a_legend_for_every_colour():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from gmaiou.analysis.mob import plot_mob_distribution
+
+    fig = plot_mob_distribution(
+        {"a": np.array([0.2, 0.9]), "b": np.array([0.6])}, title="Fig. 3(a): a, b"
+    )
+    assert fig._suptitle.get_text() == "Fig. 3(a): a, b"
+    hist, cdf = fig.axes
+    assert [t.get_text() for t in hist.get_legend().get_texts()] == ["a", "b", "MOB = 0.5"]
+    assert [t.get_text() for t in cdf.get_legend().get_texts()] == [
+        "a (n=2, 50.0% < 0.5)",
+        "b (n=1, 0.0% < 0.5)",
+        "MOB = 0.5",
+        "share below 0.5",
+    ]
+    plt.close(fig)
