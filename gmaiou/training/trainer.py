@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -64,6 +64,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "EVAL_FILE",
     "METRICS_FILE",
+    "RUN_FILE_PATTERNS",
     "RunOptions",
     "TrainResult",
     "TrainingDiverged",
@@ -751,7 +752,16 @@ def _run_loop(
     return False
 
 
-def _run_epoch_guarded(job: _Job, stop: _StopFlag, metrics_handle, bar, on_iteration) -> str:
+_OnIteration = Callable[[int, dict[str, float]], None]
+
+
+def _run_epoch_guarded(
+    job: _Job,
+    stop: _StopFlag,
+    metrics_handle: IO[str] | None,
+    bar: tqdm,
+    on_iteration: _OnIteration | None,
+) -> str:
     """:func:`_run_epoch`, checkpointing the last completed iteration if it raises."""
     try:
         return _run_epoch(job, stop, metrics_handle, bar, on_iteration)
@@ -766,7 +776,13 @@ def _run_epoch_guarded(job: _Job, stop: _StopFlag, metrics_handle, bar, on_itera
         raise
 
 
-def _run_epoch(job: _Job, stop: _StopFlag, metrics_handle, bar, on_iteration) -> str:
+def _run_epoch(
+    job: _Job,
+    stop: _StopFlag,
+    metrics_handle: IO[str] | None,
+    bar: tqdm,
+    on_iteration: _OnIteration | None,
+) -> str:
     """The rest of epoch ``job.epoch``: ``"interrupted"``, ``"max_iters"`` or ``"epoch_end"``."""
     tc = job.config.train
     first = job.start_batch if job.epoch == job.start_epoch else 0
