@@ -139,7 +139,7 @@ def table_figure(
             frame.iat[row - 1, col], bool
         ):
             cell.get_text().set_horizontalalignment("right")
-            cell.PAD = 0.04
+            cell.PAD = 0.12 / widths[col]  # about 0.12 inch from the right edge
     if title:
         fig.suptitle(title, fontsize=fontsize + 2, y=1 - 0.05 / fig_h)
     return fig

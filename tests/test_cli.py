@@ -288,3 +288,17 @@ def test_train_on_the_real_coco_sample(tmp_path, capsys, coco_sample):
     assert record["num_classes"] == 80 and len(record["cat_ids"]) == 80  # COCO's 80 categories
     assert record["data_root"] == str(root.resolve())
     assert not (run / "eval.json").exists()
+
+
+def test_eval_checks_the_split_images_before_predicting(tmp_path, capsys, data_root):
+    data = _copy_data(data_root, tmp_path)
+    run = tmp_path / "run"
+    assert main(_train_args(data, run, "--eval-split", "none", "--max-iters", "1")) == 0
+    capsys.readouterr()
+    path, info = _first_image(data, "val")
+    Image.new("RGB", (info["width"], info["height"] + 2)).save(path)
+    assert main(["eval", "--run", str(run), "--no-progress"]) == 2  # data: the run's own
+    line = _one_line_error(capsys)
+    w, h = info["width"], info["height"]
+    assert f"{path} is {w}x{h + 2} (WxH) but instances_val.json says {w}x{h}" in line
+    assert not list(run.glob("detections*"))  # nothing predicted, nothing written
