@@ -212,3 +212,31 @@ def test_resume_without_a_run_is_still_refused(tmp_path, data_root):
     with pytest.raises(FileNotFoundError, match="cannot resume: no checkpoint"):
         train(_config(), _options(out, data_root, max_iters=1, resume=True), config_name=CONFIG)
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_out_of_memory_after_the_forward_then_resume_is_bit_exact(
+    tmp_path, data_root, reference, monkeypatch
+):
+    """An OOM after the forward ran (BatchNorm statistics already moved) loses nothing."""
+    from gmaiou.models.yolact import YOLACT
+
+    out = tmp_path / "run"
+    original = YOLACT.forward
+    calls = {"n": 0}
+
+    def forward(self, images):
+        result = original(self, images)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return result
+
+    monkeypatch.setattr(YOLACT, "forward", forward)
+    with pytest.raises(torch.OutOfMemoryError) as err:
+        train(_config(), _options(out, data_root, max_iters=TOTAL), config_name=CONFIG)
+    assert "checkpoint of iteration 2 written" in " ".join(err.value.__notes__)
+    monkeypatch.setattr(YOLACT, "forward", original)
+    result = train(
+        _config(), _options(out, data_root, max_iters=TOTAL, resume=True), config_name=CONFIG
+    )
+    _assert_same_run(out, result.model.state_dict(), reference)
