@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= default
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-.PHONY: reproduce test install lint clean-venv
+.PHONY: reproduce test install lint readme clean-venv
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ reproduce: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+# Copy the generated tables the README includes (<!-- include figures/x.md -->) into it.
+readme: $(STAMP)
+	$(BIN)/python -m gmaiou.readme
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

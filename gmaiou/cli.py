@@ -73,7 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+        ValueError,
+    ) as err:
         # Expected user errors: one clear line, no traceback (GMAIOU_DEBUG=1 shows it).
         if os.environ.get("GMAIOU_DEBUG"):
             raise

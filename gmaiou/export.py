@@ -10,6 +10,9 @@ ONNX ``DeformConv`` (opset 19), which onnxruntime implements.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -26,6 +29,40 @@ OPSET = 19
 #: The checkpoint ``gmaiou train`` writes into its run directory (weights under key ``"model"``).
 RUN_CHECKPOINT = "checkpoint.pt"
 _SYMBOLIC_REGISTERED = False
+
+
+def check_output_path(path: Path, overwrite: bool) -> None:
+    """Refuse an output path that cannot be written, before any work is done.
+
+    Raises:
+        FileExistsError: ``path`` is an existing file and ``overwrite`` is false.
+        ValueError: ``path`` is a folder, a folder above it is a file, or it is not writable;
+            the message names the path.
+    """
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: it is an existing folder; give a file name")
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} exists; pass overwrite=True (gmaiou export --force) to replace it"
+        )
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK):
+                raise ValueError(f"cannot write {path}: {parent} is not writable")
+            break
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A fresh empty file in ``path``'s folder (created with it), to be renamed onto ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
+    os.close(fd)
+    return Path(name)
 
 
 def _register_deform_conv_symbolic() -> None:
@@ -105,15 +142,12 @@ def export_onnx(
             f"image_size {image_size} differs from the model's {model.image_size}: its anchors are built for "
             f"{model.image_size} x {model.image_size} inputs"
         )
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path} exists; pass overwrite=True (gmaiou export --force) to replace it"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output_path(path, overwrite)
     _register_deform_conv_symbolic()
     was_training = model.training
     device = next(model.parameters()).device
     model.eval().cpu()
+    tmp = _temporary_beside(path)
     try:
         dummy = torch.zeros(1, 3, image_size, image_size)
         dynamic = {name: {0: "batch"} for name in ("images", *OUTPUT_NAMES)}
@@ -126,14 +160,17 @@ def export_onnx(
             torch.onnx.export(
                 _TupleOutputs(model),
                 (dummy,),
-                str(path),
+                str(tmp),
                 input_names=["images"],
                 output_names=list(OUTPUT_NAMES),
                 dynamic_axes=dynamic,
                 opset_version=OPSET,
                 dynamo=False,
             )
+        os.replace(tmp, path)
     finally:
+        # A failed export leaves neither a temporary nor a half-written target behind.
+        tmp.unlink(missing_ok=True)
         model.to(device).train(was_training)
     return path
 
@@ -169,27 +206,54 @@ def _num_classes_of(state: dict[str, Tensor]) -> int | None:
     return None if weight is None else int(weight.shape[0])
 
 
+def _run_config(run_dir: Path, config_name: str | None):
+    """The config a run was trained with (its ``config.json``); ``config_name`` must agree with it."""
+    from gmaiou.configs import Config
+
+    record_path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    if not record_path.is_file():
+        raise FileNotFoundError(f"{record_path} not found; is {run_dir} a gmaiou training run?")
+    try:
+        record = json.loads(record_path.read_text())
+        config = Config.from_dict(record["config"])
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{record_path} is not a gmaiou run record ({err})") from None
+    trained_as = record.get("config_name") or config.name
+    if config_name is not None and config_name != trained_as:
+        raise ValueError(
+            f"--config {config_name} disagrees with {record_path}, which was trained as "
+            f"{trained_as} ({config.model.image_size} px); leave --config out to use the run's own"
+        )
+    return config
+
+
 def run(args: argparse.Namespace) -> int:
     from gmaiou.configs import get_config
 
-    config = get_config(args.config)
+    out = Path(args.onnx)
+    check_output_path(out, args.force)
     weights: Path | None = None
     if args.run is not None:
-        weights = Path(args.run) / RUN_CHECKPOINT
+        run_dir = Path(args.run)
+        config = _run_config(run_dir, args.config)
+        weights = run_dir / RUN_CHECKPOINT
         if not weights.is_file():
             raise FileNotFoundError(
                 f"no checkpoint in run directory {args.run}: {weights} is missing"
             )
-    elif args.weights is not None:
-        weights = Path(args.weights)
+    else:
+        if args.config is None:
+            raise ValueError("--config is required unless --run names a training run")
+        config = get_config(args.config)
+        if args.weights is not None:
+            weights = Path(args.weights)
     if weights is not None:
         # A model trained on a dataset with other classes carries them in its semantic head.
         num_classes = _num_classes_of(load_state(weights))
         if num_classes is not None and num_classes != config.model.num_classes:
             config = config.with_num_classes(num_classes)
-    out = Path(args.onnx)
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out} exists; pass --force to replace it")
     model = build_model(config, weights)
     export_onnx(model, out, config.model.image_size, overwrite=args.force)
     print(
@@ -213,15 +277,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Export the network's forward (eval mode) to ONNX; post-processing stays in Python.",
     )
     parser.add_argument(
-        "--config", required=True, metavar="NAME", help="preset name (`gmaiou configs` lists them)"
+        "--config",
+        default=None,
+        metavar="NAME",
+        help="preset name (`gmaiou configs` lists them); with --run it defaults to the run's own "
+        "config.json and, when given, must agree with it",
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--run", metavar="RUN_DIR", help="load RUN_DIR/checkpoint.pt (key 'model')")
+    source.add_argument(
+        "--run",
+        metavar="RUN_DIR",
+        help="a training run: its config.json and checkpoint.pt (key 'model')",
+    )
     source.add_argument(
         "--weights", metavar="PATH", help="a model checkpoint or a torchvision ResNet state dict"
     )
     parser.add_argument("--onnx", required=True, metavar="OUT.onnx", help="file to write")
-    parser.add_argument("--force", action="store_true", help="replace OUT.onnx if it exists")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace OUT.onnx if it exists (written beside it and renamed: a failure keeps the old file)",
+    )
     parser.add_argument(
         "--no-check",
         dest="check",

@@ -202,8 +202,20 @@ def test_select_examples_on_synthetic_and_plot(synth_root):
             (e.positive.iou - e.positive.gmaiou) + (e.negative.gmaiou - e.negative.iou)
         )
         assert e.image_id == ds.image_ids[e.index]
-    fig = plot_examples(ds, examples, size=256)
+    fig = plot_examples(ds, examples, size=256, title="Fig. 1")
     assert len([ax for ax in fig.axes if ax.has_data()]) == len(examples)
+    assert fig._suptitle.get_text() == "Fig. 1"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:2] == ["GT mask", "GT box"] and all("GmaIoU (P = M)" in t for t in legend[2:])
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes[: len(examples)]:
+        frame = ax.get_window_extent(renderer)
+        labels = [t for t in ax.texts if t.get_text()]
+        assert len(labels) == 2 and all("GmaIoU (P = M)" in t.get_text() for t in labels)
+        for text in labels:  # every label lies inside its image
+            box = text.get_window_extent(renderer)
+            assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1, text.get_text()
     with pytest.raises(ValueError, match="no examples"):
         plot_examples(ds, [])
 

@@ -39,7 +39,8 @@ def test_pixel_weights_sum_to_the_intersections():
 
 def test_table1_rows():
     names = [row["IoU variant"] for row in IOU_VARIANTS]
-    assert names[-1].startswith("Generalized Mask-aware IoU") and len(names) == 6
+    assert names[0] == "IoU" and names[-1].startswith("Generalized Mask-aware IoU")
+    assert len(names) == 7
 
 
 def test_overlap_pairs_and_corollary(rng):

@@ -12,7 +12,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from gmaiou.data import CocoInstances, find_split
-from gmaiou.data.coco import xywh_to_xyxy
+from gmaiou.data.coco import check_image_files, xywh_to_xyxy
 
 H, W = 30, 40
 
@@ -321,3 +321,69 @@ def test_coco_sample_loads_both_splits_with_crowds(coco_sample):
         ds = CocoInstances.from_root(root, split)
         assert len(ds) > 150
         assert sum(len(v) for v in ds._crowds.values()) > 0
+
+
+def test_annotation_file_without_categories_names_the_file(tiny):
+    image_dir, ann_file = tiny
+    data = json.loads(ann_file.read_text())
+    data["categories"], data["annotations"] = [], []
+    ann_file.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"{ann_file}.*no categories"):
+        CocoInstances(image_dir, ann_file)
+
+
+def test_dropped_summary_counts_reasons(tiny):
+    ds = CocoInstances(*tiny)
+    # 6 annotations: one zero-area box and one 2-point polygon are dropped when the file is read
+    assert ds.dropped_summary() == (
+        "dropped 2 of 6 annotations: 1 invalid segmentations (polygons of < 3 points), "
+        "1 zero-area boxes"
+    )
+    ds[0]  # the 2 x 2 square is dropped at load time
+    assert ds.dropped_summary().startswith("dropped 3 of 6 annotations: ")
+    assert "1 boxes under min_box_size" in ds.dropped_summary()
+
+
+def _all_invalid(tiny, empty_masks: bool) -> CocoInstances:
+    """The tiny set with every usable annotation made invalid (empty RLEs, or zero-area boxes)."""
+    image_dir, ann_file = tiny
+    data = json.loads(ann_file.read_text())
+    for ann in data["annotations"]:
+        if ann["id"] in (1, 2, 6):
+            if empty_masks:
+                ann["segmentation"] = _rect_rle(0, 0, 0, 0)
+            else:
+                ann["bbox"][2] = 0.0
+    ann_file.write_text(json.dumps(data))
+    return CocoInstances(image_dir, ann_file)
+
+
+@pytest.mark.parametrize("empty_masks", [True, False])
+def test_dataset_of_only_invalid_annotations_is_refused(tiny, empty_masks):
+    ds = _all_invalid(tiny, empty_masks)
+    with pytest.raises(ValueError, match="no usable instance: dropped 5 of 6 annotations") as err:
+        ds.check_instances()
+    assert ("3 empty masks" if empty_masks else "4 zero-area boxes") in str(err.value)
+    assert str(tiny[1]) in str(err.value)
+
+
+def test_usable_dataset_passes_the_instance_check(tiny):
+    ds = CocoInstances(*tiny)
+    ds.check_instances()
+    assert "empty_mask" not in ds.dropped  # a usable set costs one decode and counts nothing
+
+
+def test_image_file_check_names_the_file_and_both_sizes(tiny):
+    image_dir, ann_file = tiny
+    assert check_image_files(CocoInstances(image_dir, ann_file)) == 2
+    Image.fromarray(np.zeros((H, W + 3, 3), dtype=np.uint8)).save(image_dir / "b.png")
+    with pytest.raises(
+        ValueError, match=rf"b\.png is 43x30 \(WxH\) but {ann_file.name} says 40x30"
+    ):
+        check_image_files(CocoInstances(image_dir, ann_file))
+    (image_dir / "b.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"b\.png \(image 2 of .*\) does not exist"):
+        check_image_files(CocoInstances(image_dir, ann_file))
+    (image_dir / "a.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"cannot read image file .*a\.png"):
+        check_image_files(CocoInstances(image_dir, ann_file))

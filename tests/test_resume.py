@@ -126,3 +126,117 @@ def test_resume_refuses_a_different_world_size(tmp_path, data_root):
     torch.save(ckpt, out / "checkpoint.pt")
     with pytest.raises(ValueError, match="written by 2 processes"):
         train(_config(), _options(out, data_root, max_iters=2, resume=True), config_name=CONFIG)
+
+
+def test_bad_image_mid_epoch_checkpoints_then_resume_is_bit_exact(
+    tmp_path, data_root, reference, monkeypatch
+):
+    from gmaiou.data import CocoInstances
+
+    out = tmp_path / "run"
+    original = CocoInstances.load
+    calls = {"n": 0}
+
+    def load(self, index, apply_transform=True):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the first image of the 3rd batch (batch 2)
+            raise ValueError(f"cannot decode image file {self.image_path(index)}: truncated")
+        return original(self, index, apply_transform)
+
+    monkeypatch.setattr(CocoInstances, "load", load)
+    with pytest.raises(ValueError, match="cannot decode image file") as err:
+        train(_config(), _options(out, data_root, max_iters=TOTAL), config_name=CONFIG)
+    assert "checkpoint of iteration 2 written" in " ".join(err.value.__notes__)
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert (ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["iteration"]) == (0, 2, 2)
+    assert len(_losses(out)) == 2
+
+    monkeypatch.setattr(CocoInstances, "load", original)  # the image is fixed
+    result = train(
+        _config(), _options(out, data_root, max_iters=TOTAL, resume=True), config_name=CONFIG
+    )
+    assert result.iterations == TOTAL
+    _assert_same_run(out, result.model.state_dict(), reference)
+
+
+def test_nan_loss_checkpoints_the_last_finite_iteration_then_resume(
+    tmp_path, data_root, reference, monkeypatch
+):
+    from gmaiou.models.yolact import YOLACT
+    from gmaiou.training.trainer import TrainingDiverged
+
+    out = tmp_path / "run"
+    original = YOLACT.loss
+    calls = {"n": 0}
+
+    def loss(self, outputs, batch):
+        calls["n"] += 1
+        losses = original(self, outputs, batch)
+        if calls["n"] == 5:  # iteration 5, the 2nd of epoch 1
+            losses = {**losses, "loss": losses["loss"] * float("nan")}
+        return losses
+
+    monkeypatch.setattr(YOLACT, "loss", loss)
+    with pytest.raises(TrainingDiverged, match="non-finite loss at iteration 5") as err:
+        train(_config(), _options(out, data_root, max_iters=TOTAL), config_name=CONFIG)
+    assert "checkpoint of iteration 4 written" in " ".join(err.value.__notes__)
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert (ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["iteration"]) == (1, 0, 4)
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+    monkeypatch.setattr(YOLACT, "loss", original)
+    result = train(
+        _config(), _options(out, data_root, max_iters=TOTAL, resume=True), config_name=CONFIG
+    )
+    _assert_same_run(out, result.model.state_dict(), reference)
+
+
+def test_run_that_never_checkpointed_resumes_from_scratch(tmp_path, data_root, reference):
+    out = tmp_path / "run"
+    out.mkdir()
+    # A run killed during its first iteration: a record, a stray metric line, no checkpoint.
+    ref_dir, _ = reference
+    (out / "config.json").write_text((ref_dir / "config.json").read_text())
+    (out / "metrics.jsonl").write_text(json.dumps({"iteration": 1, "loss": 9.0}) + "\n")
+    result = train(
+        _config(), _options(out, data_root, max_iters=TOTAL, resume=True), config_name=CONFIG
+    )
+    assert result.iterations == TOTAL
+    _assert_same_run(out, result.model.state_dict(), reference)
+
+
+def test_resume_without_a_run_is_still_refused(tmp_path, data_root):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileNotFoundError, match="cannot resume: no checkpoint"):
+        train(_config(), _options(out, data_root, max_iters=1, resume=True), config_name=CONFIG)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_out_of_memory_after_the_forward_then_resume_is_bit_exact(
+    tmp_path, data_root, reference, monkeypatch
+):
+    """An OOM after the forward ran (BatchNorm statistics already moved) loses nothing."""
+    from gmaiou.models.yolact import YOLACT
+
+    out = tmp_path / "run"
+    original = YOLACT.forward
+    calls = {"n": 0}
+
+    def forward(self, images):
+        result = original(self, images)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return result
+
+    monkeypatch.setattr(YOLACT, "forward", forward)
+    with pytest.raises(torch.OutOfMemoryError) as err:
+        train(_config(), _options(out, data_root, max_iters=TOTAL), config_name=CONFIG)
+    assert "checkpoint of iteration 2 written" in " ".join(err.value.__notes__)
+    monkeypatch.setattr(YOLACT, "forward", original)
+    result = train(
+        _config(), _options(out, data_root, max_iters=TOTAL, resume=True), config_name=CONFIG
+    )
+    _assert_same_run(out, result.model.state_dict(), reference)

@@ -243,7 +243,12 @@ def _draw_box(
         # always on the image, even when the anchor sticks out of it.
         (left, right), (bottom, top) = ax.get_xlim(), ax.get_ylim()
         room = 0.07 * (bottom - top)
-        x = min(max(x1, left), right) + 2
+        # Left-aligned at the box's left edge in the left half of the image, right-aligned
+        # at its right edge in the right half: the label never runs off the image.
+        if (x1 + x2) / 2 <= (left + right) / 2:
+            x, ha = min(max(x1, left), right) + 2, "left"
+        else:
+            x, ha = max(min(x2, right), left) - 2, "right"
         y1, y2 = min(max(y1, top), bottom), min(max(y2, top), bottom)
         if at_bottom:
             y, va = (y2 + 2, "top") if y2 + room <= bottom else (y2 - 2, "bottom")
@@ -255,12 +260,17 @@ def _draw_box(
             label,
             color="white",
             fontsize=7,
+            ha=ha,
             va=va,
+            clip_on=True,
             bbox={"facecolor": color, "alpha": 0.85, "pad": 1.5, "edgecolor": "none"},
         )
 
 
-def _show_mask(ax, image: Tensor, mask: Tensor, color=(1.0, 0.85, 0.0)) -> None:
+_MASK_COLOUR = (1.0, 0.85, 0.0)
+
+
+def _show_mask(ax, image: Tensor, mask: Tensor, color=_MASK_COLOUR) -> None:
     overlay = image.permute(1, 2, 0).clone()
     tint = torch.tensor(color, dtype=overlay.dtype)
     overlay[mask] = 0.45 * overlay[mask] + 0.55 * tint
@@ -269,10 +279,50 @@ def _show_mask(ax, image: Tensor, mask: Tensor, color=(1.0, 0.85, 0.0)) -> None:
     ax.set_yticks([])
 
 
-def plot_examples(dataset: CocoInstances, examples: Sequence[GTDisagreement], size: int = 550):
+def _examples_legend(fig, ncol: int) -> None:
+    """The legend of Fig. 1: mask, GT box and the two anchors (on grey, so white shows)."""
+    import matplotlib.patches as patches
+    from matplotlib.lines import Line2D
+
+    handles = [
+        patches.Patch(facecolor=_MASK_COLOUR, alpha=0.8, label="GT mask"),
+        Line2D([], [], color="white", linestyle="--", linewidth=2, label="GT box"),
+        Line2D(
+            [],
+            [],
+            color="tab:red",
+            linewidth=2,
+            label="anchor IoU calls positive (IoU ≥ 0.5), lowest GmaIoU (P = M)",
+        ),
+        Line2D(
+            [],
+            [],
+            color="tab:green",
+            linewidth=2,
+            label="anchor IoU calls negative (IoU < 0.4), highest GmaIoU (P = M)",
+        ),
+    ]
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=ncol,
+        fontsize=8,
+        facecolor="0.55",
+        framealpha=1.0,
+        bbox_to_anchor=(0.5, 0.0),
+    )
+
+
+def plot_examples(
+    dataset: CocoInstances,
+    examples: Sequence[GTDisagreement],
+    size: int = 550,
+    title: str | None = None,
+):
     """Fig. 1: each example's image with its GT mask (yellow) and box (dashed white), the
     IoU-positive anchor of low GmaIoU (red) and the IoU-negative anchor of high GmaIoU (green),
-    IoU and GmaIoU (computed at ``size x size``) written on each. Returns the figure."""
+    IoU and GmaIoU (P = M) (computed at ``size x size``) written on each, a legend below
+    and ``title`` above. Returns the figure."""
     import matplotlib.pyplot as plt
 
     if not examples:
@@ -281,7 +331,7 @@ def plot_examples(dataset: CocoInstances, examples: Sequence[GTDisagreement], si
         )
     cols = min(len(examples), 4)
     rows = -(-len(examples) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows + 0.8), squeeze=False)
     for ax in axes.flat[len(examples) :]:
         ax.axis("off")
     for ax, ex in zip(axes.flat, examples):
@@ -289,16 +339,19 @@ def plot_examples(dataset: CocoInstances, examples: Sequence[GTDisagreement], si
         h, w = item["image"].shape[1:]
         _show_mask(ax, item["image"], item["masks"][ex.gt_index])
         _draw_box(ax, item["boxes"][ex.gt_index], "white", style="--")
-        for name, anchor, color, at_bottom in (
-            ("IoU-positive", ex.positive, "tab:red", True),
-            ("IoU-negative", ex.negative, "tab:green", False),
+        for anchor, color, at_bottom in (
+            (ex.positive, "tab:red", True),
+            (ex.negative, "tab:green", False),
         ):
             box = to_original(anchor.box[None], size, h, w)[0]
-            text = f"{name}: IoU {anchor.iou:.2f}, GmaIoU {anchor.gmaiou:.2f}"
+            text = f"IoU {anchor.iou:.2f}, GmaIoU (P = M) {anchor.gmaiou:.2f}"
             _draw_box(ax, box, color, text, at_bottom=at_bottom)
         name = dataset.class_names[int(item["labels"][ex.gt_index])]
         ax.set_title(f"{name} (image {ex.image_id})", fontsize=9)
-    fig.tight_layout()
+    if title:
+        fig.suptitle(title, fontsize=11)
+    _examples_legend(fig, ncol=2 if cols > 1 else 1)
+    fig.tight_layout(rect=(0, 0.1 if cols > 1 else 0.16, 1, 1))
     return fig
 
 

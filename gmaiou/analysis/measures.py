@@ -18,10 +18,24 @@ __all__ = [
     "corollary_1_check",
     "overlap_pairs",
     "pixel_weights",
+    "plot_pixel_weights",
 ]
+
+#: The three measures of Fig. 3(b): (title, measure name of :func:`pixel_weights`).
+PIXEL_WEIGHT_MEASURES: tuple[tuple[str, str], ...] = (
+    ("IoU", "iou"),
+    ("maIoU (P = B)", "gmaiou-box"),
+    ("GmaIoU (P = M)", "gmaiou-mask"),
+)
 
 #: Table 1 of the paper: IoU variants, the properties of their two inputs and their purpose.
 IOU_VARIANTS: list[dict[str, str]] = [
+    {
+        "IoU variant": "IoU",
+        "input 1": "box",
+        "input 2": "box",
+        "purpose": "performance measure, anchor assigner",
+    },
     {
         "IoU variant": "Mask IoU",
         "input 1": "mask",
@@ -79,6 +93,84 @@ def pixel_weights(mask: Tensor, box: Tensor, measure: str) -> Tensor:
     raise ValueError(
         f"pixel weights are defined for 'iou', 'gmaiou-box' and 'gmaiou-mask', not {measure!r}"
     )
+
+
+def plot_pixel_weights(
+    mask: Tensor,
+    box: Tensor,
+    anchors: Tensor,
+    anchor_names: tuple[str, str],
+    title: str | None = None,
+):
+    """Fig. 3(b): the pixel weights of IoU, maIoU and GmaIoU inside one GT box, with two anchors.
+
+    Each panel's title gives the measure's value for both anchors; the colour bars are
+    labelled; a legend names the mask outline, the GT box and the anchors.
+
+    Args:
+        mask: ``[H, W]`` bool mask of the GT.
+        box: ``[4]`` its box, integer coordinates.
+        anchors: ``[2, 4]`` the two anchors, drawn orange and red.
+        anchor_names: what each anchor is (legend text), e.g. ``("on the arm", "on the corner")``.
+
+    Returns:
+        The figure and ``{title: [2] values}`` of the three measures for the two anchors.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    from gmaiou.measure import gmaiou as gmaiou_fn
+    from gmaiou.measure import maiou
+
+    if anchors.shape != (2, 4) or len(anchor_names) != 2:
+        raise ValueError(f"give two anchors [2, 4] and two names, got {tuple(anchors.shape)}")
+    boxes, masks = box[None].float(), mask[None]
+    values = {
+        "IoU": pairwise_overlaps("iou", boxes, anchors)[0],
+        "maIoU (P = B)": maiou(boxes, masks, anchors)[0],
+        "GmaIoU (P = M)": gmaiou_fn(boxes, masks, anchors)[0],
+    }
+    colours = ("tab:orange", "tab:red")
+    vmax = float(pixel_weights(mask, box, "gmaiou-box").max())
+    fig, axes = plt.subplots(1, 3, figsize=(13, 5.0))
+    for ax, (name, measure) in zip(axes, PIXEL_WEIGHT_MEASURES):
+        image = ax.imshow(pixel_weights(mask, box, measure), cmap="viridis", vmin=0, vmax=vmax)
+        ax.contour(mask.float(), levels=[0.5], colors="white", linewidths=1)
+        x1, y1, x2, y2 = box.tolist()
+        ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec="w", ls="--"))
+        for (a1, b1, a2, b2), colour in zip(anchors.tolist(), colours):
+            # inset a little so that the anchors and the dashed GT box stay visible side by side
+            ax.add_patch(
+                Rectangle(
+                    (a1 - 0.3, b1 - 0.3), a2 - a1 - 0.4, b2 - b1 - 0.4, fill=False, ec=colour, lw=2
+                )
+            )
+        v = values[name]
+        ax.set_title(f"{name} pixel weights\n{name} of orange anchor {v[0]:.2f}, red {v[1]:.2f}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(image, ax=ax, fraction=0.046, label="weight of a pixel in the intersection")
+    handles = [
+        Line2D([], [], color="white", linewidth=1, label="GT mask outline"),
+        Line2D([], [], color="white", linestyle="--", label="GT box"),
+        *(
+            Line2D([], [], color=c, linewidth=2, label=f"{c.split(':')[1]} anchor: {n}")
+            for c, n in zip(colours, anchor_names)
+        ),
+    ]
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=4,
+        facecolor="0.55",
+        fontsize=9,
+    )
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig, values
 
 
 @dataclass

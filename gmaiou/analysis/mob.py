@@ -179,17 +179,22 @@ def statistics_markdown(stats: Mapping) -> str:
 
 
 def plot_mob_distribution(
-    ratio_sets: Mapping[str, np.ndarray], threshold: float = 0.5, bins: int = 20
+    ratio_sets: Mapping[str, np.ndarray],
+    threshold: float = 0.5,
+    bins: int = 20,
+    title: str | None = None,
 ):
     """Fig. 3(a): histogram and ECDF of GT MOB ratios for each named set, the share below ``threshold`` marked.
 
-    Returns the matplotlib figure (two panels).
+    Every colour is in both panels' legends; ``title`` (e.g. the images and splits the
+    ratios come from) goes above. Returns the matplotlib figure (two panels).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     if not ratio_sets:
         raise ValueError("give at least one set of MOB ratios")
-    fig, (ax_hist, ax_cdf) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_hist, ax_cdf) = plt.subplots(1, 2, figsize=(11, 4.2))
     edges = np.linspace(0.0, 1.0, bins + 1)
     for name, values in ratio_sets.items():
         summary = mob_summary(values, threshold)
@@ -202,7 +207,7 @@ def plot_mob_distribution(
             bins=edges,
             weights=np.full(values.size, 1.0 / values.size),
             alpha=0.55,
-            label=label,
+            label=name,
         )
         x, y = ecdf(values)
         line = ax_cdf.step(np.r_[0.0, x, 1.0], np.r_[0.0, y, 1.0], where="post", label=label)[0]
@@ -211,11 +216,24 @@ def plot_mob_distribution(
         ax.axvline(threshold, color="k", linestyle="--", linewidth=0.8)
         ax.set_xlabel("MOB ratio of the GT box, |M| / |B|")
         ax.set_xlim(0, 1)
-    ax_hist.set_ylabel("share of GT boxes")
+    ax_hist.set_ylabel("share of GT boxes (per set)")
     ax_hist.set_title("histogram")
+    marks = [
+        Line2D([], [], color="k", linestyle="--", linewidth=0.8, label=f"MOB = {threshold:g}"),
+    ]
+    handles, _ = ax_hist.get_legend_handles_labels()
+    ax_hist.legend(handles=handles + marks, loc="upper left", fontsize=8)
     ax_cdf.set_ylabel("share of GT boxes with MOB ≤ x")
     ax_cdf.set_ylim(0, 1)
     ax_cdf.set_title("ECDF")
-    ax_cdf.legend(loc="upper left", fontsize=8)
+    marks.append(
+        Line2D(
+            [], [], color="0.3", marker="o", linestyle="none", label=f"share below {threshold:g}"
+        )
+    )
+    handles, _ = ax_cdf.get_legend_handles_labels()
+    ax_cdf.legend(handles=handles + marks, loc="upper left", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig

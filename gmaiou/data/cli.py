@@ -1,18 +1,20 @@
-"""``gmaiou data``: write the synthetic dataset (``synth``) and summarise a dataset's instances (``stats``)."""
+"""``gmaiou data``: write the synthetic dataset (``synth``), summarise a dataset's instances
+(``stats``) and check its files before a long run (``check``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
-__all__ = ["register", "run_stats", "run_synth"]
+__all__ = ["register", "run_check", "run_stats", "run_synth"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``data`` with the sub-subcommands ``synth`` and ``stats``."""
+    """Add ``data`` with the sub-subcommands ``synth``, ``stats`` and ``check``."""
     data = subparsers.add_parser(
-        "data", help="datasets: generate the synthetic set, summarise instances"
+        "data", help="datasets: generate the synthetic set, summarise instances, check files"
     )
     sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
     sub.required = True
@@ -64,6 +66,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON here")
     stats.set_defaults(func=run_stats)
 
+    check = sub.add_parser(
+        "check",
+        help="check a dataset's files: every image exists and has its JSON size",
+        description="The pre-flight check `gmaiou train` and `gmaiou eval` run: every image file "
+        "of each split exists and its size (read from the file header, not the pixels) equals "
+        "its annotation entry; the split has at least one usable instance. Stops at the first "
+        "problem, naming the file.",
+    )
+    check.add_argument(
+        "--data", type=Path, required=True, help="dataset root (COCO or synthetic layout)"
+    )
+    check.add_argument(
+        "--split",
+        choices=("train", "val"),
+        action="append",
+        default=None,
+        help="split to check (repeatable; default: every split present)",
+    )
+    check.set_defaults(func=run_check)
+
 
 def run_synth(args: argparse.Namespace) -> int:
     from gmaiou.data.synthetic import generate, split_sizes
@@ -92,9 +114,46 @@ def run_stats(args: argparse.Namespace) -> int:
     dataset = CocoInstances.from_root(root, args.split)
     stats = dataset_statistics(dataset, max_images=args.max_images)
     print(f"{root} ({args.split}): {stats['images']} images, {stats['instances']} instances")
+    print(dataset.dropped_summary())
     print(statistics_markdown(stats))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
         print(f"wrote {args.out}")
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from gmaiou.data.coco import SPLITS, CocoInstances, check_image_files, find_split
+
+    root: Path = args.data
+    if args.split:
+        splits = list(dict.fromkeys(args.split))
+    else:
+        splits = [s for s in SPLITS if _has_split(root, s)]
+        if not splits:
+            find_split(root, SPLITS[0])  # raises, naming the files looked for
+    for split in splits:
+        dataset = CocoInstances.from_root(root, split)
+        tic = time.perf_counter()
+        count = check_image_files(dataset)
+        seconds = time.perf_counter() - tic
+        dataset.check_instances()
+        per_image = 1000 * seconds / max(count, 1)
+        print(
+            f"{split}: {count:,} image files present with their JSON sizes "
+            f"({seconds:.2f} s, {per_image:.3f} ms per image); {dataset.dropped_summary()}"
+        )
+    return 0
+
+
+def _has_split(root: Path, split: str) -> bool:
+    from gmaiou.data.coco import find_split
+
+    try:
+        find_split(root, split)
+    except FileNotFoundError as err:
+        if "does not exist or is not a folder" in str(err):
+            raise
+        return False
+    return True

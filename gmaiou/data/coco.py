@@ -38,7 +38,15 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["CocoInstances", "Item", "find_split", "read_image", "xywh_to_xyxy"]
+__all__ = [
+    "DROP_REASONS",
+    "CocoInstances",
+    "Item",
+    "check_image_files",
+    "find_split",
+    "read_image",
+    "xywh_to_xyxy",
+]
 
 #: An item: ``image``, ``boxes``, ``labels``, ``masks``, ``image_id``, ``crowd_boxes``.
 Item = dict[str, Any]
@@ -49,6 +57,14 @@ _LAYOUTS: tuple[tuple[str, str], ...] = (
     ("{split}", "instances_{split}.json"),  # gmaiou synthetic
 )
 SPLITS: tuple[str, ...] = ("train", "val")
+
+#: ``dataset.dropped`` keys and how a summary line names them.
+DROP_REASONS: dict[str, str] = {
+    "zero_area": "zero-area boxes",
+    "invalid_segmentation": "invalid segmentations (polygons of < 3 points)",
+    "empty_mask": "empty masks",
+    "too_small": "boxes under min_box_size",
+}
 
 
 def find_split(root: str | Path, split: str) -> tuple[Path, Path]:
@@ -112,6 +128,41 @@ def read_image(path: Path, expected_size: tuple[int, int] | None = None) -> Tens
     return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
+def check_image_files(dataset: CocoInstances, progress: bool = False) -> int:
+    """Check that every image file of ``dataset`` exists and has the size its JSON entry gives.
+
+    Reads only each file's header (PIL opens lazily), not its pixels.
+
+    Returns:
+        The number of images checked.
+
+    Raises:
+        FileNotFoundError: the first missing file, named.
+        ValueError: the first file whose size differs from its entry (both sizes named),
+            or that is not an image.
+    """
+    from tqdm.auto import tqdm
+
+    for image_id in tqdm(dataset.image_ids, desc="check images", disable=not progress):
+        info = dataset.coco.imgs[image_id]
+        path = dataset.image_dir / info["file_name"]
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"image file {path} (image {image_id} of {dataset.ann_file}) does not exist"
+            ) from None
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"cannot read image file {path}: {err}") from None
+        if (width, height) != (int(info["width"]), int(info["height"])):
+            raise ValueError(
+                f"image file {path} is {width}x{height} (WxH) but {dataset.ann_file.name} says "
+                f"{info['width']}x{info['height']}"
+            )
+    return len(dataset.image_ids)
+
+
 def _load_coco(ann_file: Path) -> COCO:
     """A pycocotools ``COCO`` index of ``ann_file``; clear errors for a missing or malformed file."""
     if not ann_file.is_file():
@@ -133,6 +184,10 @@ def _load_coco(ann_file: Path) -> COCO:
     for key in ("images", "annotations", "categories"):
         if not isinstance(data[key], list):
             raise ValueError(f"annotation file {ann_file}: {key!r} must be a list")
+    if not data["categories"]:
+        raise ValueError(
+            f"annotation file {ann_file} has no categories: its 'categories' list is empty"
+        )
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -252,6 +307,50 @@ class CocoInstances(Dataset):
         return (
             f"CocoInstances({len(self)} images, {self.num_classes} classes, "
             f"ann_file={str(self.ann_file)!r}, transform={self.transform!r})"
+        )
+
+    @property
+    def num_annotations(self) -> int:
+        """Annotations in the file (crowds and dropped ones included)."""
+        return len(self.coco.dataset["annotations"])
+
+    def dropped_summary(self) -> str:
+        """One line: how many annotations were dropped so far and why.
+
+        E.g. ``dropped 12 of 1,444 annotations: 9 empty masks, 3 zero-area boxes``.
+        Empty masks and small boxes are found when items load, so their counts grow as
+        the dataset is read (see the module docstring).
+        """
+        total = sum(self.dropped.values())
+        if total == 0:
+            return f"dropped 0 of {self.num_annotations:,} annotations"
+        reasons = ", ".join(
+            f"{self.dropped[key]:,} {DROP_REASONS.get(key, key)}"
+            for key in sorted(self.dropped, key=lambda k: (-self.dropped[k], k))
+            if self.dropped[key]
+        )
+        return f"dropped {total:,} of {self.num_annotations:,} annotations: {reasons}"
+
+    def check_instances(self) -> None:
+        """Refuse a dataset without a single usable instance (all annotations invalid).
+
+        Decodes masks image by image until the first non-empty one, so a usable dataset
+        costs one decode.
+
+        Raises:
+            ValueError: naming the annotation file and the summary of what was dropped.
+        """
+        empty = 0
+        for image_id in self.image_ids:
+            for ann in self._instances[image_id]:
+                if self.coco.annToMask(ann).any():
+                    return  # usable; masks met empty on the way are counted when they load
+                empty += 1
+        self.dropped["empty_mask"] += empty
+        raise ValueError(
+            f"annotation file {self.ann_file} has no usable instance: {self.dropped_summary()}"
+            if self.image_ids
+            else f"annotation file {self.ann_file} lists no images"
         )
 
     @classmethod

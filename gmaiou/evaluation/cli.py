@@ -1,7 +1,8 @@
-"""``gmaiou eval --run RUN_DIR [--data DIR] [--split val] [--out results.json]``.
+"""``gmaiou eval --run RUN_DIR [--data DIR] [--split val] [--detections results.json]``.
 
-Reloads a training run (``config.json`` + ``checkpoint.pt``), predicts on a split,
-writes the detections (COCO results format) and prints box and mask AP and oLRP.
+Reloads a training run (``config.json`` + ``checkpoint.pt``), checks the split's image
+files, predicts on it, writes the detections (COCO results format) and their metrics
+beside them (``results.metrics.json``), and prints box and mask AP and oLRP.
 """
 
 from __future__ import annotations
@@ -31,12 +32,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--split", default="val", help="split to evaluate (default: val)")
     parser.add_argument(
+        "--detections",
         "--out",
+        dest="detections",
         type=Path,
         default=None,
-        help="detections file (default: RUN_DIR/detections_SPLIT.json)",
+        metavar="FILE.json",
+        help="where to write the detections (COCO results format); the metrics go beside it as "
+        "FILE.metrics.json (default: RUN_DIR/detections_SPLIT.json). --out is the old name",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --detections file"
+    )
     parser.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:N (default: CUDA if available)"
     )
@@ -53,9 +60,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    out = args.out if args.out is not None else args.run / f"detections_{args.split}.json"
-    if args.out is not None and out.exists() and not args.overwrite:
+    if args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    given = args.detections
+    out = given if given is not None else args.run / f"detections_{args.split}.json"
+    if given is not None and out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    _preflight(args)
     detections, metrics = evaluate_run(
         args.run,
         data_root=args.data,
@@ -76,6 +87,26 @@ def run(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k} {v:.1f}" for k, v in values.items() if isinstance(v, (int, float)))
         print(f"{kind}: {shown}")
     return 0
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """Check the split's image files (existence, sizes) before the model runs; print what was dropped."""
+    from gmaiou.data import CocoInstances
+    from gmaiou.data.coco import check_image_files
+    from gmaiou.training.trainer import CONFIG_FILE, resolve_data_root
+
+    record_path = args.run / CONFIG_FILE
+    if args.data is None and not record_path.is_file():
+        return  # evaluate_run names the missing run or record
+    root = args.data
+    if root is None:
+        try:
+            root = json.loads(record_path.read_text())["data_root"]
+        except (json.JSONDecodeError, KeyError):
+            raise ValueError(f"{record_path} names no data_root; pass --data") from None
+    dataset = CocoInstances.from_root(resolve_data_root(root), args.split)
+    check_image_files(dataset)
+    print(f"{args.split} split: {len(dataset):,} images; {dataset.dropped_summary()}")
 
 
 def _finite_or_none(value):

@@ -55,13 +55,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint (a run that never checkpointed "
+        "starts again)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty --out: every file a previous run or `gmaiou eval` wrote there "
+        "is removed",
+    )
     parser.add_argument(
         "--max-iters", type=int, default=None, help="stop after this many iterations"
     )
-    parser.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N iterations")
+    parser.add_argument(
+        "--ckpt-every",
+        type=int,
+        default=500,
+        help="checkpoint every N >= 1 iterations (and at every epoch end)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
     parser.add_argument("--train-split", default="train")
     parser.add_argument(
@@ -88,10 +101,12 @@ def run(args: argparse.Namespace) -> int:
     from gmaiou.training.distributed import init_distributed, shutdown_distributed
     from gmaiou.training.trainer import RunOptions, TrainingDiverged, apply_overrides, train
 
-    for name in ("epochs", "batch_size", "max_iters"):
+    for name in ("epochs", "batch_size", "max_iters", "ckpt_every"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
     if args.lr is not None and not args.lr > 0:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
@@ -127,10 +142,14 @@ def run(args: argparse.Namespace) -> int:
         result = train(config, options, ctx=ctx, config_name=args.config, overrides=overrides)
     except TrainingDiverged as err:
         print(f"gmaiou train: error: {err}", file=sys.stderr)
+        _print_notes(err, ctx.is_main)
         return 1
     except KeyboardInterrupt as err:
         if ctx.is_main and err.args:
             print(f"gmaiou train: {err}", file=sys.stderr)
+        raise
+    except Exception as err:
+        _print_notes(err, ctx.is_main)  # where the checkpoint written on the way out is
         raise
     finally:
         shutdown_distributed()
@@ -140,6 +159,11 @@ def run(args: argparse.Namespace) -> int:
         state = "finished" if result.finished else "stopped"
         print(f"{state} after {result.iterations} iterations; run directory: {result.run_dir}")
     return 0
+
+
+def _print_notes(err: BaseException, is_main: bool) -> None:
+    for note in getattr(err, "__notes__", ()) if is_main else ():
+        print(f"gmaiou train: {note}", file=sys.stderr)
 
 
 def _resume_overrides(out_dir: Path, config_name: str, overrides: dict) -> dict:

@@ -16,6 +16,10 @@ exactly, but the augmentation draws inside the workers start from fresh seeds.
 
 Ctrl-C (SIGINT) or SIGTERM asks the loop to stop at the end of the current iteration;
 it writes a checkpoint and raises :class:`KeyboardInterrupt`. A second Ctrl-C stops at once.
+An exception inside an iteration (an unreadable image, a non-finite loss, out of memory)
+writes a checkpoint of the last completed iteration before it propagates, so ``resume``
+continues from there. A run directory left with only ``config.json`` (and
+``metrics.jsonl``) by a run that never checkpointed resumes from scratch.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -65,6 +69,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "EVAL_FILE",
     "METRICS_FILE",
+    "RUN_FILE_PATTERNS",
     "RunOptions",
     "TrainResult",
     "TrainingDiverged",
@@ -83,7 +88,7 @@ DETECTIONS_FILE = "detections.json"
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last checkpoint is left as it was."""
+    """The loss became NaN or infinite; raised before that step, after a checkpoint of the last one."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,9 @@ class RunOptions:
         weights: a local torchvision ResNet state dict (or a model checkpoint) to start from.
         augment: YOLACT's training augmentation (off: only resize and normalise, e.g. to
             overfit a few images).
+        check_data: before training, check that every image file of the train and eval
+            splits exists with its annotated size (file headers only; see
+            :func:`gmaiou.data.coco.check_image_files`).
     """
 
     out_dir: Path
@@ -130,6 +138,7 @@ class RunOptions:
     synthetic_size: int | None = None
     weights: Path | None = None
     augment: bool = True
+    check_data: bool = True
 
 
 @dataclass(frozen=True)
@@ -201,25 +210,55 @@ def resolve_data_root(
     return root.resolve()
 
 
+#: What a run (and ``gmaiou eval`` into its folder) writes; ``overwrite`` removes all of it.
+RUN_FILE_PATTERNS: tuple[str, ...] = (
+    CONFIG_FILE,
+    METRICS_FILE,
+    CHECKPOINT_FILE,
+    EVAL_FILE,
+    "detections*.json",  # detections.json, gmaiou eval's detections_SPLIT[.metrics].json
+    ".*.tmp",  # temporaries of atomic writes left by a killed process
+)
+
+
+def _run_files(out_dir: Path) -> list[Path]:
+    return sorted(
+        {p for pattern in RUN_FILE_PATTERNS for p in out_dir.glob(pattern) if p.is_file()}
+    )
+
+
 def prepare_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Create ``out_dir``; refuse a non-empty one unless resuming or told to overwrite."""
+    """Create ``out_dir``; refuse a non-empty one unless resuming or told to overwrite.
+
+    ``overwrite`` removes every file a previous run wrote (:data:`RUN_FILE_PATTERNS`),
+    and leaves other files alone. ``resume`` needs a checkpoint, except in a folder that
+    holds only the ``config.json`` and ``metrics.jsonl`` of a run that never
+    checkpointed: that run starts again from scratch.
+    """
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other; choose one")
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"run directory {out_dir} exists and is a file")
     non_empty = out_dir.is_dir() and any(out_dir.iterdir())
     if resume:
-        if not (out_dir / CHECKPOINT_FILE).is_file():
-            raise FileNotFoundError(f"cannot resume: no checkpoint at {out_dir / CHECKPOINT_FILE}")
-        return
+        if (out_dir / CHECKPOINT_FILE).is_file():
+            return
+        names = {p.name for p in out_dir.iterdir()} if out_dir.is_dir() else set()
+        names = {n for n in names if not (n.startswith(".") and n.endswith(".tmp"))}
+        if CONFIG_FILE in names and names <= {CONFIG_FILE, METRICS_FILE}:
+            for path in _run_files(out_dir):  # never checkpointed: start again from scratch
+                if path.name != CONFIG_FILE:
+                    path.unlink()
+            return
+        raise FileNotFoundError(f"cannot resume: no checkpoint at {out_dir / CHECKPOINT_FILE}")
     if non_empty:
         if not overwrite:
             raise FileExistsError(
                 f"run directory {out_dir} is not empty; pass --resume to continue it "
                 "or --overwrite to replace it"
             )
-        for name in (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, EVAL_FILE, DETECTIONS_FILE):
-            (out_dir / name).unlink(missing_ok=True)
+        for path in _run_files(out_dir):
+            path.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -343,35 +382,74 @@ def _loader_seed(seed: int, rank: int, epoch: int) -> int:
     )
 
 
-def _state(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    rng_states: list[dict[str, Any]],
-    epoch: int,
-    batch_in_epoch: int,
-    iteration: int,
-    finished: bool,
-    world_size: int,
-) -> dict[str, Any]:
+@dataclass
+class _Job:
+    """The live state of one training job: what the loop reads and advances.
+
+    Mutable on purpose (``epoch``, ``batch_in_epoch``, ``iteration``, ``finished`` and the
+    RNG bookkeeping move with every iteration); built by :func:`_setup`.
+    """
+
+    config: Any
+    options: RunOptions
+    ctx: DistContext
+    out_dir: Path
+    data_root: Path
+    train_set: Any
+    test_transform: Any
+    model: nn.Module
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    sampler: ResumableSampler
+    loader: Any
+    iters_per_epoch: int
+    total_iters: int
+    max_iters: int
+    use_amp: bool
+    resuming: bool
+    start_epoch: int = 0
+    start_batch: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    iteration: int = 0
+    finished: bool = False
+    #: this process's RNG state from the checkpoint, restored once the first loader iterator exists
+    rng_to_restore: dict[str, Any] | None = None
+    #: this process's RNG state before the batch being drawn; ``None`` once its iteration completed
+    rng_at_boundary: dict[str, Any] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.ctx.device
+
+
+def _state(job: _Job, rng_states: list[dict[str, Any]], done: bool) -> dict[str, Any]:
+    """The checkpoint dictionary at the job's current position."""
+    epoch, batch_in_epoch = job.epoch, job.batch_in_epoch
+    if batch_in_epoch >= job.iters_per_epoch:
+        epoch, batch_in_epoch = epoch + 1, 0
     return {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
+        "model": job.model.state_dict(),
+        "optimizer": job.optimizer.state_dict(),
+        "scheduler": job.scheduler.state_dict(),
+        "scaler": job.scaler.state_dict(),
         "rng": rng_states,
         "epoch": epoch,
         "batch_in_epoch": batch_in_epoch,
-        "iteration": iteration,
-        "finished": finished,
-        "world_size": world_size,
+        "iteration": job.iteration,
+        "finished": done,
+        "world_size": job.ctx.world_size,
     }
 
 
-def _gather_rng(ctx: DistContext) -> list[dict[str, Any]]:
-    """Every process's RNG state, indexed by rank (collective: all ranks must call it)."""
-    mine = capture_rng_state()
+def _gather_rng(ctx: DistContext, mine: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every process's RNG state (``mine``, default: the current one), indexed by rank.
+
+    Collective: all ranks must call it.
+    """
+    mine = capture_rng_state() if mine is None else mine
     if not ctx.is_distributed:
         return [mine]
     import torch.distributed as dist
@@ -379,6 +457,14 @@ def _gather_rng(ctx: DistContext) -> list[dict[str, Any]]:
     states: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(states, mine)
     return states
+
+
+def _checkpoint(job: _Job, done: bool = False, rng: dict[str, Any] | None = None) -> None:
+    """Write the job's checkpoint (rank 0) at its current position; collective."""
+    rng_states = _gather_rng(job.ctx, rng)
+    if job.ctx.is_main:
+        save_checkpoint(job.out_dir / CHECKPOINT_FILE, _state(job, rng_states, done))
+    barrier(job.ctx)
 
 
 def _truncate_metrics(path: Path, iteration: int) -> None:
@@ -417,8 +503,10 @@ def train(
 
     Raises:
         FileExistsError: a non-empty run directory without ``resume``/``overwrite``.
-        FileNotFoundError: a missing dataset folder, split or checkpoint.
-        TrainingDiverged: a non-finite loss.
+        FileNotFoundError: a missing dataset folder, split, image file or checkpoint.
+        ValueError: an image whose size differs from its annotation entry, or a split
+            without one usable instance (found before the run directory is touched).
+        TrainingDiverged: a non-finite loss (a checkpoint of the last finite iteration is written).
         KeyboardInterrupt: after Ctrl-C, once the checkpoint is written.
     """
     with _determinism(options.deterministic):
@@ -433,12 +521,78 @@ def _train(
     overrides: dict[str, Any] | None,
     on_iteration: Callable[[int, dict[str, float]], None] | None,
 ) -> TrainResult:
-    from gmaiou.models import build_model
-
     if ctx is None:
         from gmaiou.training.distributed import resolve_device
 
         ctx = DistContext(device=resolve_device(options.device))
+    job = _setup(config, options, ctx)
+    if job.resuming:
+        _resume(job)
+    else:
+        # Model initialisation used ``seed``; the data draws of rank r use ``seed + r``.
+        seed_everything(options.seed + ctx.rank)
+    if ctx.is_main:
+        _write_run_record(job, config_name, overrides)
+    interrupted = _run_loop(job, config_name, on_iteration)
+    if interrupted:
+        raise KeyboardInterrupt(
+            f"training stopped at iteration {job.iteration}; checkpoint written to {job.out_dir}"
+        )
+    if ctx.is_distributed:
+        # DDP hands rank 0's buffers (BatchNorm statistics) to every rank before each forward;
+        # after the last step each rank holds its own, so hand them over once more.
+        import torch.distributed as dist
+
+        for buffer in job.model.buffers():
+            dist.broadcast(buffer, src=0)
+
+    metrics = None
+    if (job.finished or job.iteration >= job.max_iters) and options.eval_split is not None:
+        if ctx.is_main:
+            metrics = _final_evaluation(
+                job.model,
+                job.config,
+                options,
+                job.data_root,
+                job.test_transform,
+                job.out_dir,
+                job.device,
+            )
+        barrier(ctx)
+    return TrainResult(
+        iterations=job.iteration,
+        finished=job.finished,
+        metrics=metrics,
+        run_dir=job.out_dir,
+        model=job.model,
+    )
+
+
+def _preflight(train_set: Any, options: RunOptions, data_root: Path, ctx: DistContext) -> None:
+    """Check the data before the run directory is touched: files, sizes, usable instances.
+
+    Prints (rank 0) one line per split with what was dropped from its annotations.
+    """
+    from gmaiou.data import CocoInstances
+    from gmaiou.data.coco import check_image_files
+
+    splits = [(options.train_split, train_set)]
+    if options.eval_split is not None:
+        splits.append((options.eval_split, CocoInstances.from_root(data_root, options.eval_split)))
+    for split, dataset in splits:
+        if options.check_data:
+            check_image_files(dataset)
+        if split == options.train_split:
+            dataset.check_instances()
+        if ctx.is_main:
+            print(f"{split} split: {len(dataset):,} images; {dataset.dropped_summary()}")
+
+
+def _setup(config: Any, options: RunOptions, ctx: DistContext) -> _Job:
+    """Data, run directory, model, optimizer, loader and schedule of a job, before any step."""
+    from gmaiou.data.loader import make_loader
+    from gmaiou.models import build_model
+
     out_dir = Path(options.out_dir)
     seed_everything(options.seed)
     # The data is checked before the run directory is touched.
@@ -448,13 +602,11 @@ def _train(
         options.synthetic_size or config.model.image_size,
     )
     train_set, test_transform = _build_datasets(config, options, data_root)
-    if options.eval_split is not None:
-        from gmaiou.data import find_split
-
-        find_split(data_root, options.eval_split)
+    _preflight(train_set, options, data_root, ctx)
     if ctx.is_main:
         prepare_run_dir(out_dir, options.resume, options.overwrite)
     barrier(ctx)
+    resuming = options.resume and (out_dir / CHECKPOINT_FILE).is_file()
     config = config.with_num_classes(train_set.num_classes)
     tc = config.train
     device = ctx.device
@@ -467,12 +619,9 @@ def _train(
     )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, tc)
-
     sampler = ResumableSampler(
         train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=options.seed
     )
-    from gmaiou.data.loader import make_loader
-
     loader = make_loader(
         train_set,
         batch_size=tc.batch_size,
@@ -493,211 +642,264 @@ def _train(
         gamma=tc.gamma,
         min_ratio=tc.min_lr_ratio,
     )
-    scheduler = build_scheduler(optimizer, schedule)
     use_amp = bool(tc.amp) and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    return _Job(
+        config=config,
+        options=options,
+        ctx=ctx,
+        out_dir=out_dir,
+        data_root=data_root,
+        train_set=train_set,
+        test_transform=test_transform,
+        model=model,
+        net=net,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, schedule),
+        scaler=torch.amp.GradScaler(device.type, enabled=use_amp),
+        sampler=sampler,
+        loader=loader,
+        iters_per_epoch=iters_per_epoch,
+        total_iters=total_iters,
+        max_iters=options.max_iters if options.max_iters is not None else total_iters,
+        use_amp=use_amp,
+        resuming=resuming,
+    )
 
-    start_epoch, start_batch, iteration, finished = 0, 0, 0, False
-    rng_to_restore: dict[str, Any] | None = None
-    if options.resume:
-        ckpt = load_checkpoint(out_dir / CHECKPOINT_FILE, map_location="cpu")
-        if ckpt["world_size"] != ctx.world_size:
-            raise ValueError(
-                f"the checkpoint in {out_dir} was written by {ckpt['world_size']} processes; "
-                f"resume it with the same number (got {ctx.world_size})"
-            )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, start_batch = ckpt["epoch"], ckpt["batch_in_epoch"]
-        iteration, finished = ckpt["iteration"], ckpt["finished"]
-        rng_to_restore = ckpt["rng"][ctx.rank]
-        if ctx.is_main:
-            _truncate_metrics(out_dir / METRICS_FILE, iteration)
-    else:
-        # Model initialisation used ``seed``; the data draws of rank r use ``seed + r``.
-        seed_everything(options.seed + ctx.rank)
 
-    if ctx.is_main:
-        _write_json(
-            out_dir / CONFIG_FILE,
-            {
-                "config_name": config_name,
-                "overrides": overrides or {},
-                "config": config.to_dict(),
-                "data_root": str(data_root),
-                "num_classes": train_set.num_classes,
-                "cat_ids": list(train_set.cat_ids),
-                "class_names": list(train_set.class_names),
-                "world_size": ctx.world_size,
-                "effective_batch_size": tc.batch_size * ctx.world_size,
-                "iters_per_epoch": iters_per_epoch,
-                "options": {
-                    k: v
-                    for k, v in dataclasses.asdict(options).items()
-                    if k not in ("resume", "overwrite")
-                },
-            },
+def _resume(job: _Job) -> None:
+    """Load the run directory's checkpoint into the job (weights, optimizer, position, RNG)."""
+    ckpt = load_checkpoint(job.out_dir / CHECKPOINT_FILE, map_location="cpu")
+    if ckpt["world_size"] != job.ctx.world_size:
+        raise ValueError(
+            f"the checkpoint in {job.out_dir} was written by {ckpt['world_size']} processes; "
+            f"resume it with the same number (got {job.ctx.world_size})"
         )
+    job.model.load_state_dict(ckpt["model"])
+    job.optimizer.load_state_dict(ckpt["optimizer"])
+    job.scheduler.load_state_dict(ckpt["scheduler"])
+    job.scaler.load_state_dict(ckpt["scaler"])
+    job.start_epoch, job.start_batch = ckpt["epoch"], ckpt["batch_in_epoch"]
+    job.iteration, job.finished = ckpt["iteration"], ckpt["finished"]
+    job.rng_to_restore = ckpt["rng"][job.ctx.rank]
+    if job.ctx.is_main:
+        _truncate_metrics(job.out_dir / METRICS_FILE, job.iteration)
 
-    def checkpoint(epoch: int, batch_in_epoch: int, done: bool) -> None:
-        if batch_in_epoch >= iters_per_epoch:
-            epoch, batch_in_epoch = epoch + 1, 0
-        rng_states = _gather_rng(ctx)
-        if ctx.is_main:
-            save_checkpoint(
-                out_dir / CHECKPOINT_FILE,
-                _state(
-                    model,
-                    optimizer,
-                    scheduler,
-                    scaler,
-                    rng_states,
-                    epoch,
-                    batch_in_epoch,
-                    iteration,
-                    done,
-                    ctx.world_size,
-                ),
-            )
-        barrier(ctx)
 
-    max_iters = options.max_iters if options.max_iters is not None else total_iters
+def _write_run_record(job: _Job, config_name: str | None, overrides: dict[str, Any] | None) -> None:
+    """``config.json``: the resolved config, the overrides, the data and the run options."""
+    tc = job.config.train
+    _write_json(
+        job.out_dir / CONFIG_FILE,
+        {
+            "config_name": config_name,
+            "overrides": overrides or {},
+            "config": job.config.to_dict(),
+            "data_root": str(job.data_root),
+            "num_classes": job.train_set.num_classes,
+            "cat_ids": list(job.train_set.cat_ids),
+            "class_names": list(job.train_set.class_names),
+            "world_size": job.ctx.world_size,
+            "effective_batch_size": tc.batch_size * job.ctx.world_size,
+            "iters_per_epoch": job.iters_per_epoch,
+            "options": {
+                k: v
+                for k, v in dataclasses.asdict(job.options).items()
+                if k not in ("resume", "overwrite")
+            },
+        },
+    )
+
+
+def _run_loop(
+    job: _Job,
+    config_name: str | None,
+    on_iteration: Callable[[int, dict[str, float]], None] | None,
+) -> bool:
+    """Epochs until done, ``max_iters`` or a stop request; returns whether it was interrupted.
+
+    An exception inside an iteration (a bad image, a non-finite loss, out of memory) first
+    writes a checkpoint of the last completed iteration, then propagates with a note
+    saying so; on several processes only a non-finite loss (which all ranks see at once)
+    can be checkpointed this way.
+    """
     stop = _StopFlag()
-    metrics_handle = open(out_dir / METRICS_FILE, "a") if ctx.is_main else None  # noqa: SIM115
+    metrics_handle = open(job.out_dir / METRICS_FILE, "a") if job.ctx.is_main else None  # noqa: SIM115
     bar = tqdm(
-        total=min(max_iters, total_iters),
-        initial=iteration,
+        total=min(job.max_iters, job.total_iters),
+        initial=job.iteration,
         desc=f"train {config_name or ''}".strip(),
-        disable=not (ctx.is_main and options.progress),
+        disable=not (job.ctx.is_main and job.options.progress),
         dynamic_ncols=True,
     )
-    interrupted = False
+    tc = job.config.train
     try:
         with _stop_on_signals(stop):
-            net.train()
-            epoch = start_epoch
-            while not finished and epoch < tc.epochs and iteration < max_iters:
-                first = start_batch if epoch == start_epoch else 0
-                sampler.set_epoch(epoch, start=first * tc.batch_size)
-                # The workers' seeds come from the loader's generator: a function of
-                # (seed, rank, epoch), so a resumed epoch seeds its workers as the original did.
-                loader.generator.manual_seed(_loader_seed(options.seed, ctx.rank, epoch))
-                batches = iter(loader)
-                if rng_to_restore is not None:
-                    # After the iterator drew its base seed, so that the next augmentation
-                    # draws are exactly those of the uninterrupted run.
-                    restore_rng_state(rng_to_restore)
-                    rng_to_restore = None
-                batch_in_epoch = first
-                tic = time.perf_counter()
-                for batch in batches:
-                    data_time = time.perf_counter() - tic
-                    losses, grad_norm = _step(
-                        net, model, batch, optimizer, scaler, device, use_amp, tc.grad_clip
-                    )
-                    lr = optimizer.param_groups[0]["lr"]
-                    scheduler.step()
-                    iteration += 1
-                    batch_in_epoch += 1
-                    values = torch.stack([losses[k].detach().float() for k in losses])
-                    values = all_reduce_mean(values, ctx).tolist()
-                    logged = dict(zip(losses, values))
-                    if not all(math.isfinite(v) for v in values):
-                        raise TrainingDiverged(
-                            f"non-finite loss at iteration {iteration} (epoch {epoch}): {logged}; "
-                            f"the last checkpoint in {out_dir} is unchanged — lower --lr or check the data"
-                        )
-                    step_time = time.perf_counter() - tic
-                    if metrics_handle is not None:
-                        record = {
-                            "epoch": epoch,
-                            "iter": batch_in_epoch,
-                            "iteration": iteration,
-                            "lr": lr,
-                            **logged,
-                            "grad_norm": grad_norm,
-                            "data_time": data_time,
-                            "time": step_time,
-                        }
-                        metrics_handle.write(json.dumps(record) + "\n")
-                        metrics_handle.flush()
-                    bar.update(1)
-                    bar.set_postfix(
-                        epoch=epoch, loss=f"{logged['loss']:.3f}", lr=f"{lr:.2e}", refresh=False
-                    )
-                    if on_iteration is not None:
-                        on_iteration(iteration, logged)
-                    stop_now = any_process(stop.requested, ctx)
-                    if stop_now:
-                        checkpoint(epoch, batch_in_epoch, False)
-                        interrupted = True
-                        break
-                    if iteration >= max_iters:
-                        break
-                    if (
-                        options.ckpt_every > 0
-                        and iteration % options.ckpt_every == 0
-                        and batch_in_epoch < iters_per_epoch  # the epoch-end checkpoint follows
-                    ):
-                        checkpoint(epoch, batch_in_epoch, False)
-                    tic = time.perf_counter()
-                if interrupted:
-                    break
-                if batch_in_epoch >= iters_per_epoch:
-                    finished = epoch + 1 >= tc.epochs
-                    checkpoint(epoch, batch_in_epoch, finished)  # stored as (epoch + 1, 0)
-                    epoch += 1
-                elif iteration >= max_iters:
-                    checkpoint(epoch, batch_in_epoch, False)
-                if finished or iteration >= max_iters:
+            job.net.train()
+            job.epoch = job.start_epoch
+            while not job.finished and job.epoch < tc.epochs and job.iteration < job.max_iters:
+                ended = _run_epoch_guarded(job, stop, metrics_handle, bar, on_iteration)
+                if ended == "interrupted":
+                    return True
+                if job.batch_in_epoch >= job.iters_per_epoch:
+                    job.finished = job.epoch + 1 >= tc.epochs
+                    _checkpoint(job, job.finished)  # stored as (epoch + 1, 0)
+                    job.epoch += 1
+                elif job.iteration >= job.max_iters:
+                    _checkpoint(job)
+                if job.finished or job.iteration >= job.max_iters:
                     break
     finally:
         bar.close()
         if metrics_handle is not None:
             metrics_handle.close()
-    if interrupted:
-        raise KeyboardInterrupt(
-            f"training stopped at iteration {iteration}; checkpoint written to {out_dir}"
+    return False
+
+
+_OnIteration = Callable[[int, dict[str, float]], None]
+
+
+def _run_epoch_guarded(
+    job: _Job,
+    stop: _StopFlag,
+    metrics_handle: IO[str] | None,
+    bar: tqdm,
+    on_iteration: _OnIteration | None,
+) -> str:
+    """:func:`_run_epoch`, checkpointing the last completed iteration if it raises."""
+    try:
+        return _run_epoch(job, stop, metrics_handle, bar, on_iteration)
+    except Exception as err:
+        if job.ctx.is_distributed and not isinstance(err, TrainingDiverged):
+            raise  # the other ranks may be inside a collective: no collective checkpoint
+        _checkpoint(job, rng=job.rng_at_boundary)
+        err.add_note(
+            f"checkpoint of iteration {job.iteration} written to {job.out_dir / CHECKPOINT_FILE}; "
+            "--resume continues from it"
         )
-    if ctx.is_distributed:
-        # DDP hands rank 0's buffers (BatchNorm statistics) to every rank before each forward;
-        # after the last step each rank holds its own, so hand them over once more.
-        import torch.distributed as dist
+        raise
 
-        for buffer in model.buffers():
-            dist.broadcast(buffer, src=0)
 
-    metrics = None
-    if (finished or iteration >= max_iters) and options.eval_split is not None:
-        if ctx.is_main:
-            metrics = _final_evaluation(
-                model, config, options, data_root, test_transform, out_dir, device
+def _run_epoch(
+    job: _Job,
+    stop: _StopFlag,
+    metrics_handle: IO[str] | None,
+    bar: tqdm,
+    on_iteration: _OnIteration | None,
+) -> str:
+    """The rest of epoch ``job.epoch``: ``"interrupted"``, ``"max_iters"`` or ``"epoch_end"``."""
+    tc = job.config.train
+    first = job.start_batch if job.epoch == job.start_epoch else 0
+    job.sampler.set_epoch(job.epoch, start=first * tc.batch_size)
+    # The workers' seeds come from the loader's generator: a function of
+    # (seed, rank, epoch), so a resumed epoch seeds its workers as the original did.
+    job.loader.generator.manual_seed(_loader_seed(job.options.seed, job.ctx.rank, job.epoch))
+    batches = iter(job.loader)
+    if job.rng_to_restore is not None:
+        # After the iterator drew its base seed, so that the next augmentation
+        # draws are exactly those of the uninterrupted run.
+        restore_rng_state(job.rng_to_restore)
+        job.rng_to_restore = None
+    job.batch_in_epoch = first
+    tic = time.perf_counter()
+    while True:
+        job.rng_at_boundary = capture_rng_state()  # what a checkpoint after a failure restores
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return "epoch_end"
+        data_time = time.perf_counter() - tic
+        logged, grad_norm, lr = _iteration(job, batch)
+        step_time = time.perf_counter() - tic
+        if metrics_handle is not None:
+            record = {
+                "epoch": job.epoch,
+                "iter": job.batch_in_epoch,
+                "iteration": job.iteration,
+                "lr": lr,
+                **logged,
+                "grad_norm": grad_norm,
+                "data_time": data_time,
+                "time": step_time,
+            }
+            metrics_handle.write(json.dumps(record) + "\n")
+            metrics_handle.flush()
+        bar.update(1)
+        bar.set_postfix(
+            epoch=job.epoch, loss=f"{logged['loss']:.3f}", lr=f"{lr:.2e}", refresh=False
+        )
+        if on_iteration is not None:
+            on_iteration(job.iteration, logged)
+        if any_process(stop.requested, job.ctx):
+            _checkpoint(job)
+            return "interrupted"
+        if job.iteration >= job.max_iters:
+            return "max_iters"
+        if (
+            job.options.ckpt_every > 0
+            and job.iteration % job.options.ckpt_every == 0
+            and job.batch_in_epoch < job.iters_per_epoch  # the epoch-end checkpoint follows
+        ):
+            _checkpoint(job)
+        tic = time.perf_counter()
+
+
+def _iteration(job: _Job, batch: dict[str, Any]) -> tuple[dict[str, float], float | None, float]:
+    """One optimizer step on ``batch``; advances the job's counters.
+
+    Returns the loss components (mean over processes), the gradient norm before clipping
+    and the learning rate used. A non-finite loss raises :class:`TrainingDiverged`
+    before the weights change; on any exception before the optimizer step the model's
+    buffers (BatchNorm statistics) are put back as they were.
+    """
+    tc = job.config.train
+    # The forward updates BatchNorm statistics: keep them to undo a step that fails.
+    buffers = [b.detach().clone() for b in job.model.buffers()]
+    try:
+        losses = _losses(job.net, job.model, batch, job.device, job.use_amp)
+        values = all_reduce_mean(torch.stack([losses[k].detach().float() for k in losses]), job.ctx)
+        logged = dict(zip(losses, values.tolist()))
+        if not all(math.isfinite(v) for v in logged.values()):
+            raise TrainingDiverged(
+                f"non-finite loss at iteration {job.iteration + 1} (epoch {job.epoch}): {logged}; "
+                "lower --lr or check the data"
             )
-        barrier(ctx)
-    return TrainResult(
-        iterations=iteration, finished=finished, metrics=metrics, run_dir=out_dir, model=model
-    )
+        grad_norm = _backward_and_step(losses["loss"], job.optimizer, job.scaler, tc.grad_clip)
+    except BaseException:
+        with torch.no_grad():
+            for saved, buffer in zip(buffers, job.model.buffers()):
+                buffer.copy_(saved)
+        raise
+    lr = job.optimizer.param_groups[0]["lr"]
+    job.scheduler.step()
+    job.iteration += 1
+    job.batch_in_epoch += 1
+    job.rng_at_boundary = None  # this iteration is complete: a checkpoint takes the current state
+    return logged, grad_norm, lr
 
 
-def _step(
+def _losses(
     net: nn.Module,
     model: nn.Module,
     batch: dict[str, Any],
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
     device: torch.device,
     use_amp: bool,
-    grad_clip: float | None,
-) -> tuple[dict[str, Tensor], float | None]:
-    """One optimizer step; returns the loss components and the gradient norm before clipping."""
+) -> dict[str, Tensor]:
+    """The forward (under autocast when ``use_amp``) and the loss components, in float32."""
     batch = _to_device(batch, device)
     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
         outputs = net(batch["images"])
-    losses = model.loss(_to_float(outputs), batch)
+    return model.loss(_to_float(outputs), batch)
+
+
+def _backward_and_step(
+    loss: Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    grad_clip: float | None,
+) -> float | None:
+    """Backward, optional clipping and the optimizer step; returns the norm before clipping."""
     optimizer.zero_grad(set_to_none=True)
-    scaler.scale(losses["loss"]).backward()
+    scaler.scale(loss).backward()
     grad_norm: float | None = None
     if grad_clip:
         scaler.unscale_(optimizer)
@@ -705,7 +907,7 @@ def _step(
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
     scaler.step(optimizer)
     scaler.update()
-    return losses, grad_norm
+    return grad_norm
 
 
 def _final_evaluation(
