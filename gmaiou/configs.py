@@ -97,6 +97,23 @@ class ModelConfig:
         upsample: FPN top-down upsampling, ``"bilinear"`` or ``"carafe"``.
         dcn: modulated deformable convs (DCNv2) in the backbone's last three stages.
         dcn_groups: offset groups of those convs (maYOLACT: 4).
+        backbone_weights: the backbone's start when training, ``"none"`` (random
+            initialisation) or ``"imagenet"`` (torchvision's ImageNet weights, as every
+            reference); ``gmaiou train --weights`` overrides it.
+        fpn_extras: how P6 and P7 are made: ``"separate"`` (stride-2 convs of C5 and P6
+            after the top-down path, no output convs) or ``"top-down"`` (mmdetection's
+            FPN_CARAFE: their laterals join the top-down path P7 -> P3 and every level has
+            a 3x3 output conv).
+        head_init: ``"prior"`` (class and box convs N(0, 0.01), semantic head biased to a
+            0.01 prior, for random-backbone training) or ``"xavier"`` (every head conv
+            Xavier-uniform with zero bias, as YOLACT and the maIoU code).
+        anchor_scaling: YOLACT anchors' sides and strides: ``"image"`` (scaled with the
+            image, as dbolya/yolact) or ``"fixed-550"`` (the 550 sides 24 ... 384 and
+            strides 550 / f at every size, as the maIoU code).
+        anchor_offset: ATSS anchor centres at ``(j + offset) * stride``: 0.5 (cell centres)
+            or 0.0 (mmdetection's AnchorGenerator, the maIoU code).
+        target_resize: downsampling of mask and semantic targets: ``"area"`` (a cell is on
+            when over half of it is) or ``"bilinear"`` (bilinear, then > 0.5, as the references).
     """
 
     arch: str = "yolact"
@@ -113,9 +130,22 @@ class ModelConfig:
     upsample: str = "bilinear"
     dcn: bool = False
     dcn_groups: int = 4
+    backbone_weights: str = "none"
+    fpn_extras: str = "separate"
+    head_init: str = "prior"
+    anchor_scaling: str = "image"
+    anchor_offset: float = 0.5
+    target_resize: str = "area"
 
     def __post_init__(self) -> None:
         _check_choice(self.arch, ARCHS, "model.arch")
+        _check_choice(self.backbone_weights, ("none", "imagenet"), "model.backbone_weights")
+        _check_choice(self.fpn_extras, ("separate", "top-down"), "model.fpn_extras")
+        _check_choice(self.head_init, ("prior", "xavier"), "model.head_init")
+        _check_choice(self.anchor_scaling, ("image", "fixed-550"), "model.anchor_scaling")
+        _check_choice(self.target_resize, ("area", "bilinear"), "model.target_resize")
+        if self.anchor_offset not in (0.0, 0.5):
+            raise ValueError(f"model.anchor_offset must be 0.0 or 0.5, got {self.anchor_offset!r}")
         _check_choice(self.backbone, BACKBONES, "model.backbone")
         _check_choice(self.anchors, ("yolact", "atss"), "model.anchors")
         _check_choice(self.classifier, ("softmax", "sigmoid"), "model.classifier")
@@ -393,6 +423,7 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
         classifier="sigmoid" if gma else "softmax",
         upsample="carafe" if gma else "bilinear",
         dcn=gma,
+        backbone_weights="none" if cpu else "imagenet",
     )
     assigner = (
         AssignerConfig(kind="fixed", measure="iou")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import urllib.error
 
 import numpy as np
 import pytest
@@ -13,8 +14,8 @@ from gmaiou.anchors import atss_anchors, feature_map_sizes, yolact_anchors
 from gmaiou.assigners import IGNORED, ATSSAssigner, MaxIoUAssigner
 from gmaiou.configs import Config, get_config
 from gmaiou.measure import MaskIntegrals
-from gmaiou.models import YOLACT, build_model
-from gmaiou.models.backbone import ModulatedDeformConv2d
+from gmaiou.models import YOLACT, build_model, resolve_weights
+from gmaiou.models.backbone import IMAGENET_WEIGHTS, ModulatedDeformConv2d
 from gmaiou.models.carafe import CARAFE, carafe_reassemble
 from gmaiou.shapes import random_shape, tight_box
 
@@ -318,6 +319,49 @@ def test_full_checkpoint_round_trip(tmp_path):
     torch.save({"model": [1, 2, 3]}, garbage)
     with pytest.raises(ValueError, match="no state dict"):
         build_model(cfg, weights=garbage)
+
+
+def _cache_imagenet(torch_home, name: str, seed: int = 0) -> torch.nn.Module:
+    """A random ResNet saved where torchvision's weights API looks for the ImageNet file."""
+    torch.manual_seed(seed)
+    resnet = getattr(torchvision.models, name)(weights=None)
+    url = IMAGENET_WEIGHTS[{"resnet18": "r18", "resnet50": "r50"}[name]].url
+    checkpoints = torch_home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    torch.save(resnet.state_dict(), checkpoints / url.rsplit("/", 1)[-1])
+    return resnet
+
+
+def test_imagenet_weights_come_from_the_torch_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    resnet = _cache_imagenet(tmp_path, "resnet18")
+    for name in ("yolact-fixed-r18-160", "gmayolact-atss-gmaiou-r18-160"):
+        model = build_model(small_config(name), weights="imagenet")
+        assert torch.equal(model.backbone.layer4[0].conv2.weight, resnet.layer4[0].conv2.weight)
+        assert torch.equal(model.backbone.bn1.running_mean, resnet.bn1.running_mean)
+    # "none" and None keep the random initialisation
+    for weights in ("none", None):
+        model = build_model(small_config("yolact-fixed-r18-160"), weights=weights)
+        assert not torch.equal(model.backbone.conv1.weight, resnet.conv1.weight)
+
+
+def test_imagenet_weights_offline_error_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(RuntimeError, match="--weights none") as err:
+        build_model(small_config("yolact-fixed-r18-160"), weights="imagenet")
+    assert "resnet18-f37072fd.pth" in str(err.value) and "--weights PATH" in str(err.value)
+
+
+def test_paper_presets_start_from_imagenet_and_cpu_presets_from_random():
+    assert resolve_weights(get_config("gmayolact-atss-gmaiou-r50-550"), None) == "imagenet"
+    assert resolve_weights(get_config("yolact-fixed-r101-700"), None) == "imagenet"
+    assert resolve_weights(get_config("yolact-fixed-r18-160"), None) == "none"
+    assert resolve_weights(get_config("yolact-fixed-r50-550"), "none") == "none"
 
 
 # --------------------------------------------------------------------------- GmaYOLACT parts

@@ -61,9 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--weights",
-        type=Path,
         default=None,
-        help="local torchvision ResNet state dict (e.g. ImageNet) or model checkpoint to start from",
+        help="where to start from: 'imagenet' (torchvision's ImageNet ResNet, cached in "
+        "$TORCH_HOME/hub/checkpoints), 'none' (random initialisation) or a local torchvision "
+        "ResNet state dict or model checkpoint; default: the preset's model.backbone_weights "
+        "(ImageNet for the paper presets, random for the CPU presets)",
     )
     parser.add_argument(
         "--no-augment", action="store_true", help="only resize and normalise (overfitting)"
@@ -91,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         overrides = _resume_overrides(args.out, args.config, overrides)
     config = apply_overrides(get_config(args.config), overrides)
+    from gmaiou.models import WEIGHT_KEYWORDS, resolve_weights
+
+    weights = args.weights if args.weights in (None, *WEIGHT_KEYWORDS) else Path(args.weights)
+    # A resumed run's weights come from its checkpoint.
+    weights = resolve_weights(config, "none" if args.resume else weights)
     eval_split = None if args.eval_split.lower() == "none" else args.eval_split
     options = RunOptions(
         out_dir=args.out,
@@ -105,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         train_split=args.train_split,
         eval_split=eval_split,
         deterministic=args.deterministic,
-        weights=args.weights,
+        weights=weights,
         augment=not args.no_augment,
         progress=not args.no_progress,
     )

@@ -102,7 +102,7 @@ class RunOptions:
         eval_batch_size: batch size of the final evaluation.
         synthetic_images: images of the embedded synthetic dataset when ``data_root`` is ``None``.
         synthetic_size: their side in pixels (default: the model's input size).
-        weights: a local torchvision ResNet state dict (or a model checkpoint) to start from.
+        weights: ``"none"``, ``"imagenet"`` or a local ResNet state dict / model checkpoint.
         augment: YOLACT's training augmentation (off: only resize and normalise, e.g. to
             overfit a few images).
     """
@@ -123,7 +123,7 @@ class RunOptions:
     eval_batch_size: int = 8
     synthetic_images: int = 64
     synthetic_size: int | None = None
-    weights: Path | None = None
+    weights: str | Path | None = None
     augment: bool = True
 
 
