@@ -15,8 +15,9 @@ Every experiment is a named preset ``<model>-<assigner>-<backbone>-<size>``:
 Values come from ``docs/spec.md`` section 3 and the public configs of the BMVC
 version; where the GmaIoU paper's numbers were lost (GmaYOLACT's learning rate,
 semantic weight and score threshold) the values of its public predecessors are used:
-maYOLACT's learning rate 8e-3, the RS-loss repository's score threshold 0.40, and
-YOLACT's semantic weight 1.
+RS-YOLACT's learning rate 6e-3 at batch 32 (1.5e-3 at GmaYOLACT's single-GPU batch 8)
+without gradient clipping, the RS-loss repository's score threshold 0.40, and YOLACT's
+semantic weight 1. ``docs/fidelity.md`` lists every paper setting with its source.
 
 ``gmaiou configs`` lists the presets, one per line; ``gmaiou configs NAME`` prints one
 as JSON.
@@ -260,6 +261,9 @@ class PostprocessConfig:
         max_dets: detections kept per image.
         mask_thr: threshold of the upsampled mask probabilities.
         score_activation: ``"softmax"`` or ``"sigmoid"``; must match ``model.classifier``.
+        pre_nms_per_level: keep each pyramid level's this many best-scoring anchors
+            before the score threshold and NMS (mmdetection's ``nms_pre``, 1000 in the
+            maIoU configs); ``None``: all anchors.
     """
 
     score_thr: float = 0.05
@@ -268,8 +272,11 @@ class PostprocessConfig:
     max_dets: int = 100
     mask_thr: float = 0.5
     score_activation: str = "softmax"
+    pre_nms_per_level: int | None = None
 
     def __post_init__(self) -> None:
+        if self.pre_nms_per_level is not None:
+            _check_positive(self.pre_nms_per_level, "postprocess.pre_nms_per_level", integer=True)
         _check_choice(self.score_activation, ("softmax", "sigmoid"), "postprocess.score_activation")
         _check_positive(self.top_k, "postprocess.top_k", integer=True)
         _check_positive(self.max_dets, "postprocess.max_dets", integer=True)
@@ -285,8 +292,11 @@ class TrainConfig:
 
     Attributes:
         epochs: training epochs.
-        batch_size: images per optimizer step (per process).
-        lr, momentum, weight_decay: SGD settings.
+        batch_size: images per optimizer step, over all processes (the global batch;
+            each of ``N`` processes takes ``batch_size / N``, see :mod:`gmaiou.training.batch`).
+        lr, momentum, weight_decay: SGD settings; ``lr`` is the rate for ``lr_batch`` images.
+        lr_batch: the global batch ``lr`` is set for (default: ``batch_size``); a run with
+            another ``batch_size`` uses ``lr x batch_size / lr_batch`` (linear scaling).
         grad_clip: max gradient norm (``None``: no clipping).
         warmup_iters, warmup_ratio: mmdetection's linear warm-up.
         schedule: ``"step"`` or ``"cosine"`` (cosine annealing to ``min_lr_ratio``).
@@ -309,11 +319,15 @@ class TrainConfig:
     gamma: float = 0.1
     min_lr_ratio: float = 0.0
     amp: bool = True
+    lr_batch: int | None = None
 
     def __post_init__(self) -> None:
         _check_choice(self.schedule, ("step", "cosine"), "train.schedule")
         _check_positive(self.epochs, "train.epochs", integer=True)
         _check_positive(self.batch_size, "train.batch_size", integer=True)
+        if self.lr_batch is None:  # dataclasses.replace(batch_size=...) keeps it
+            object.__setattr__(self, "lr_batch", self.batch_size)
+        _check_positive(self.lr_batch, "train.lr_batch", integer=True)
         _check_positive(self.lr, "train.lr")
         if tuple(self.steps) != tuple(sorted(self.steps)):
             raise ValueError(f"train.steps must be increasing, got {self.steps}")
@@ -448,8 +462,12 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
             amp=False,
         )
     elif gma:
-        # Single-GPU training with cosine annealing (maYOLACT's public config: lr 8e-3).
-        train = TrainConfig(batch_size=8, lr=8e-3, schedule="cosine", steps=())
+        # Single-GPU batch 8 (paper section 4.3, as YOLACT) with RS-YOLACT's optimisation
+        # (the public config training YOLACT with Rank & Sort): lr 6e-3 for a batch of 32,
+        # scaled linearly to 1.5e-3 at 8, no gradient clipping, cosine annealing.
+        train = TrainConfig(
+            batch_size=8, lr=6e-3, lr_batch=32, grad_clip=None, schedule="cosine", steps=()
+        )
     else:
         train = TrainConfig()
     name = f"{arch}-{assigner_name}-{backbone}-{size}"

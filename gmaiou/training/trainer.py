@@ -40,6 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from gmaiou.measure import MaskIntegrals, is_mask_measure
+from gmaiou.training.batch import per_process_train
 from gmaiou.training.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -223,6 +224,8 @@ def apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
 
     Overriding ``epochs`` rescales the step-decay epochs in proportion (a preset's steps at
     16 and 20 of 24 epochs become 2 and 2.5 of 3), unless ``steps`` is overridden too.
+    An overridden ``lr`` is the rate for the (overridden) batch; overriding ``batch_size``
+    alone keeps ``lr_batch``, so the preset's rate is scaled linearly to the new batch.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
@@ -231,6 +234,8 @@ def apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     if unknown:
         raise ValueError(f"unknown training settings {unknown}")
     train = config.train
+    if "lr" in given and "lr_batch" not in given:  # a given rate is meant for the given batch
+        given["lr_batch"] = given.get("batch_size", train.batch_size)
     if "epochs" in given and "steps" not in given and given["epochs"] != train.epochs:
         given["steps"] = tuple(s * given["epochs"] / train.epochs for s in train.steps)
     return dataclasses.replace(config, train=dataclasses.replace(train, **given))
@@ -451,7 +456,7 @@ def _train(
         prepare_run_dir(out_dir, options.resume, options.overwrite)
     barrier(ctx)
     config = config.with_num_classes(train_set.num_classes)
-    tc = config.train
+    tc = per_process_train(config.train, ctx.world_size, announce=ctx.is_main)
     device = ctx.device
 
     model = build_model(config, weights=options.weights).to(device)
