@@ -438,6 +438,7 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
         upsample="carafe" if gma else "bilinear",
         dcn=gma,
         backbone_weights="none" if cpu else "imagenet",
+        fpn_extras="top-down" if gma and not cpu else "separate",
     )
     assigner = (
         AssignerConfig(kind="fixed", measure="iou")

@@ -17,6 +17,7 @@ from gmaiou.measure import MaskIntegrals
 from gmaiou.models import YOLACT, build_model, resolve_weights
 from gmaiou.models.backbone import IMAGENET_WEIGHTS, ModulatedDeformConv2d
 from gmaiou.models.carafe import CARAFE, carafe_reassemble
+from gmaiou.models.fpn import FPN
 from gmaiou.shapes import random_shape, tight_box
 
 SIZE = 96
@@ -375,6 +376,52 @@ def test_gmayolact_has_dcn_in_the_last_three_stages_and_carafe_in_the_fpn():
     assert sum(isinstance(m, CARAFE) for m in model.fpn.modules()) == 2
     plain = build_model(small_config("yolact-atss-gmaiou-r18-160"))
     assert not any(isinstance(m, (ModulatedDeformConv2d, CARAFE)) for m in plain.modules())
+
+
+def test_fpn_carafe_joins_p6_p7_to_the_top_down_path():
+    # mmdetection's FPN_CARAFE (paper GmaYOLACT): 4 upsamplers, 5 output convs, and the
+    # P6/P7 laterals feed the finer levels; the CPU layout keeps P6/P7 outside the path.
+    torch.manual_seed(0)
+    feats = [torch.randn(1, c, f, f) for c, f in ((8, 18), (16, 9), (32, 5))]  # P6 3, P7 2
+    fused = FPN((8, 16, 32), 4, upsample="carafe", extras="top-down")
+    separate = FPN((8, 16, 32), 4, upsample="carafe", extras="separate")
+    assert (len(fused.carafe), len(fused.output)) == (4, 5)
+    assert (len(separate.carafe), len(separate.output)) == (2, 3)
+    for fpn in (fused, separate):
+        outs = fpn(feats)
+        assert [tuple(o.shape[-2:]) for o in outs] == [(18, 18), (9, 9), (5, 5), (3, 3), (2, 2)]
+    with torch.no_grad():
+        before = fused(feats)
+        fused.p7.weight.add_(1.0)
+        after = fused(feats)
+        changed = [not torch.allclose(a, b) for a, b in zip(before, after)]
+        assert changed == [True, True, True, True, True]
+        before = separate(feats)
+        separate.p7.weight.add_(1.0)
+        after = separate(feats)
+        changed = [not torch.allclose(a, b) for a, b in zip(before, after)]
+        assert changed == [False, False, False, False, True]
+    # Hand-built top-down pass with the module's own convs (bilinear upsampling).
+    fpn = FPN((8, 16, 32), 4, upsample="bilinear", extras="top-down")
+    with torch.no_grad():
+        lat = [conv(f) for conv, f in zip(fpn.lateral, feats)]
+        lat += [fpn.p6(feats[2])]
+        lat += [fpn.p7(lat[3])]
+        for i in (4, 3, 2, 1):
+            lat[i - 1] = lat[i - 1] + torch.nn.functional.interpolate(
+                lat[i], size=lat[i - 1].shape[-2:], mode="bilinear", align_corners=False
+            )
+        expected = [conv(x) for conv, x in zip(fpn.output, lat)]
+        assert all(torch.allclose(a, b) for a, b in zip(fpn(feats), expected))
+    with pytest.raises(ValueError, match="extras"):
+        FPN((8, 16, 32), 4, extras="bottom-up")
+
+
+def test_paper_gmayolact_uses_fpn_carafe_and_cpu_gmayolact_keeps_its_fpn():
+    assert get_config("gmayolact-atss-gmaiou-r50-550").model.fpn_extras == "top-down"
+    assert get_config("yolact-atss-gmaiou-r50-550").model.fpn_extras == "separate"
+    model = build_model(small_config("gmayolact-atss-gmaiou-r18-160"))
+    assert model.fpn.extras == "separate" and len(model.fpn.carafe) == 2
 
 
 def test_dcn_starts_as_its_conv_with_half_modulation_and_learns_offsets():

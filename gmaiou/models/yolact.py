@@ -58,7 +58,7 @@ class YOLACT(nn.Module):
         self.config = config
         self.image_size = m.image_size
         self.backbone = ResNetBackbone(m.backbone, dcn=m.dcn, dcn_groups=m.dcn_groups)
-        self.fpn = FPN(self.backbone.out_channels, m.fpn_channels, m.upsample)
+        self.fpn = FPN(self.backbone.out_channels, m.fpn_channels, m.upsample, m.fpn_extras)
         if m.anchors == "yolact":
             grid = yolact_anchors(m.image_size)
         else:
