@@ -169,6 +169,12 @@ class ModelConfig:
             "dcn_groups",
         ):
             _check_positive(getattr(self, name), f"model.{name}", integer=True)
+        if self.anchors == "atss" and self.anchor_scaling != "image":
+            raise ValueError(
+                "model.anchor_scaling applies to YOLACT anchors (model.anchors='yolact')"
+            )
+        if self.anchors == "yolact" and self.anchor_offset != 0.5:
+            raise ValueError("model.anchor_offset applies to ATSS anchors (model.anchors='atss')")
         if self.anchors == "yolact" and self.anchor_scales != 1:
             raise ValueError("model.anchor_scales > 1 needs ATSS anchors (model.anchors='atss')")
 
@@ -439,6 +445,10 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
         dcn=gma,
         backbone_weights="none" if cpu else "imagenet",
         fpn_extras="top-down" if gma and not cpu else "separate",
+        head_init="prior" if cpu else "xavier",
+        anchor_scaling="fixed-550" if fixed and not cpu else "image",
+        anchor_offset=0.5 if fixed or cpu else 0.0,
+        target_resize="area" if cpu else "bilinear",
     )
     assigner = (
         AssignerConfig(kind="fixed", measure="iou")
@@ -450,7 +460,11 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
         mask_weight=6.125 if fixed else 8.0,
         self_balance=gma,
     )
-    post = PostprocessConfig(score_thr=0.40 if gma else 0.05, score_activation=model.classifier)
+    post = PostprocessConfig(
+        score_thr=0.40 if gma else 0.05,
+        score_activation=model.classifier,
+        pre_nms_per_level=None if cpu else 1000,
+    )
     if cpu:
         # Same schedule shape, scaled to a short CPU run on a few hundred images.
         train = TrainConfig(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import urllib.error
 
 import numpy as np
@@ -18,6 +19,9 @@ from gmaiou.models import YOLACT, build_model, resolve_weights
 from gmaiou.models.backbone import IMAGENET_WEIGHTS, ModulatedDeformConv2d
 from gmaiou.models.carafe import CARAFE, carafe_reassemble
 from gmaiou.models.fpn import FPN
+from gmaiou.models.heads import SemanticHead
+from gmaiou.models.postprocess import top_k_per_level
+from gmaiou.models.yolact import _downsample_masks
 from gmaiou.shapes import random_shape, tight_box
 
 SIZE = 96
@@ -103,6 +107,65 @@ def test_anchor_grids_match_the_config():
     assert torch.equal(atss.anchors.anchors, atss_anchors(320).anchors)
     gma = build_model(get_config("gmayolact-atss-gmaiou-r18-160"))
     assert torch.equal(gma.anchors.anchors, atss_anchors(160, scales_per_octave=2).anchors)
+
+
+def test_paper_presets_use_the_maiou_code_anchors():
+    fixed = build_model(get_config("yolact-fixed-r50-700"))
+    assert torch.equal(fixed.anchors.anchors, yolact_anchors(700, reference_size=550).anchors)
+    atss = build_model(get_config("yolact-atss-gmaiou-r50-400"))
+    expected = atss_anchors(400, offset=0.0, strides="exact")
+    assert torch.equal(atss.anchors.anchors, expected.anchors)
+    cpu = build_model(get_config("yolact-fixed-r18-320"))
+    assert torch.equal(cpu.anchors.anchors, yolact_anchors(320).anchors)
+
+
+def test_head_init_follows_the_config():
+    torch.manual_seed(0)
+    paper = build_model(small_config("yolact-atss-gmaiou-r50-550"))
+    cpu = build_model(small_config("yolact-atss-gmaiou-r18-160"))
+    # Xavier-uniform bound sqrt(6 / (fan_in + fan_out)) for the 3x3 class conv
+    conv = paper.head.cls
+    weight = conv.weight.detach()
+    fan_in, fan_out = conv.in_channels * 9, conv.out_channels * 9
+    bound = (6 / (fan_in + fan_out)) ** 0.5
+    assert 0.9 * bound < float(weight.abs().max()) <= bound
+    assert float(paper.semantic_head.conv.bias.detach().abs().max()) == 0.0
+    assert float(cpu.head.cls.weight.std()) == pytest.approx(0.01, rel=0.1)
+    assert float(cpu.semantic_head.conv.bias[0]) == pytest.approx(-math.log(99), rel=1e-6)
+    with pytest.raises(ValueError, match="init"):
+        SemanticHead(8, 3, init="kaiming")
+
+
+def test_bilinear_target_downsampling_thresholds_at_half():
+    # One 4x4 mask, a 2x2 block on at the top-left: bilinear to 2x2 samples the centre of
+    # each 2x2 quarter, so only the top-left quarter is on; a 1-pixel line is dropped.
+    mask = torch.zeros(2, 4, 4, dtype=torch.bool)
+    mask[0, :2, :2] = True
+    mask[1, 1, :] = True
+    small = _downsample_masks(mask, (2, 2), "bilinear")
+    assert small.tolist() == [[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]
+    # area agrees here: the block fills its cell, the line covers half of two cells
+    assert _downsample_masks(mask, (2, 2), "area").tolist() == small.tolist()
+    odd = torch.zeros(1, 5, 5, dtype=torch.bool)
+    odd[0, :3, :3] = True
+    assert _downsample_masks(odd, (2, 2), "bilinear").tolist() == [[[1.0, 0.0], [0.0, 0.0]]]
+    assert _downsample_masks(odd[:0], (2, 2), "bilinear").shape == (0, 2, 2)
+    with pytest.raises(ValueError, match="mode"):
+        _downsample_masks(odd, (2, 2), "nearest")
+
+
+def test_top_k_per_level_keeps_each_levels_best():
+    size = 64  # levels of 8, 4, 2, 1, 1 cells a side: 64, 16, 4, 1, 1 anchors (one per cell)
+    scores = torch.arange(86, dtype=torch.float32).flip(0)  # decreasing
+    keep = top_k_per_level(scores, size, 2)
+    starts = [0, 64, 80, 84, 85]
+    expected = torch.zeros(86, dtype=torch.bool)
+    for start, count in zip(starts, (64, 16, 4, 1, 1)):
+        expected[start : start + min(2, count)] = True
+    assert torch.equal(keep, expected)
+    assert top_k_per_level(scores, size, 1000).all()
+    with pytest.raises(ValueError, match="tile"):
+        top_k_per_level(scores[:-1], size, 2)
 
 
 def test_paper_model_feature_maps_at_550():
