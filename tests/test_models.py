@@ -17,7 +17,7 @@ from gmaiou.configs import Config, get_config
 from gmaiou.measure import MaskIntegrals
 from gmaiou.models import YOLACT, build_model, resolve_weights
 from gmaiou.models.backbone import IMAGENET_WEIGHTS, ModulatedDeformConv2d
-from gmaiou.models.carafe import CARAFE, carafe_reassemble
+from gmaiou.models.carafe import CARAFE, carafe_reassemble, carafe_reassemble_shifted
 from gmaiou.models.fpn import FPN
 from gmaiou.models.heads import SemanticHead
 from gmaiou.models.postprocess import top_k_per_level
@@ -517,6 +517,23 @@ def test_carafe_reassembly_matches_the_definition():
                             kernels[:, u * k + v, i2, j2, None] * x[:, :, y, xx]
                         )
     assert torch.allclose(got, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="kernels"):
+        carafe_reassemble(x, kernels[:, :4], k, s)
+
+
+@pytest.mark.parametrize("k, s, h, w", [(5, 2, 4, 6), (3, 2, 1, 1), (3, 3, 3, 2)])
+def test_fused_carafe_matches_the_shifted_sum_in_values_and_gradients(k, s, h, w):
+    g = torch.Generator().manual_seed(k + s)
+    x = torch.randn(2, 3, h, w, generator=g, requires_grad=True)
+    kernels = torch.rand(2, k * k, s * h, s * w, generator=g).softmax(1).requires_grad_()
+    grad = torch.randn(2, 3, s * h, s * w, generator=g)
+    results = []
+    for fn in (carafe_reassemble, carafe_reassemble_shifted):
+        out = fn(x, kernels, k, s)
+        gx, gk = torch.autograd.grad(out, (x, kernels), grad)
+        results.append((out, gx, gk))
+    for fused, shifted in zip(*results):
+        assert torch.allclose(fused, shifted, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="kernels"):
         carafe_reassemble(x, kernels[:, :4], k, s)
 
