@@ -115,6 +115,8 @@ class ModelConfig:
             or 0.0 (mmdetection's AnchorGenerator, the maIoU code).
         target_resize: downsampling of mask and semantic targets: ``"area"`` (a cell is on
             when over half of it is) or ``"bilinear"`` (bilinear, then > 0.5, as the references).
+        resize_antialias: antialiased resize of the input image (training and test);
+            ``False``: plain bilinear, as OpenCV / mmcv in the references.
     """
 
     arch: str = "yolact"
@@ -137,6 +139,7 @@ class ModelConfig:
     anchor_scaling: str = "image"
     anchor_offset: float = 0.5
     target_resize: str = "area"
+    resize_antialias: bool = True
 
     def __post_init__(self) -> None:
         _check_choice(self.arch, ARCHS, "model.arch")
@@ -310,6 +313,8 @@ class TrainConfig:
         gamma: step decay factor.
         min_lr_ratio: final factor of the cosine schedule.
         amp: mixed precision where the device supports it.
+        channel_swap: the photometric distortion's random channel permutation
+            (mmdetection's ``PhotoMetricDistortion``, probability 1/2).
     """
 
     epochs: int = 55
@@ -326,6 +331,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     amp: bool = True
     lr_batch: int | None = None
+    channel_swap: bool = False
 
     def __post_init__(self) -> None:
         _check_choice(self.schedule, ("step", "cosine"), "train.schedule")
@@ -449,6 +455,7 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
         anchor_scaling="fixed-550" if fixed and not cpu else "image",
         anchor_offset=0.5 if fixed or cpu else 0.0,
         target_resize="area" if cpu else "bilinear",
+        resize_antialias=cpu,
     )
     assigner = (
         AssignerConfig(kind="fixed", measure="iou")
@@ -481,10 +488,16 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
         # (the public config training YOLACT with Rank & Sort): lr 6e-3 for a batch of 32,
         # scaled linearly to 1.5e-3 at 8, no gradient clipping, cosine annealing.
         train = TrainConfig(
-            batch_size=8, lr=6e-3, lr_batch=32, grad_clip=None, schedule="cosine", steps=()
+            batch_size=8,
+            lr=6e-3,
+            lr_batch=32,
+            grad_clip=None,
+            schedule="cosine",
+            steps=(),
+            channel_swap=True,
         )
     else:
-        train = TrainConfig()
+        train = TrainConfig(channel_swap=True)
     name = f"{arch}-{assigner_name}-{backbone}-{size}"
     return Config(
         name=name, model=model, assigner=assigner, loss=loss, postprocess=post, train=train

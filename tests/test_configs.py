@@ -129,12 +129,14 @@ def test_new_fidelity_fields_keep_the_cpu_presets_as_they_were():
         "anchor_scaling": "image",
         "anchor_offset": 0.5,
         "target_resize": "area",
+        "resize_antialias": True,
     }
     for name, cfg in PRESETS.items():
         if cfg.model.backbone in ("r18", "r34"):
             assert {k: getattr(cfg.model, k) for k in today} == today, name
             assert cfg.postprocess.pre_nms_per_level is None, name
             assert cfg.train.lr_batch == cfg.train.batch_size, name
+            assert not cfg.train.channel_swap, name
         else:
             assert cfg.model.backbone_weights == "imagenet", name
 

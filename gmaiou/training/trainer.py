@@ -329,12 +329,15 @@ def _build_datasets(config: Any, options: RunOptions, data_root: Path):
 
     size = config.model.image_size
     image_dir, ann_file = find_split(data_root, options.train_split)
+    antialias, swap = config.model.resize_antialias, config.train.channel_swap
     if options.augment:
-        transform = TrainTransform(size)
+        transform = TrainTransform(size, channel_swap=swap, antialias=antialias)
     else:
-        transform = TrainTransform(size, photometric=False, expand=False, crop=False, flip=False)
+        transform = TrainTransform(
+            size, photometric=False, expand=False, crop=False, flip=False, antialias=antialias
+        )
     train_set = CocoInstances(image_dir, ann_file, transform=transform)
-    return train_set, TestTransform(size)
+    return train_set, TestTransform(size, antialias=antialias)
 
 
 def _loader_seed(seed: int, rank: int, epoch: int) -> int:
