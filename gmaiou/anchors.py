@@ -150,14 +150,14 @@ def yolact_anchors(
     if not ratios or any(r <= 0 for r in ratios):
         raise ValueError(f"ratios must be positive, got {tuple(ratios)}")
     steps = None
-    scale = image_size / 550.0
+    scale_to = image_size
     if reference_size is not None:
         _check_image_size(reference_size)
         steps = [reference_size / f for f in feature_map_sizes(reference_size)]
-        scale = reference_size / 550.0
+        scale_to = reference_size
     shapes = []
     for k in range(len(LEVELS)):
-        side = base_size * 2**k * scale
+        side = base_size * 2**k * scale_to / 550.0
         shapes.append([(side / math.sqrt(r), side * math.sqrt(r)) for r in ratios])
     return grid_anchors(image_size, shapes, device=device, dtype=dtype, steps=steps)
 
