@@ -416,7 +416,7 @@ def test_imagenet_weights_offline_error_says_what_to_do(tmp_path, monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(RuntimeError, match="--weights none") as err:
+    with pytest.raises(FileNotFoundError, match="--weights none") as err:
         build_model(small_config("yolact-fixed-r18-160"), weights="imagenet")
     assert "resnet18-f37072fd.pth" in str(err.value) and "--weights PATH" in str(err.value)
 

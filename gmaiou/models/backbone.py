@@ -52,7 +52,7 @@ def imagenet_state_dict(name: str) -> dict[str, Tensor]:
 
     Read from the torch hub cache (``torch.hub.get_dir()/checkpoints``, i.e.
     ``$TORCH_HOME/hub/checkpoints``) and downloaded there when missing. Raises
-    ``RuntimeError`` saying how to proceed offline when the download fails.
+    ``FileNotFoundError`` saying how to proceed offline when the download fails.
     """
     if name not in IMAGENET_WEIGHTS:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(IMAGENET_WEIGHTS)}")
@@ -61,7 +61,7 @@ def imagenet_state_dict(name: str) -> dict[str, Tensor]:
     try:
         return weights.get_state_dict(progress=False)
     except (OSError, RuntimeError) as err:  # URLError is an OSError
-        raise RuntimeError(
+        raise FileNotFoundError(
             f"could not fetch torchvision's ImageNet {name} weights ({weights.url}): {err}. "
             f"Offline, put that file at {cache}, pass a local state dict with --weights PATH, "
             "or start from random initialisation with --weights none"
