@@ -104,11 +104,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         overrides = _resume_overrides(args.out, args.config, overrides)
     config = apply_overrides(get_config(args.config), overrides)
-    from gmaiou.models import WEIGHT_KEYWORDS, resolve_weights
+    from gmaiou.models import WEIGHT_KEYWORDS
 
     weights = args.weights if args.weights in (None, *WEIGHT_KEYWORDS) else Path(args.weights)
-    # A resumed run's weights come from its checkpoint.
-    weights = resolve_weights(config, "none" if args.resume else weights)
     eval_split = None if args.eval_split.lower() == "none" else args.eval_split
     options = RunOptions(
         out_dir=args.out,

@@ -103,7 +103,8 @@ class RunOptions:
         eval_batch_size: batch size of the final evaluation.
         synthetic_images: images of the embedded synthetic dataset when ``data_root`` is ``None``.
         synthetic_size: their side in pixels (default: the model's input size).
-        weights: ``"none"``, ``"imagenet"`` or a local ResNet state dict / model checkpoint.
+        weights: ``"none"``, ``"imagenet"``, a local ResNet state dict / model checkpoint,
+            or ``None``: the config's ``model.backbone_weights``.
         augment: YOLACT's training augmentation (off: only resize and normalise, e.g. to
             overfit a few images).
     """
@@ -436,7 +437,7 @@ def _train(
     overrides: dict[str, Any] | None,
     on_iteration: Callable[[int, dict[str, float]], None] | None,
 ) -> TrainResult:
-    from gmaiou.models import build_model
+    from gmaiou.models import build_model, resolve_weights
 
     if ctx is None:
         from gmaiou.training.distributed import resolve_device
@@ -462,7 +463,9 @@ def _train(
     tc = per_process_train(config.train, ctx.world_size, announce=ctx.is_main)
     device = ctx.device
 
-    model = build_model(config, weights=options.weights).to(device)
+    # None: the preset's start (ImageNet for the paper presets); a resumed run's comes from its checkpoint.
+    weights = resolve_weights(config, "none" if options.resume else options.weights)
+    model = build_model(config, weights=weights).to(device)
     net: nn.Module = (
         DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         if ctx.is_distributed
