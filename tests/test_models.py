@@ -221,6 +221,20 @@ def test_loss_decreases_on_one_batch(name):
     assert last["cls"] < first["cls"]
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["yolact-fixed-r50-700", "yolact-atss-gmaiou-r50-400", "gmayolact-atss-gmaiou-r50-550"],
+)
+def test_paper_presets_train_a_step_with_finite_losses(name):
+    # The paper settings together (FPN_CARAFE, Xavier heads, anchors at j * stride that
+    # reach outside the image, bilinear targets) on a small image.
+    history = _train_losses(small_config(name), synthetic_batch(), steps=2)
+    assert all(math.isfinite(v) for h in history for v in h.values())
+    model = build_model(small_config(name)).eval()
+    detections = model.predict(synthetic_batch()["images"])
+    assert len(detections) == 2 and all(d["boxes"].shape[1] == 4 for d in detections)
+
+
 # --------------------------------------------------------------------------- assignment inside the loss
 
 
