@@ -2,7 +2,11 @@
 
 Feature maps P3-P7 of a ResNet + FPN have sides ``ceil(S / 2^k)`` for ``k = 3..7``
 (every stride-2 convolution with padding rounds up): 69, 35, 18, 9, 5 at 550.
-Anchor centres sit at the centres of the feature-map cells, ``(j + 0.5) * S / f``.
+By default anchor centres sit at the centres of the feature-map cells,
+``(j + 0.5) * S / f``; the paper presets follow the maIoU code instead (mmdetection's
+AnchorGenerator): YOLACT anchors keep the 550 strides ``550 / f_550`` and sides at every
+image size (``reference_size=550``), ATSS anchors sit at ``j * 2^k`` (``offset=0``,
+``strides="exact"``).
 Within a level, anchors are ordered row-major over the cells and then by shape, the
 layout a head's ``[B, A_loc * C, f, f]`` output has after
 ``permute(0, 2, 3, 1).reshape(B, -1, C)``.
@@ -86,6 +90,8 @@ def grid_anchors(
     levels: Sequence[int] = LEVELS,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    steps: Sequence[float] | None = None,
+    offset: float = 0.5,
 ) -> AnchorGrid:
     """Anchors with the given ``(width, height)`` shapes at every cell of every level.
 
@@ -94,19 +100,24 @@ def grid_anchors(
         shapes_per_level: for each level, the ``(w, h)`` of the anchors at one cell
             (the same count at every level).
         levels: pyramid levels; the feature map of level ``k`` has side ``ceil(S / 2^k)``.
+        steps: distance between neighbouring centres per level (default ``S / f``).
+        offset: centres at ``(j + offset) * step`` for cell ``j``.
     """
     sizes = feature_map_sizes(image_size, levels)
     if len(shapes_per_level) != len(sizes):
         raise ValueError(
             f"got anchor shapes for {len(shapes_per_level)} levels but {len(sizes)} levels"
         )
+    if steps is None:
+        steps = [image_size / side for side in sizes]
+    if len(steps) != len(sizes):
+        raise ValueError(f"got {len(steps)} steps for {len(sizes)} levels")
     per_loc = {len(s) for s in shapes_per_level}
     if len(per_loc) != 1 or 0 in per_loc:
         raise ValueError("every level needs the same, non-zero number of anchor shapes")
     all_anchors, counts = [], []
-    for side, shapes in zip(sizes, shapes_per_level):
-        step = image_size / side
-        centres = (torch.arange(side, dtype=torch.float64) + 0.5) * step
+    for side, step, shapes in zip(sizes, steps, shapes_per_level):
+        centres = (torch.arange(side, dtype=torch.float64) + offset) * step
         cy, cx = torch.meshgrid(centres, centres, indexing="ij")
         wh = torch.tensor(shapes, dtype=torch.float64)  # [n, 2]
         ctr = torch.stack([cx, cy], -1).reshape(-1, 1, 2)  # [f*f, 1, 2]
@@ -123,6 +134,7 @@ def yolact_anchors(
     base_size: float = 24.0,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    reference_size: int | None = None,
 ) -> AnchorGrid:
     """YOLACT's anchors for fixed-IoU assignment: ``len(ratios)`` per cell.
 
@@ -130,15 +142,24 @@ def yolact_anchors(
         image_size: square image side; the sides scale with it (24 ... 384 at 550).
         ratios: aspect ratios ``h / w``; each anchor keeps the area of its level's square.
         base_size: side of the level-3 square anchor at 550 pixels.
+        reference_size: ``None`` (sides and strides scale with the image, as dbolya/yolact)
+            or the size whose sides and strides ``reference_size / f_ref`` are kept at every
+            image size (550 in the maIoU configs: 24 ... 384 at 400 and 700 too).
     """
     _check_image_size(image_size)
     if not ratios or any(r <= 0 for r in ratios):
         raise ValueError(f"ratios must be positive, got {tuple(ratios)}")
+    steps = None
+    scale_to = image_size
+    if reference_size is not None:
+        _check_image_size(reference_size)
+        steps = [reference_size / f for f in feature_map_sizes(reference_size)]
+        scale_to = reference_size
     shapes = []
     for k in range(len(LEVELS)):
-        side = base_size * 2**k * image_size / 550.0
+        side = base_size * 2**k * scale_to / 550.0
         shapes.append([(side / math.sqrt(r), side * math.sqrt(r)) for r in ratios])
-    return grid_anchors(image_size, shapes, device=device, dtype=dtype)
+    return grid_anchors(image_size, shapes, device=device, dtype=dtype, steps=steps)
 
 
 def atss_anchors(
@@ -147,12 +168,18 @@ def atss_anchors(
     octave_base_scale: float = 4.0,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    offset: float = 0.5,
+    strides: str = "image",
 ) -> AnchorGrid:
     """Square ATSS anchors: ``scales_per_octave`` per cell, sides ``octave_base_scale * 2^(i/n) * stride``.
 
     With the defaults, one anchor of side ``4 * stride`` (32 ... 512); GmaYOLACT uses
-    ``scales_per_octave=2`` (4 and 4·√2 times the stride).
+    ``scales_per_octave=2`` (4 and 4·√2 times the stride). Centres at
+    ``(j + offset) * step`` with step ``S / f`` (``strides="image"``) or ``2^k``
+    (``strides="exact"``; with ``offset=0``, mmdetection's AnchorGenerator).
     """
+    if strides not in ("image", "exact"):
+        raise ValueError(f"strides must be 'image' or 'exact', got {strides!r}")
     _check_image_size(image_size)
     if scales_per_octave < 1:
         raise ValueError(f"scales_per_octave must be >= 1, got {scales_per_octave}")
@@ -164,4 +191,5 @@ def atss_anchors(
             for i in range(scales_per_octave)
         ]
         shapes.append([(s, s) for s in sides])
-    return grid_anchors(image_size, shapes, device=device, dtype=dtype)
+    steps = [float(2**level) for level in LEVELS] if strides == "exact" else None
+    return grid_anchors(image_size, shapes, device=device, dtype=dtype, steps=steps, offset=offset)

@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
 #: ``gmaiou bench <name>`` benchmarks.
 BENCHMARKS: tuple[str, ...] = (
     "gmaiou.benchmarks.assign",
+    "gmaiou.benchmarks.carafe",
     "gmaiou.benchmarks.data",
     "gmaiou.benchmarks.infer",
 )

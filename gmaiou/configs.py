@@ -15,8 +15,9 @@ Every experiment is a named preset ``<model>-<assigner>-<backbone>-<size>``:
 Values come from ``docs/spec.md`` section 3 and the public configs of the BMVC
 version; where the GmaIoU paper's numbers were lost (GmaYOLACT's learning rate,
 semantic weight and score threshold) the values of its public predecessors are used:
-maYOLACT's learning rate 8e-3, the RS-loss repository's score threshold 0.40, and
-YOLACT's semantic weight 1.
+RS-YOLACT's learning rate 6e-3 at batch 32 (1.5e-3 at GmaYOLACT's single-GPU batch 8)
+without gradient clipping, the RS-loss repository's score threshold 0.40, and YOLACT's
+semantic weight 1. ``docs/fidelity.md`` lists every paper setting with its source.
 
 ``gmaiou configs`` lists the presets, one per line; ``gmaiou configs NAME`` prints one
 as JSON.
@@ -95,14 +96,32 @@ class ModelConfig:
         anchors: ``"yolact"`` (3 aspect ratios, YOLACT sizes) or ``"atss"`` (square, 4 x stride).
         anchor_scales: ATSS anchor scales per octave (GmaYOLACT: 2, sides 4 and 4·√2 x stride).
         anchor_base_scale: ATSS anchor side in strides (the octave base scale; ATSS: 4).
-        anchors_scale_with_image: YOLACT anchors scale with the image side (``24 * S / 550``
-            at P3, as dbolya/yolact) or keep their 550 sides 24 ... 384 at every size (as the
-            maIoU code behind the paper's Table 2, and as ATSS anchors always do).
         classifier: ``"softmax"`` (``C + 1`` logits, background first) or ``"sigmoid"``
             (``C`` logits, for the Rank & Sort loss).
         upsample: FPN top-down upsampling, ``"bilinear"`` or ``"carafe"``.
         dcn: modulated deformable convs (DCNv2) in the backbone's last three stages.
         dcn_groups: offset groups of those convs (maYOLACT: 4).
+        backbone_weights: the backbone's start when training, ``"none"`` (random
+            initialisation) or ``"imagenet"`` (torchvision's ImageNet weights, as every
+            reference); ``gmaiou train --weights`` overrides it.
+        fpn_extras: how P6 and P7 are made: ``"separate"`` (stride-2 convs of C5 and P6
+            after the top-down path, no output convs) or ``"top-down"`` (mmdetection's
+            FPN_CARAFE: their laterals join the top-down path P7 -> P3 and every level has
+            a 3x3 output conv).
+        head_init: ``"prior"`` (class and box convs N(0, 0.01), semantic head biased to a
+            0.01 prior, for random-backbone training) or ``"xavier"`` (every head conv
+            Xavier-uniform with zero bias, as YOLACT and the maIoU code).
+        anchor_scaling: YOLACT anchors' sides and strides: ``"image"`` (scaled with the
+            image, as dbolya/yolact), ``"fixed-550"`` (the 550 sides 24 ... 384 and
+            strides 550 / f at every size, as the maIoU code) or ``"sides-550"`` (the 550
+            sides at the image's own strides, as ATSS anchors: the CPU presets, whose small
+            images would leave the 550 strides' P6/P7 centres far from the image's cells).
+        anchor_offset: ATSS anchor centres at ``(j + offset) * stride``: 0.5 (cell centres)
+            or 0.0 (mmdetection's AnchorGenerator, the maIoU code).
+        target_resize: downsampling of mask and semantic targets: ``"area"`` (a cell is on
+            when over half of it is) or ``"bilinear"`` (bilinear, then > 0.5, as the references).
+        resize_antialias: antialiased resize of the input image (training and test);
+            ``False``: plain bilinear, as OpenCV / mmcv in the references.
     """
 
     arch: str = "yolact"
@@ -116,14 +135,27 @@ class ModelConfig:
     anchors: str = "yolact"
     anchor_scales: int = 1
     anchor_base_scale: float = 4.0
-    anchors_scale_with_image: bool = True
     classifier: str = "softmax"
     upsample: str = "bilinear"
     dcn: bool = False
     dcn_groups: int = 4
+    backbone_weights: str = "none"
+    fpn_extras: str = "separate"
+    head_init: str = "prior"
+    anchor_scaling: str = "image"
+    anchor_offset: float = 0.5
+    target_resize: str = "area"
+    resize_antialias: bool = True
 
     def __post_init__(self) -> None:
         _check_choice(self.arch, ARCHS, "model.arch")
+        _check_choice(self.backbone_weights, ("none", "imagenet"), "model.backbone_weights")
+        _check_choice(self.fpn_extras, ("separate", "top-down"), "model.fpn_extras")
+        _check_choice(self.head_init, ("prior", "xavier"), "model.head_init")
+        _check_choice(self.anchor_scaling, ("image", "fixed-550", "sides-550"), "model.anchor_scaling")
+        _check_choice(self.target_resize, ("area", "bilinear"), "model.target_resize")
+        if self.anchor_offset not in (0.0, 0.5):
+            raise ValueError(f"model.anchor_offset must be 0.0 or 0.5, got {self.anchor_offset!r}")
         _check_choice(self.backbone, BACKBONES, "model.backbone")
         _check_choice(self.anchors, ("yolact", "atss"), "model.anchors")
         _check_choice(self.classifier, ("softmax", "sigmoid"), "model.classifier")
@@ -147,6 +179,12 @@ class ModelConfig:
         ):
             _check_positive(getattr(self, name), f"model.{name}", integer=True)
         _check_positive(self.anchor_base_scale, "model.anchor_base_scale")
+        if self.anchors == "atss" and self.anchor_scaling != "image":
+            raise ValueError(
+                "model.anchor_scaling applies to YOLACT anchors (model.anchors='yolact')"
+            )
+        if self.anchors == "yolact" and self.anchor_offset != 0.5:
+            raise ValueError("model.anchor_offset applies to ATSS anchors (model.anchors='atss')")
         if self.anchors == "yolact" and self.anchor_scales != 1:
             raise ValueError("model.anchor_scales > 1 needs ATSS anchors (model.anchors='atss')")
 
@@ -239,6 +277,9 @@ class PostprocessConfig:
         max_dets: detections kept per image.
         mask_thr: threshold of the upsampled mask probabilities.
         score_activation: ``"softmax"`` or ``"sigmoid"``; must match ``model.classifier``.
+        pre_nms_per_level: keep each pyramid level's this many best-scoring anchors
+            before the score threshold and NMS (mmdetection's ``nms_pre``, 1000 in the
+            maIoU configs); ``None``: all anchors.
     """
 
     score_thr: float = 0.05
@@ -247,8 +288,11 @@ class PostprocessConfig:
     max_dets: int = 100
     mask_thr: float = 0.5
     score_activation: str = "softmax"
+    pre_nms_per_level: int | None = None
 
     def __post_init__(self) -> None:
+        if self.pre_nms_per_level is not None:
+            _check_positive(self.pre_nms_per_level, "postprocess.pre_nms_per_level", integer=True)
         _check_choice(self.score_activation, ("softmax", "sigmoid"), "postprocess.score_activation")
         _check_positive(self.top_k, "postprocess.top_k", integer=True)
         _check_positive(self.max_dets, "postprocess.max_dets", integer=True)
@@ -268,6 +312,8 @@ class AugmentConfig:
         crop: SSD's min-IoU random crop.
         flip: horizontal flip, probability 1/2.
         scale_range: mild scale jitter ``(low, high)``, ``None`` for none (YOLACT has none).
+        channel_swap: the photometric distortion's random channel permutation
+            (mmdetection's ``PhotoMetricDistortion``, probability 1/2).
     """
 
     photometric: bool = True
@@ -275,6 +321,7 @@ class AugmentConfig:
     crop: bool = True
     flip: bool = True
     scale_range: tuple[float, float] | None = None
+    channel_swap: bool = False
 
     def __post_init__(self) -> None:
         if self.scale_range is not None:
@@ -284,8 +331,9 @@ class AugmentConfig:
                     f"augment.scale_range must satisfy 0 < low <= high, got {self.scale_range}"
                 )
 
-    def transform(self, size: int):
-        """The :class:`~gmaiou.data.transforms.TrainTransform` to ``size x size`` these settings describe."""
+    def transform(self, size: int, antialias: bool = True):
+        """The :class:`~gmaiou.data.transforms.TrainTransform` to ``size x size`` these settings
+        describe (``antialias``: the model's ``resize_antialias``)."""
         from gmaiou.data.transforms import TrainTransform
 
         return TrainTransform(
@@ -295,6 +343,8 @@ class AugmentConfig:
             crop=self.crop,
             flip=self.flip,
             scale_range=self.scale_range,
+            channel_swap=self.channel_swap,
+            antialias=antialias,
         )
 
 
@@ -304,10 +354,14 @@ class TrainConfig:
 
     Attributes:
         epochs: training epochs.
-        batch_size: images per optimizer step (per process).
+        batch_size: images per optimizer step, over all processes (the global batch;
+            each of ``N`` processes takes ``batch_size / N``, see :mod:`gmaiou.training.batch`).
         optimizer: ``"sgd"`` (the paper's) or ``"adamw"`` (the CPU recipe's: from random
             weights it learns several times faster in a few minutes, ``docs/recipe.md``).
-        lr, momentum, weight_decay: optimizer settings (``momentum``: SGD only).
+        lr, momentum, weight_decay: optimizer settings (``momentum``: SGD only); ``lr`` is
+            the rate for ``lr_batch`` images.
+        lr_batch: the global batch ``lr`` is set for (default: ``batch_size``); a run with
+            another ``batch_size`` uses ``lr x batch_size / lr_batch`` (linear scaling).
         grad_clip: max gradient norm (``None``: no clipping).
         warmup_iters, warmup_ratio: mmdetection's linear warm-up.
         schedule: ``"step"`` or ``"cosine"`` (cosine annealing to ``min_lr_ratio``).
@@ -331,12 +385,16 @@ class TrainConfig:
     gamma: float = 0.1
     min_lr_ratio: float = 0.0
     amp: bool = True
+    lr_batch: int | None = None
 
     def __post_init__(self) -> None:
         _check_choice(self.schedule, ("step", "cosine"), "train.schedule")
         _check_choice(self.optimizer, ("sgd", "adamw"), "train.optimizer")
         _check_positive(self.epochs, "train.epochs", integer=True)
         _check_positive(self.batch_size, "train.batch_size", integer=True)
+        if self.lr_batch is None:  # dataclasses.replace(batch_size=...) keeps it
+            object.__setattr__(self, "lr_batch", self.batch_size)
+        _check_positive(self.lr_batch, "train.lr_batch", integer=True)
         _check_positive(self.lr, "train.lr")
         if tuple(self.steps) != tuple(sorted(self.steps)):
             raise ValueError(f"train.steps must be increasing, got {self.steps}")
@@ -492,6 +550,13 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
         classifier="sigmoid" if gma else "softmax",
         upsample="carafe" if gma else "bilinear",
         dcn=gma,
+        backbone_weights="none" if cpu else "imagenet",
+        fpn_extras="top-down" if gma and not cpu else "separate",
+        head_init="prior" if cpu else "xavier",
+        anchor_scaling=("sides-550" if cpu else "fixed-550") if fixed else "image",
+        anchor_offset=0.5 if fixed or cpu else 0.0,
+        target_resize="area" if cpu else "bilinear",
+        resize_antialias=cpu,
     )
     assigner = (
         AssignerConfig(kind="fixed", measure="iou")
@@ -503,8 +568,12 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
         mask_weight=6.125 if fixed else 8.0,
         self_balance=gma,
     )
-    post = PostprocessConfig(score_thr=0.40 if gma else 0.05, score_activation=model.classifier)
-    augment = AugmentConfig()
+    post = PostprocessConfig(
+        score_thr=0.40 if gma else 0.05,
+        score_activation=model.classifier,
+        pre_nms_per_level=None if cpu else 1000,
+    )
+    augment = AugmentConfig(channel_swap=not cpu)
     if cpu:
         # The CPU recipe (docs/recipe.md): from random weights, in minutes, on 2 cores.
         # AdamW learns several times faster than SGD (SGD above lr 4e-3 collapsed), and
@@ -522,10 +591,18 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
             amp=False,
         )
         augment = AugmentConfig(photometric=False, expand=False, crop=False, flip=True)
-        model = dataclasses.replace(model, anchors_scale_with_image=False)
     elif gma:
-        # Single-GPU training with cosine annealing (maYOLACT's public config: lr 8e-3).
-        train = TrainConfig(batch_size=8, lr=8e-3, schedule="cosine", steps=())
+        # Single-GPU batch 8 (paper section 4.3, as YOLACT) with RS-YOLACT's optimisation
+        # (the public config training YOLACT with Rank & Sort): lr 6e-3 for a batch of 32,
+        # scaled linearly to 1.5e-3 at 8, no gradient clipping, cosine annealing.
+        train = TrainConfig(
+            batch_size=8,
+            lr=6e-3,
+            lr_batch=32,
+            grad_clip=None,
+            schedule="cosine",
+            steps=(),
+        )
     else:
         train = TrainConfig()
     name = f"{arch}-{assigner_name}-{backbone}-{size}"

@@ -87,3 +87,42 @@ def test_bad_shapes():
         atss_anchors(550, scales_per_octave=0)
     with pytest.raises(ValueError, match="5 levels"):
         grid_anchors(550, [[(1.0, 1.0)]])
+
+
+def test_yolact_anchors_keep_the_550_sides_and_strides_when_asked():
+    # The maIoU configs: sides 24 ... 384 and strides 550 / (69, 35, 18, 9, 5) at any size.
+    for size in (400, 550, 700):
+        grid = yolact_anchors(size, reference_size=550)
+        assert grid.feature_sizes == feature_map_sizes(size)
+        level3 = grid.anchors[: grid.num_level_anchors[0]].double()
+        square = level3[1]  # ratio 1 at cell (0, 0)
+        assert torch.allclose(
+            square, torch.tensor([-12.0, -12, 12, 12], dtype=torch.float64) + 275 / 69, atol=1e-4
+        )
+        step = 550 / 69
+        second_cell = level3[4]  # ratio 1 at cell (0, 1)
+        assert second_cell[0] - square[0] == pytest.approx(step, abs=1e-4)
+        p7 = grid.anchors[-3:].double()  # the last cell of P7
+        assert p7[1, 2] - p7[1, 0] == pytest.approx(384.0, abs=1e-3)
+    at550 = yolact_anchors(550)
+    assert torch.equal(yolact_anchors(550, reference_size=550).anchors, at550.anchors)
+    scaled = yolact_anchors(400).anchors[1]
+    assert scaled[2] - scaled[0] == pytest.approx(24 * 400 / 550, abs=1e-4)
+
+
+def test_atss_anchors_at_mmdetection_centres():
+    grid = atss_anchors(550, offset=0.0, strides="exact")
+    first = grid.anchors[:3].double()
+    # j * 8 with side 32: cells (0, 0), (0, 1), (0, 2) of P3
+    expected = torch.tensor(
+        [[-16.0, -16, 16, 16], [-8, -16, 24, 16], [0, -16, 32, 16]], dtype=torch.float64
+    )
+    assert torch.allclose(first, expected)
+    p7 = grid.anchors[-grid.num_level_anchors[-1] :].double()
+    assert p7[-1].tolist() == pytest.approx([512 - 256, 512 - 256, 512 + 256, 512 + 256])
+    default = atss_anchors(550).anchors[0].double()
+    assert default.tolist() == pytest.approx(
+        [550 / 138 - 16, 550 / 138 - 16, 550 / 138 + 16, 550 / 138 + 16]
+    )
+    with pytest.raises(ValueError, match="strides"):
+        atss_anchors(550, strides="round")

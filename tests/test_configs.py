@@ -21,6 +21,7 @@ from gmaiou.configs import (
     list_configs,
     with_num_classes,
 )
+from gmaiou.training.batch import per_process_train
 
 
 def test_names_follow_the_pattern_and_match_their_contents():
@@ -102,6 +103,43 @@ def test_paper_presets_have_the_papers_settings():
     assert gma.loss.kind == "ranksort" and gma.loss.self_balance
     assert gma.train.schedule == "cosine"
     assert gma.postprocess.score_thr > fixed.postprocess.score_thr
+
+
+def test_gmayolact_optimisation_follows_rs_yolact_at_a_single_gpu_batch():
+    for size in (550, 700):
+        t = get_config(f"gmayolact-atss-gmaiou-r50-{size}").train
+        # RS-YOLACT: lr 6e-3 for 4 x 8 images, no clipping, cosine; GmaYOLACT: one GPU x 8.
+        assert (t.batch_size, t.lr, t.lr_batch, t.grad_clip) == (8, 6e-3, 32, None)
+        assert per_process_train(t, 1).lr == pytest.approx(1.5e-3)
+        assert (t.schedule, t.min_lr_ratio, t.warmup_iters, t.warmup_ratio, t.epochs) == (
+            "cosine",
+            0.0,
+            500,
+            0.1,
+            55,
+        )
+    assert get_config("gmayolact-atss-gmaiou-r50-550").postprocess.score_thr == 0.40
+
+
+def test_new_fidelity_fields_keep_the_cpu_presets_as_they_were():
+    today = {
+        "backbone_weights": "none",
+        "fpn_extras": "separate",
+        "head_init": "prior",
+        "anchor_offset": 0.5,
+        "target_resize": "area",
+        "resize_antialias": True,
+    }
+    for name, cfg in PRESETS.items():
+        if cfg.model.backbone in ("r18", "r34"):
+            assert {k: getattr(cfg.model, k) for k in today} == today, name
+            assert cfg.postprocess.pre_nms_per_level is None, name
+            assert cfg.train.lr_batch == cfg.train.batch_size, name
+            assert not cfg.augment.channel_swap, name
+            fixed = cfg.assigner.kind == "fixed"
+            assert cfg.model.anchor_scaling == ("sides-550" if fixed else "image"), name
+        else:
+            assert cfg.model.backbone_weights == "imagenet", name
 
 
 def test_cpu_presets_share_the_structure():

@@ -48,7 +48,7 @@ def _worker(
     from gmaiou.training.trainer import RunOptions, apply_overrides, train
 
     config = apply_overrides(
-        get_config(CONFIG), {"epochs": 4, "batch_size": 2, "warmup_iters": 1, "lr": 0.01}
+        get_config(CONFIG), {"epochs": 4, "batch_size": 4, "warmup_iters": 1, "lr": 0.01}
     )
     ctx = init_distributed("cpu")
     losses: list[float] = []
@@ -97,7 +97,7 @@ def test_two_gloo_processes_stay_in_sync_and_learn(tmp_path):
     assert r0["losses"] == pytest.approx(r1["losses"])
     assert len(r0["losses"]) == ITERS
     assert sum(r0["losses"][-2:]) < sum(r0["losses"][:2])
-    # Only rank 0 writes the run directory; it records the effective batch.
+    # Only rank 0 writes the run directory; it records the global batch (2 processes x 2).
     record = json.loads((run / "config.json").read_text())
     assert record["world_size"] == 2 and record["effective_batch_size"] == 4
     assert len((run / "metrics.jsonl").read_text().splitlines()) == ITERS
@@ -128,7 +128,7 @@ def test_torchrun_cli(tmp_path):
         "--epochs",
         "1",
         "--batch-size",
-        "2",
+        "4",
         "--max-iters",
         "2",
         "--workers",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import urllib.error
 
 import numpy as np
 import pytest
@@ -13,9 +15,13 @@ from gmaiou.anchors import atss_anchors, feature_map_sizes, yolact_anchors
 from gmaiou.assigners import IGNORED, ATSSAssigner, MaxIoUAssigner
 from gmaiou.configs import Config, get_config
 from gmaiou.measure import MaskIntegrals
-from gmaiou.models import YOLACT, build_model
-from gmaiou.models.backbone import ModulatedDeformConv2d
-from gmaiou.models.carafe import CARAFE, carafe_reassemble
+from gmaiou.models import YOLACT, build_model, resolve_weights
+from gmaiou.models.backbone import IMAGENET_WEIGHTS, ModulatedDeformConv2d
+from gmaiou.models.carafe import CARAFE, carafe_reassemble, carafe_reassemble_shifted
+from gmaiou.models.fpn import FPN
+from gmaiou.models.heads import SemanticHead
+from gmaiou.models.postprocess import top_k_per_level
+from gmaiou.models.yolact import _downsample_masks
 from gmaiou.shapes import random_shape, tight_box
 
 SIZE = 96
@@ -103,6 +109,65 @@ def test_anchor_grids_match_the_config():
     assert torch.equal(gma.anchors.anchors, atss_anchors(160, scales_per_octave=2).anchors)
 
 
+def test_paper_presets_use_the_maiou_code_anchors():
+    fixed = build_model(get_config("yolact-fixed-r50-700"))
+    assert torch.equal(fixed.anchors.anchors, yolact_anchors(700, reference_size=550).anchors)
+    atss = build_model(get_config("yolact-atss-gmaiou-r50-400"))
+    expected = atss_anchors(400, offset=0.0, strides="exact")
+    assert torch.equal(atss.anchors.anchors, expected.anchors)
+    cpu = build_model(get_config("yolact-fixed-r18-320"))
+    assert torch.equal(cpu.anchors.anchors, yolact_anchors(320).anchors)
+
+
+def test_head_init_follows_the_config():
+    torch.manual_seed(0)
+    paper = build_model(small_config("yolact-atss-gmaiou-r50-550"))
+    cpu = build_model(small_config("yolact-atss-gmaiou-r18-160"))
+    # Xavier-uniform bound sqrt(6 / (fan_in + fan_out)) for the 3x3 class conv
+    conv = paper.head.cls
+    weight = conv.weight.detach()
+    fan_in, fan_out = conv.in_channels * 9, conv.out_channels * 9
+    bound = (6 / (fan_in + fan_out)) ** 0.5
+    assert 0.9 * bound < float(weight.abs().max()) <= bound
+    assert float(paper.semantic_head.conv.bias.detach().abs().max()) == 0.0
+    assert float(cpu.head.cls.weight.detach().std()) == pytest.approx(0.01, rel=0.1)
+    assert float(cpu.semantic_head.conv.bias.detach()[0]) == pytest.approx(-math.log(99), rel=1e-6)
+    with pytest.raises(ValueError, match="init"):
+        SemanticHead(8, 3, init="kaiming")
+
+
+def test_bilinear_target_downsampling_thresholds_at_half():
+    # One 4x4 mask, a 2x2 block on at the top-left: bilinear to 2x2 samples the centre of
+    # each 2x2 quarter, so only the top-left quarter is on; a 1-pixel line is dropped.
+    mask = torch.zeros(2, 4, 4, dtype=torch.bool)
+    mask[0, :2, :2] = True
+    mask[1, 1, :] = True
+    small = _downsample_masks(mask, (2, 2), "bilinear")
+    assert small.tolist() == [[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]
+    # area agrees here: the block fills its cell, the line covers half of two cells
+    assert _downsample_masks(mask, (2, 2), "area").tolist() == small.tolist()
+    odd = torch.zeros(1, 5, 5, dtype=torch.bool)
+    odd[0, :3, :3] = True
+    assert _downsample_masks(odd, (2, 2), "bilinear").tolist() == [[[1.0, 0.0], [0.0, 0.0]]]
+    assert _downsample_masks(odd[:0], (2, 2), "bilinear").shape == (0, 2, 2)
+    with pytest.raises(ValueError, match="mode"):
+        _downsample_masks(odd, (2, 2), "nearest")
+
+
+def test_top_k_per_level_keeps_each_levels_best():
+    size = 64  # levels of 8, 4, 2, 1, 1 cells a side: 64, 16, 4, 1, 1 anchors (one per cell)
+    scores = torch.arange(86, dtype=torch.float32).flip(0)  # decreasing
+    keep = top_k_per_level(scores, size, 2)
+    starts = [0, 64, 80, 84, 85]
+    expected = torch.zeros(86, dtype=torch.bool)
+    for start, count in zip(starts, (64, 16, 4, 1, 1)):
+        expected[start : start + min(2, count)] = True
+    assert torch.equal(keep, expected)
+    assert top_k_per_level(scores, size, 1000).all()
+    with pytest.raises(ValueError, match="tile"):
+        top_k_per_level(scores[:-1], size, 2)
+
+
 def test_paper_model_feature_maps_at_550():
     model = build_model(get_config("yolact-fixed-r50-550")).eval()
     with torch.no_grad():
@@ -154,6 +219,20 @@ def test_loss_decreases_on_one_batch(name):
     first, last = history[0], history[-1]
     assert last["loss"] < 0.8 * first["loss"], [h["loss"] for h in history]
     assert last["cls"] < first["cls"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["yolact-fixed-r50-700", "yolact-atss-gmaiou-r50-400", "gmayolact-atss-gmaiou-r50-550"],
+)
+def test_paper_presets_train_a_step_with_finite_losses(name):
+    # The paper settings together (FPN_CARAFE, Xavier heads, anchors at j * stride that
+    # reach outside the image, bilinear targets) on a small image.
+    history = _train_losses(small_config(name), synthetic_batch(), steps=2)
+    assert all(math.isfinite(v) for h in history for v in h.values())
+    model = build_model(small_config(name)).eval()
+    detections = model.predict(synthetic_batch()["images"])
+    assert len(detections) == 2 and all(d["boxes"].shape[1] == 4 for d in detections)
 
 
 # --------------------------------------------------------------------------- assignment inside the loss
@@ -320,6 +399,49 @@ def test_full_checkpoint_round_trip(tmp_path):
         build_model(cfg, weights=garbage)
 
 
+def _cache_imagenet(torch_home, name: str, seed: int = 0) -> torch.nn.Module:
+    """A random ResNet saved where torchvision's weights API looks for the ImageNet file."""
+    torch.manual_seed(seed)
+    resnet = getattr(torchvision.models, name)(weights=None)
+    url = IMAGENET_WEIGHTS[{"resnet18": "r18", "resnet50": "r50"}[name]].url
+    checkpoints = torch_home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    torch.save(resnet.state_dict(), checkpoints / url.rsplit("/", 1)[-1])
+    return resnet
+
+
+def test_imagenet_weights_come_from_the_torch_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    resnet = _cache_imagenet(tmp_path, "resnet18")
+    for name in ("yolact-fixed-r18-160", "gmayolact-atss-gmaiou-r18-160"):
+        model = build_model(small_config(name), weights="imagenet")
+        assert torch.equal(model.backbone.layer4[0].conv2.weight, resnet.layer4[0].conv2.weight)
+        assert torch.equal(model.backbone.bn1.running_mean, resnet.bn1.running_mean)
+    # "none" and None keep the random initialisation
+    for weights in ("none", None):
+        model = build_model(small_config("yolact-fixed-r18-160"), weights=weights)
+        assert not torch.equal(model.backbone.conv1.weight, resnet.conv1.weight)
+
+
+def test_imagenet_weights_offline_error_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(FileNotFoundError, match="--weights none") as err:
+        build_model(small_config("yolact-fixed-r18-160"), weights="imagenet")
+    assert "resnet18-f37072fd.pth" in str(err.value) and "--weights PATH" in str(err.value)
+
+
+def test_paper_presets_start_from_imagenet_and_cpu_presets_from_random():
+    assert resolve_weights(get_config("gmayolact-atss-gmaiou-r50-550"), None) == "imagenet"
+    assert resolve_weights(get_config("yolact-fixed-r101-700"), None) == "imagenet"
+    assert resolve_weights(get_config("yolact-fixed-r18-160"), None) == "none"
+    assert resolve_weights(get_config("yolact-fixed-r50-550"), "none") == "none"
+
+
 # --------------------------------------------------------------------------- GmaYOLACT parts
 
 
@@ -331,6 +453,52 @@ def test_gmayolact_has_dcn_in_the_last_three_stages_and_carafe_in_the_fpn():
     assert sum(isinstance(m, CARAFE) for m in model.fpn.modules()) == 2
     plain = build_model(small_config("yolact-atss-gmaiou-r18-160"))
     assert not any(isinstance(m, (ModulatedDeformConv2d, CARAFE)) for m in plain.modules())
+
+
+def test_fpn_carafe_joins_p6_p7_to_the_top_down_path():
+    # mmdetection's FPN_CARAFE (paper GmaYOLACT): 4 upsamplers, 5 output convs, and the
+    # P6/P7 laterals feed the finer levels; the CPU layout keeps P6/P7 outside the path.
+    torch.manual_seed(0)
+    feats = [torch.randn(1, c, f, f) for c, f in ((8, 18), (16, 9), (32, 5))]  # P6 3, P7 2
+    fused = FPN((8, 16, 32), 4, upsample="carafe", extras="top-down")
+    separate = FPN((8, 16, 32), 4, upsample="carafe", extras="separate")
+    assert (len(fused.carafe), len(fused.output)) == (4, 5)
+    assert (len(separate.carafe), len(separate.output)) == (2, 3)
+    for fpn in (fused, separate):
+        outs = fpn(feats)
+        assert [tuple(o.shape[-2:]) for o in outs] == [(18, 18), (9, 9), (5, 5), (3, 3), (2, 2)]
+    with torch.no_grad():
+        before = fused(feats)
+        fused.p7.weight.add_(1.0)
+        after = fused(feats)
+        changed = [not torch.allclose(a, b) for a, b in zip(before, after)]
+        assert changed == [True, True, True, True, True]
+        before = separate(feats)
+        separate.p7.weight.add_(1.0)
+        after = separate(feats)
+        changed = [not torch.allclose(a, b) for a, b in zip(before, after)]
+        assert changed == [False, False, False, False, True]
+    # Hand-built top-down pass with the module's own convs (bilinear upsampling).
+    fpn = FPN((8, 16, 32), 4, upsample="bilinear", extras="top-down")
+    with torch.no_grad():
+        lat = [conv(f) for conv, f in zip(fpn.lateral, feats)]
+        lat += [fpn.p6(feats[2])]
+        lat += [fpn.p7(lat[3])]
+        for i in (4, 3, 2, 1):
+            lat[i - 1] = lat[i - 1] + torch.nn.functional.interpolate(
+                lat[i], size=lat[i - 1].shape[-2:], mode="bilinear", align_corners=False
+            )
+        expected = [conv(x) for conv, x in zip(fpn.output, lat)]
+        assert all(torch.allclose(a, b) for a, b in zip(fpn(feats), expected))
+    with pytest.raises(ValueError, match="extras"):
+        FPN((8, 16, 32), 4, extras="bottom-up")
+
+
+def test_paper_gmayolact_uses_fpn_carafe_and_cpu_gmayolact_keeps_its_fpn():
+    assert get_config("gmayolact-atss-gmaiou-r50-550").model.fpn_extras == "top-down"
+    assert get_config("yolact-atss-gmaiou-r50-550").model.fpn_extras == "separate"
+    model = build_model(small_config("gmayolact-atss-gmaiou-r18-160"))
+    assert model.fpn.extras == "separate" and len(model.fpn.carafe) == 2
 
 
 def test_dcn_starts_as_its_conv_with_half_modulation_and_learns_offsets():
@@ -363,6 +531,23 @@ def test_carafe_reassembly_matches_the_definition():
                             kernels[:, u * k + v, i2, j2, None] * x[:, :, y, xx]
                         )
     assert torch.allclose(got, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="kernels"):
+        carafe_reassemble(x, kernels[:, :4], k, s)
+
+
+@pytest.mark.parametrize("k, s, h, w", [(5, 2, 4, 6), (3, 2, 1, 1), (3, 3, 3, 2)])
+def test_fused_carafe_matches_the_shifted_sum_in_values_and_gradients(k, s, h, w):
+    g = torch.Generator().manual_seed(k + s)
+    x = torch.randn(2, 3, h, w, generator=g, requires_grad=True)
+    kernels = torch.rand(2, k * k, s * h, s * w, generator=g).softmax(1).requires_grad_()
+    grad = torch.randn(2, 3, s * h, s * w, generator=g)
+    results = []
+    for fn in (carafe_reassemble, carafe_reassemble_shifted):
+        out = fn(x, kernels, k, s)
+        gx, gk = torch.autograd.grad(out, (x, kernels), grad)
+        results.append((out, gx, gk))
+    for fused, shifted in zip(*results):
+        assert torch.allclose(fused, shifted, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="kernels"):
         carafe_reassemble(x, kernels[:, :4], k, s)
 

@@ -130,13 +130,17 @@ def _check_item(item: Item) -> None:
 # ----------------------------------------------------------------------------- the steps
 
 
-def distort_photometric(image: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def distort_photometric(
+    image: Tensor, generator: torch.Generator | None = None, channel_swap: bool = False
+) -> Tensor:
     """YOLACT's photometric distortion of a float ``[3, H, W]`` image in [0, 1]; returns a new image.
 
     Each with probability 1/2: brightness shift in ±32/255; contrast scale in [0.5, 1.5]
     (before the colour steps or, with probability 1/2, after them); saturation factor in
     [0.5, 1.5]; hue shift in ±18°. Saturation and hue use torchvision's kernels; values
-    are clipped to [0, 1] before them (they need it) and at the end.
+    are clipped to [0, 1] before them (they need it) and at the end. ``channel_swap``:
+    last, with probability 1/2, a random permutation of the channels (mmdetection's
+    ``PhotoMetricDistortion``; the draws happen only when it is on).
     """
     if _coin(generator):
         image = image + _uniform(generator, -32.0, 32.0) / 255.0
@@ -150,6 +154,8 @@ def distort_photometric(image: Tensor, generator: torch.Generator | None = None)
         image = TF.adjust_hue(image, _uniform(generator, -18.0, 18.0) / 360.0)
     if not contrast_first and _coin(generator):
         image = (image * _uniform(generator, 0.5, 1.5)).clamp(0.0, 1.0)
+    if channel_swap and _coin(generator):
+        image = image[torch.randperm(3, generator=generator, device="cpu").to(image.device)]
     return image
 
 
@@ -348,8 +354,11 @@ def hflip(item: Item) -> Item:
     }
 
 
-def resize(item: Item, size: int) -> Item:
+def resize(item: Item, size: int, antialias: bool = True) -> Item:
     """Resize to ``size x size`` without keeping the aspect ratio: bilinear image, nearest masks.
+
+    ``antialias=False`` is plain bilinear interpolation of the image, as YOLACT (OpenCV)
+    and mmdetection (mmcv) resize; ``True`` low-pass filters it when shrinking.
 
     Each box becomes the tight box of its resized mask, so that the mask stays inside
     its box (``M ⊆ B``, which GmaIoU assumes): sampling can drop the thin tip of a
@@ -372,7 +381,7 @@ def resize(item: Item, size: int) -> Item:
         new_masks = masks.new_zeros(0, size, size)
     return {
         **item,
-        "image": TF.resize_image(image, [size, size], antialias=True),
+        "image": TF.resize_image(image, [size, size], antialias=antialias),
         "masks": new_masks,
         "boxes": boxes,
         "crowd_boxes": item["crowd_boxes"] * scale.to(item["crowd_boxes"].device),
@@ -411,6 +420,8 @@ class TrainTransform:
         min_ious: IoU modes of the min-IoU crop (besides "no crop" and "any").
         min_crop_size: smallest crop side relative to the (expanded) image.
         mean, std: normalisation (also the expand fill, ``mean``).
+        channel_swap: the photometric step's random channel permutation (mmdetection).
+        antialias: antialiased image resize (``False``: plain bilinear, as the references).
 
     Call with ``(item, generator=None)``; returns a new item with a normalised
     ``[3, S, S]`` image and masks ``[G, S, S]``.
@@ -429,9 +440,12 @@ class TrainTransform:
         min_crop_size: float = 0.3,
         mean: Sequence[float] = IMAGE_MEAN,
         std: Sequence[float] = IMAGE_STD,
+        channel_swap: bool = False,
+        antialias: bool = True,
     ) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive integer, got {size!r}")
+        self.channel_swap, self.antialias = channel_swap, antialias
         if not 1.0 <= expand_ratio[0] <= expand_ratio[1]:
             raise ValueError(f"expand_ratio must satisfy 1 <= low <= high, got {expand_ratio}")
         if not 0.0 < min_crop_size <= 1.0:
@@ -458,7 +472,7 @@ class TrainTransform:
         _check_item(item)
         item = dict(item)
         if self.photometric:
-            item["image"] = distort_photometric(item["image"], generator)
+            item["image"] = distort_photometric(item["image"], generator, self.channel_swap)
         _, h, w = item["image"].shape
         canvas = sample_expand(h, w, generator, self.expand_ratio) if self.expand else None
         canvas = canvas or Window(0, 0, h, w)
@@ -486,7 +500,7 @@ class TrainTransform:
             item = crop_window(item, window, self.mean, drop_by_centre=False)
         if self.flip and _coin(generator):
             item = hflip(item)
-        item = resize(item, self.size)
+        item = resize(item, self.size, self.antialias)
         item["image"] = normalize(item["image"], self.mean, self.std)
         return item
 
@@ -497,17 +511,21 @@ class TestTransform:
     __test__ = False  # not a pytest test class, despite its name
 
     def __init__(
-        self, size: int, mean: Sequence[float] = IMAGE_MEAN, std: Sequence[float] = IMAGE_STD
+        self,
+        size: int,
+        mean: Sequence[float] = IMAGE_MEAN,
+        std: Sequence[float] = IMAGE_STD,
+        antialias: bool = True,
     ) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive integer, got {size!r}")
-        self.size = size
+        self.size, self.antialias = size, antialias
         self.mean, self.std = tuple(mean), tuple(std)
 
     def __repr__(self) -> str:
         return f"TestTransform(size={self.size})"
 
     def __call__(self, item: Item, generator: torch.Generator | None = None) -> Item:
-        item = resize(item, self.size)
+        item = resize(item, self.size, self.antialias)
         item["image"] = normalize(item["image"], self.mean, self.std)
         return item

@@ -127,7 +127,11 @@ def evaluate_run(
     model, config, record = load_run(run_dir, device)
     root = resolve_data_root(data_root if data_root is not None else record["data_root"])
     image_dir, ann_file = find_split(root, split)
-    dataset = CocoInstances(image_dir, ann_file, transform=TestTransform(config.model.image_size))
+    dataset = CocoInstances(
+        image_dir,
+        ann_file,
+        transform=TestTransform(config.model.image_size, antialias=config.model.resize_antialias),
+    )
     if list(dataset.cat_ids) != list(record["cat_ids"]):
         raise ValueError(
             f"the categories of {root} ({len(dataset.cat_ids)}) differ from those the run was trained on "

@@ -1,9 +1,11 @@
-"""YOLACT / GmaYOLACT: :func:`build_model` from a config, optionally with local weights.
+"""YOLACT / GmaYOLACT: :func:`build_model` from a config, optionally with weights.
 
-Nothing is downloaded: the backbone starts from random initialisation unless ``weights``
-names a local file, either a torchvision ResNet ``state_dict`` (loaded into the backbone)
-or a full model checkpoint (a ``state_dict`` of this model, or a dictionary holding one
-under ``"model"`` or ``"state_dict"``, as ``RUN_DIR/checkpoint.pt``).
+``weights`` is ``None`` or ``"none"`` (random initialisation), ``"imagenet"``
+(torchvision's ImageNet ResNet through its weights API, cached in the torch hub folder),
+or a local file: a torchvision ResNet ``state_dict`` (loaded into the backbone) or a
+full model checkpoint (a ``state_dict`` of this model, or a dictionary holding one under
+``"model"`` or ``"state_dict"``, as ``RUN_DIR/checkpoint.pt``). :func:`resolve_weights`
+gives a config's default (``model.backbone_weights``: ImageNet for the paper presets).
 """
 
 from __future__ import annotations
@@ -16,10 +18,22 @@ import torch
 from torch import Tensor
 
 from gmaiou.configs import Config
+from gmaiou.models.backbone import imagenet_state_dict
 from gmaiou.models.postprocess import fast_nms, postprocess
 from gmaiou.models.yolact import YOLACT
 
-__all__ = ["YOLACT", "build_model", "fast_nms", "load_state", "postprocess"]
+__all__ = [
+    "YOLACT",
+    "WEIGHT_KEYWORDS",
+    "build_model",
+    "fast_nms",
+    "load_state",
+    "postprocess",
+    "resolve_weights",
+]
+
+#: The ``weights`` values that name no file.
+WEIGHT_KEYWORDS: tuple[str, ...] = ("none", "imagenet")
 
 _MODEL_PREFIXES = ("backbone.", "fpn.", "head.", "protonet.", "semantic_head.")
 
@@ -76,11 +90,23 @@ def load_weights(model: YOLACT, path: str | Path) -> YOLACT:
     return model
 
 
+def resolve_weights(config: Config, requested: str | Path | None) -> str | Path:
+    """What to start training from: ``requested`` (``"none"``, ``"imagenet"`` or a path)
+    or, when it is ``None``, the config's ``model.backbone_weights``."""
+    if requested is None:
+        return config.model.backbone_weights
+    return requested
+
+
 def build_model(config: Config, weights: str | Path | None = None) -> YOLACT:
-    """The model of ``config``; ``weights`` (optional) names a local checkpoint to load."""
+    """The model of ``config`` with ``weights`` (see the module docstring; default: random)."""
     if not isinstance(config, Config):
         raise TypeError(f"config must be a gmaiou.configs.Config, got {type(config).__name__}")
     model = YOLACT(config)
-    if weights is not None:
-        load_weights(model, weights)
+    if weights is None or str(weights) == "none":
+        return model
+    if str(weights) == "imagenet":
+        model.backbone.load_torchvision_state_dict(imagenet_state_dict(config.model.backbone))
+        return model
+    load_weights(model, weights)
     return model

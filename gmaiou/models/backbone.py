@@ -1,25 +1,42 @@
 """torchvision ResNet backbones returning C3, C4, C5, optionally with DCNv2 in the last three stages.
 
 Random initialisation by default; :meth:`ResNetBackbone.load_torchvision_state_dict`
-loads a local torchvision-format checkpoint (nothing is downloaded). The deformable
+loads a local torchvision-format checkpoint, and :func:`imagenet_state_dict` fetches
+torchvision's ImageNet weights through its weights API (cached in the torch hub folder,
+``$TORCH_HOME/hub/checkpoints``; downloaded only when missing there). The deformable
 convs keep the parameter names of the convs they replace, so an ordinary torchvision
 ResNet checkpoint loads into a DCN backbone too (only the offset convs start from zero).
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torchvision
 from torch import Tensor, nn
+from torchvision.models import (
+    ResNet18_Weights,
+    ResNet34_Weights,
+    ResNet50_Weights,
+    ResNet101_Weights,
+)
 from torchvision.ops import deform_conv2d
 
-__all__ = ["BACKBONE_CHANNELS", "ModulatedDeformConv2d", "ResNetBackbone"]
+__all__ = ["BACKBONE_CHANNELS", "IMAGENET_WEIGHTS", "ModulatedDeformConv2d", "ResNetBackbone"]
 
 _FACTORIES = {
     "r18": torchvision.models.resnet18,
     "r34": torchvision.models.resnet34,
     "r50": torchvision.models.resnet50,
     "r101": torchvision.models.resnet101,
+}
+#: torchvision's ImageNet weights per backbone (the ``torchvision://resnetNN`` of mmdetection).
+IMAGENET_WEIGHTS = {
+    "r18": ResNet18_Weights.IMAGENET1K_V1,
+    "r34": ResNet34_Weights.IMAGENET1K_V1,
+    "r50": ResNet50_Weights.IMAGENET1K_V1,
+    "r101": ResNet101_Weights.IMAGENET1K_V1,
 }
 #: Channels of C3, C4, C5 per backbone.
 BACKBONE_CHANNELS: dict[str, tuple[int, int, int]] = {
@@ -28,6 +45,27 @@ BACKBONE_CHANNELS: dict[str, tuple[int, int, int]] = {
     "r50": (512, 1024, 2048),
     "r101": (512, 1024, 2048),
 }
+
+
+def imagenet_state_dict(name: str) -> dict[str, Tensor]:
+    """torchvision's ImageNet state dict of backbone ``name`` (``IMAGENET1K_V1``).
+
+    Read from the torch hub cache (``torch.hub.get_dir()/checkpoints``, i.e.
+    ``$TORCH_HOME/hub/checkpoints``) and downloaded there when missing. Raises
+    ``FileNotFoundError`` saying how to proceed offline when the download fails.
+    """
+    if name not in IMAGENET_WEIGHTS:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(IMAGENET_WEIGHTS)}")
+    weights = IMAGENET_WEIGHTS[name]
+    cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+    try:
+        return weights.get_state_dict(progress=False)
+    except (OSError, RuntimeError) as err:  # URLError is an OSError
+        raise FileNotFoundError(
+            f"could not fetch torchvision's ImageNet {name} weights ({weights.url}): {err}. "
+            f"Offline, put that file at {cache}, pass a local state dict with --weights PATH, "
+            "or start from random initialisation with --weights none"
+        ) from None
 
 
 class ModulatedDeformConv2d(nn.Module):

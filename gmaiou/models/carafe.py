@@ -5,21 +5,54 @@ the input's content (a channel compressor and a content encoder, then pixel shuf
 a softmax over the kernel); the output at ``l' = (i', j')`` is that kernel applied to the
 ``k_up x k_up`` neighbourhood of the source location ``(⌊i'/σ⌋, ⌊j'/σ⌋)``.
 
-The reassembly runs as a sum over the ``k_up²`` kernel offsets of shifted input maps
-times their kernel weights, so memory stays O(C σ² H W) (no ``k_up²``-times unfolded copy)
-and the module is plain tensor ops that trace to ONNX.
+:func:`carafe_reassemble` is one fused computation: the ``k_up x k_up`` neighbourhoods
+(a strided ``unfold`` view) times the kernels, one batched matrix product per source
+location.
+:func:`carafe_reassemble_shifted`, the earlier form, sums ``k_up²`` shifted maps times
+their weights in Python; it is kept as the reference of the tests and of
+``gmaiou bench carafe``, which times the two, and for ONNX export (plain tensor ops).
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CARAFE", "carafe_reassemble"]
+__all__ = ["CARAFE", "carafe_reassemble", "carafe_reassemble_shifted"]
+
+
+def _check_kernels(features: Tensor, kernels: Tensor, up_kernel: int, scale: int) -> None:
+    b, _, h, w = features.shape
+    k2 = up_kernel * up_kernel
+    if kernels.shape != (b, k2, h * scale, w * scale):
+        raise ValueError(
+            f"kernels must have shape [{b}, {k2}, {h * scale}, {w * scale}], got {list(kernels.shape)}"
+        )
 
 
 def carafe_reassemble(features: Tensor, kernels: Tensor, up_kernel: int, scale: int) -> Tensor:
-    """Reassemble ``features`` with per-location kernels.
+    """Reassemble ``features`` with per-location kernels in one fused product.
+
+    The ``k x k`` windows of the zero-padded, channels-last map are a strided view
+    (``Tensor.unfold``, no copy); one ``einsum`` contracts them with the kernels, a batched
+    ``[C, k²] x [k², σ²]`` product per source location. Same arguments and result as
+    :func:`carafe_reassemble_shifted`.
+    """
+    _check_kernels(features, kernels, up_kernel, scale)
+    b, c, h, w = features.shape
+    k, s, r = up_kernel, scale, up_kernel // 2
+    padded = F.pad(features, (r, r, r, r)).permute(0, 2, 3, 1)  # [B, H + 2r, W + 2r, C]
+    windows = padded.unfold(1, k, 1).unfold(2, k, 1)  # [B, H, W, C, k, k]
+    weights = kernels.view(b, k, k, h, s, w, s)  # [B, k, k, H, σ, W, σ]
+    out = torch.einsum("bhwcuv,buvhswt->bchswt", windows, weights)  # [B, C, H, σ, W, σ]
+    return out.reshape(b, c, h * s, w * s)
+
+
+def carafe_reassemble_shifted(
+    features: Tensor, kernels: Tensor, up_kernel: int, scale: int
+) -> Tensor:
+    """Reassemble ``features`` with per-location kernels, as a sum of ``k²`` shifted maps.
 
     Args:
         features: ``[B, C, H, W]``.
@@ -31,12 +64,9 @@ def carafe_reassemble(features: Tensor, kernels: Tensor, up_kernel: int, scale: 
         ``[B, C, σH, σW]`` with ``out[:, :, i', j'] = Σ_{u,v} K[:, (u,v), i', j'] X[:, :, i+u-r, j+v-r]``
         where ``(i, j) = (⌊i'/σ⌋, ⌊j'/σ⌋)``, ``r = k // 2`` and ``X`` is zero outside the map.
     """
+    _check_kernels(features, kernels, up_kernel, scale)
     b, c, h, w = features.shape
     k2 = up_kernel * up_kernel
-    if kernels.shape != (b, k2, h * scale, w * scale):
-        raise ValueError(
-            f"kernels must have shape [{b}, {k2}, {h * scale}, {w * scale}], got {list(kernels.shape)}"
-        )
     r = up_kernel // 2
     padded = F.pad(features, (r, r, r, r))
     # [B, k², H, σ, W, σ]: the kernel weight of each offset at each (source, sub-pixel) position.
@@ -94,4 +124,8 @@ class CARAFE(nn.Module):
         return k.softmax(dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return carafe_reassemble(x, self.kernels(x), self.up_kernel, self.scale)
+        # The strided window view does not export to ONNX; the shifted sum (same values) does.
+        reassemble = (
+            carafe_reassemble_shifted if torch.onnx.is_in_onnx_export() else carafe_reassemble
+        )
+        return reassemble(x, self.kernels(x), self.up_kernel, self.scale)

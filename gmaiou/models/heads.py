@@ -18,6 +18,11 @@ def _xavier(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def _check_init(init: str) -> None:
+    if init not in ("prior", "xavier"):
+        raise ValueError(f"init must be 'prior' or 'xavier', got {init!r}")
+
+
 class PredictionHead(nn.Module):
     """One 3x3 conv + ReLU shared by every pyramid level, then class, box and coefficient convs.
 
@@ -27,6 +32,8 @@ class PredictionHead(nn.Module):
         anchors_per_location: anchors per feature-map cell ``n``.
         num_cls_outputs: class logits per anchor (``C + 1`` softmax, ``C`` sigmoid).
         num_protos: mask coefficients per anchor (tanh).
+        init: ``"prior"`` (class and box convs N(0, 0.01), for a random backbone) or
+            ``"xavier"`` (every conv Xavier-uniform, zero bias: YOLACT and the maIoU code).
 
     ``forward`` maps the levels ``[B, ch, f_l, f_l]`` to ``cls [B, A, K]``, ``box [B, A, 4]``
     and ``coeffs [B, A, P]``, anchors in :mod:`gmaiou.anchors` order (level, row, column, shape).
@@ -39,8 +46,10 @@ class PredictionHead(nn.Module):
         anchors_per_location: int,
         num_cls_outputs: int,
         num_protos: int,
+        init: str = "prior",
     ) -> None:
         super().__init__()
+        _check_init(init)
         n = anchors_per_location
         self.num_cls_outputs, self.num_protos, self.anchors_per_location = (
             num_cls_outputs,
@@ -54,11 +63,12 @@ class PredictionHead(nn.Module):
         self.box = nn.Conv2d(feat_channels, n * 4, 3, padding=1)
         self.coeff = nn.Conv2d(feat_channels, n * num_protos, 3, padding=1)
         _xavier(self)
-        # Class and box outputs start near zero (RetinaNet's init): from a randomly
-        # initialised backbone, xavier-sized logits make OHEM's hardest negatives cost
-        # ~15 nats each and the clipped gradient goes to them alone.
-        for conv in (self.cls, self.box):
-            nn.init.normal_(conv.weight, std=0.01)
+        if init == "prior":
+            # Class and box outputs start near zero (RetinaNet's init): from a randomly
+            # initialised backbone, xavier-sized logits make OHEM's hardest negatives cost
+            # ~15 nats each and the clipped gradient goes to them alone.
+            for conv in (self.cls, self.box):
+                nn.init.normal_(conv.weight, std=0.01)
 
     @staticmethod
     def _flatten(x: Tensor, per_anchor: int) -> Tensor:
@@ -105,17 +115,24 @@ class ProtoNet(nn.Module):
 class SemanticHead(nn.Module):
     """A 1x1 conv from P3 to ``C`` class logits per pixel (training only): ``[B, C, f3, f3]``.
 
-    Initialised like a sigmoid detection classifier (RetinaNet's prior): small weights and
-    a bias giving every class probability ``prior`` at first. Nearly all (class, pixel)
-    pairs are negative, and from a randomly initialised backbone a xavier-initialised head
-    starts with a loss of ~1 per class and pixel that swamps the other terms.
+    ``init="prior"``: initialised like a sigmoid detection classifier (RetinaNet's prior):
+    small weights and a bias giving every class probability ``prior`` at first. Nearly all
+    (class, pixel) pairs are negative, and from a randomly initialised backbone a
+    xavier-initialised head starts with a loss of ~1 per class and pixel that swamps the
+    other terms. ``init="xavier"``: Xavier-uniform, zero bias (YOLACT and the maIoU code).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, prior: float = 0.01) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, prior: float = 0.01, init: str = "prior"
+    ) -> None:
         super().__init__()
+        _check_init(init)
         self.conv = nn.Conv2d(in_channels, num_classes, 1)
-        nn.init.normal_(self.conv.weight, std=0.01)
-        nn.init.constant_(self.conv.bias, -math.log((1 - prior) / prior))
+        if init == "xavier":
+            _xavier(self)
+        else:
+            nn.init.normal_(self.conv.weight, std=0.01)
+            nn.init.constant_(self.conv.bias, -math.log((1 - prior) / prior))
 
     def forward(self, p3: Tensor) -> Tensor:
         return self.conv(p3)

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor
 
+from gmaiou.anchors import feature_map_sizes
 from gmaiou.configs import PostprocessConfig
 from gmaiou.models.box_coder import decode_boxes
 
-__all__ = ["assemble_masks", "crop_masks", "fast_nms", "postprocess"]
+__all__ = ["assemble_masks", "crop_masks", "fast_nms", "postprocess", "top_k_per_level"]
 
 _batched_box_iou = torch.vmap(torchvision.ops.box_iou)
 
@@ -130,6 +131,31 @@ def class_scores(cls_logits: Tensor, activation: str) -> Tensor:
     raise ValueError(f"score activation must be 'softmax' or 'sigmoid', got {activation!r}")
 
 
+def top_k_per_level(max_scores: Tensor, image_size: int, k: int) -> Tensor:
+    """``[A]`` bool: the ``k`` best-scoring anchors of each pyramid level (mmdetection's ``nms_pre``).
+
+    Args:
+        max_scores: ``[A]`` each anchor's best class score, anchors level after level as
+            in :mod:`gmaiou.anchors` (levels P3-P7 of ``image_size``, the same number of
+            anchors at every cell).
+        image_size: the square input side ``S``.
+        k: anchors kept per level (all of a level with fewer).
+    """
+    cells = [f * f for f in feature_map_sizes(image_size)]
+    per_cell, rest = divmod(max_scores.shape[0], sum(cells))
+    if rest or per_cell == 0:
+        raise ValueError(
+            f"{max_scores.shape[0]} anchors do not tile the P3-P7 grids of a {image_size} image"
+        )
+    keep = torch.zeros_like(max_scores, dtype=torch.bool)
+    start = 0
+    for count in (c * per_cell for c in cells):
+        level = max_scores[start : start + count]
+        keep[start + level.topk(min(k, count)).indices] = True
+        start += count
+    return keep
+
+
 @torch.no_grad()
 def postprocess(
     outputs: dict[str, Tensor],
@@ -144,7 +170,8 @@ def postprocess(
         outputs: the model's ``cls_logits [B, A, K]``, ``box_deltas [B, A, 4]``,
             ``coeffs [B, A, P]`` and ``protos [B, Hp, Wp, P]``.
         anchors: ``[A, 4]`` the model's anchors.
-        config: thresholds; ``score_thr`` also drops anchors before NMS.
+        config: thresholds; ``score_thr`` also drops anchors before NMS, and so does
+            ``pre_nms_per_level`` (only each level's best anchors stay candidates).
         image_size: the square input side ``S``.
         out_size: ``(height, width)`` to report boxes and masks in (e.g. the original
             image); ``None``: the input's ``S x S`` pixels.
@@ -167,7 +194,11 @@ def postprocess(
     results = []
     for b in range(cls_logits.shape[0]):
         scores = class_scores(cls_logits[b].float(), config.score_activation)  # [A, C]
-        candidates = (scores.max(dim=1).values > config.score_thr).nonzero().squeeze(1)
+        best = scores.max(dim=1).values
+        keep = best > config.score_thr
+        if config.pre_nms_per_level is not None:
+            keep &= top_k_per_level(best, image_size, config.pre_nms_per_level)
+        candidates = keep.nonzero().squeeze(1)
         boxes = decode_boxes(
             anchors[candidates], deltas[b, candidates].float(), max_shape=image_size
         )

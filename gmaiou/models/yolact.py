@@ -35,12 +35,19 @@ from gmaiou.models.postprocess import crop_masks, postprocess
 __all__ = ["YOLACT"]
 
 
-def _downsample_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
-    """``[G, H, W]`` binary masks -> ``[G, h, w]`` float {0, 1}: a cell is on when over half of it is."""
+def _downsample_masks(masks: Tensor, size: tuple[int, int], mode: str = "area") -> Tensor:
+    """``[G, H, W]`` binary masks -> ``[G, h, w]`` float {0, 1}.
+
+    ``mode="area"``: a cell is on when over half of it is; ``"bilinear"``: on where the
+    bilinear interpolation (``align_corners=False``) exceeds 0.5, as YOLACT and the maIoU code.
+    """
+    if mode not in ("area", "bilinear"):
+        raise ValueError(f"mode must be 'area' or 'bilinear', got {mode!r}")
     if masks.shape[0] == 0:
         return masks.new_zeros((0, *size), dtype=torch.float32)
-    area = F.interpolate(masks[None].float(), size=size, mode="area")[0]
-    return (area > 0.5).float()
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    small = F.interpolate(masks[None].float(), size=size, mode=mode, **kwargs)[0]
+    return (small > 0.5).float()
 
 
 class YOLACT(nn.Module):
@@ -58,17 +65,21 @@ class YOLACT(nn.Module):
         self.config = config
         self.image_size = m.image_size
         self.backbone = ResNetBackbone(m.backbone, dcn=m.dcn, dcn_groups=m.dcn_groups)
-        self.fpn = FPN(self.backbone.out_channels, m.fpn_channels, m.upsample)
+        self.fpn = FPN(self.backbone.out_channels, m.fpn_channels, m.upsample, m.fpn_extras)
         if m.anchors == "yolact":
-            grid = yolact_anchors(
-                m.image_size,
-                base_size=24.0 if m.anchors_scale_with_image else 24.0 * 550 / m.image_size,
-            )
+            if m.anchor_scaling == "sides-550":
+                grid = yolact_anchors(m.image_size, base_size=24.0 * 550 / m.image_size)
+            else:
+                reference = 550 if m.anchor_scaling == "fixed-550" else None
+                grid = yolact_anchors(m.image_size, reference_size=reference)
         else:
+            # Offset 0 is mmdetection's AnchorGenerator: centres at j * 2^k.
             grid = atss_anchors(
                 m.image_size,
                 scales_per_octave=m.anchor_scales,
                 octave_base_scale=m.anchor_base_scale,
+                offset=m.anchor_offset,
+                strides="exact" if m.anchor_offset == 0.0 else "image",
             )
         self._grid_layout = (grid.num_level_anchors, grid.feature_sizes, grid.anchors_per_location)
         self.register_buffer("anchor_boxes", grid.anchors, persistent=False)
@@ -78,9 +89,10 @@ class YOLACT(nn.Module):
             grid.anchors_per_location,
             m.num_cls_outputs,
             m.num_protos,
+            init=m.head_init,
         )
         self.protonet = ProtoNet(m.fpn_channels, m.proto_channels, m.num_protos)
-        self.semantic_head = SemanticHead(m.fpn_channels, m.num_classes)
+        self.semantic_head = SemanticHead(m.fpn_channels, m.num_classes, init=m.head_init)
         a = config.assigner
         if a.kind == "fixed":
             self.assigner: MaxIoUAssigner | ATSSAssigner = MaxIoUAssigner(
@@ -251,7 +263,9 @@ class YOLACT(nn.Module):
         num_classes = semantic.shape[1]
         maps = []
         for masks, labels in zip(targets.masks, targets.labels):
-            small = _downsample_masks(masks, (hs, ws)).flatten(1)  # [G, hs*ws]
+            small = _downsample_masks(masks, (hs, ws), self.config.model.target_resize).flatten(
+                1
+            )  # [G, hs*ws]
             index = labels[:, None].expand_as(small)
             per_class = small.new_zeros(num_classes, hs * ws).scatter_reduce(
                 0, index, small, "amax"
@@ -279,7 +293,9 @@ class YOLACT(nn.Module):
             logits = (protos[b].float() @ coeffs[b, pos].float().t()).permute(
                 2, 0, 1
             )  # [P, hp, wp]
-            mask_targets = _downsample_masks(targets.masks[b], (hp, wp))[gt]
+            mask_targets = _downsample_masks(
+                targets.masks[b], (hp, wp), self.config.model.target_resize
+            )[gt]
             boxes = targets.boxes[b][gt] * scale
             out.append((b, pos, logits, mask_targets, crop_masks(boxes, hp, wp), boxes))
         return out

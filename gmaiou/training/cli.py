@@ -4,8 +4,10 @@ Multi-GPU (or multi-process CPU) with DDP::
 
     torchrun --nproc_per_node N -m gmaiou train --config NAME --data DIR --out RUN_DIR
 
-Each process loads ``--batch-size`` images per iteration, so the effective batch is
-``--batch-size`` x N. Only rank 0 writes files, logs and checkpoints.
+The preset's batch (or ``--batch-size``) is the global batch: each of the N processes
+loads 1/N of it (N must divide it), so the run reproduces the reference optimisation for
+any N. A ``--batch-size`` other than the preset's scales its learning rate linearly (the
+log says so). Only rank 0 writes files, logs and checkpoints.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a model (SGD, warm-up, step/cosine decay, AMP on CUDA, DDP under torchrun)",
         description=(
             "Train a preset into RUN_DIR (config.json, metrics.jsonl, checkpoint.pt, eval.json). "
-            "Under torchrun each process takes --batch-size images, so the effective batch is "
-            "--batch-size x the number of processes."
+            "--batch-size is the global batch: under torchrun each of the N processes takes "
+            "1/N of it; a batch other than the preset's scales the learning rate linearly."
         ),
     )
     parser.add_argument("--config", required=True, help="preset name (see `gmaiou configs`)")
@@ -39,9 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run directory")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="images per process per iteration"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="global batch (images per iteration over all processes); the preset's learning "
+        "rate is scaled linearly to it",
     )
-    parser.add_argument("--lr", type=float, default=None, help="override the base learning rate")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="override the base learning rate (the rate for the global batch of this run)",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -82,9 +93,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--weights",
-        type=Path,
         default=None,
-        help="local torchvision ResNet state dict (e.g. ImageNet) or model checkpoint to start from",
+        help="where to start from: 'imagenet' (torchvision's ImageNet ResNet, cached in "
+        "$TORCH_HOME/hub/checkpoints), 'none' (random initialisation) or a local torchvision "
+        "ResNet state dict or model checkpoint; default: the preset's model.backbone_weights "
+        "(ImageNet for the paper presets, random for the CPU presets)",
     )
     parser.add_argument(
         "--no-augment", action="store_true", help="only resize and normalise (overfitting)"
@@ -119,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
     config = apply_settings(
         apply_overrides(get_config(args.config), train_overrides), overrides.get("settings", [])
     )
+    from gmaiou.models import WEIGHT_KEYWORDS
+
+    weights = args.weights if args.weights in (None, *WEIGHT_KEYWORDS) else Path(args.weights)
     eval_split = None if args.eval_split.lower() == "none" else args.eval_split
     options = RunOptions(
         out_dir=args.out,
@@ -133,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         train_split=args.train_split,
         eval_split=eval_split,
         deterministic=args.deterministic,
-        weights=args.weights,
+        weights=weights,
         augment=not args.no_augment,
         progress=not args.no_progress,
     )

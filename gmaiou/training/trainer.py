@@ -44,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from gmaiou.measure import MaskIntegrals, is_mask_measure
+from gmaiou.training.batch import per_process_train
 from gmaiou.training.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -112,7 +113,8 @@ class RunOptions:
         eval_batch_size: batch size of the final evaluation.
         synthetic_images: images of the embedded synthetic dataset when ``data_root`` is ``None``.
         synthetic_size: their side in pixels (default: the model's input size).
-        weights: a local torchvision ResNet state dict (or a model checkpoint) to start from.
+        weights: ``"none"``, ``"imagenet"``, a local ResNet state dict / model checkpoint,
+            or ``None``: the config's ``model.backbone_weights``.
         augment: YOLACT's training augmentation (off: only resize and normalise, e.g. to
             overfit a few images).
         check_data: before training, check that every image file of the train and eval
@@ -136,7 +138,7 @@ class RunOptions:
     eval_batch_size: int = 8
     synthetic_images: int = 64
     synthetic_size: int | None = None
-    weights: Path | None = None
+    weights: str | Path | None = None
     augment: bool = True
     check_data: bool = True
 
@@ -267,6 +269,8 @@ def apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
 
     Overriding ``epochs`` rescales the step-decay epochs in proportion (a preset's steps at
     16 and 20 of 24 epochs become 2 and 2.5 of 3), unless ``steps`` is overridden too.
+    An overridden ``lr`` is the rate for the (overridden) batch; overriding ``batch_size``
+    alone keeps ``lr_batch``, so the preset's rate is scaled linearly to the new batch.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
@@ -275,6 +279,8 @@ def apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     if unknown:
         raise ValueError(f"unknown training settings {unknown}")
     train = config.train
+    if "lr" in given and "lr_batch" not in given:  # a given rate is meant for the given batch
+        given["lr_batch"] = given.get("batch_size", train.batch_size)
     if "epochs" in given and "steps" not in given and given["epochs"] != train.epochs:
         given["steps"] = tuple(s * given["epochs"] / train.epochs for s in train.steps)
     return dataclasses.replace(config, train=dataclasses.replace(train, **given))
@@ -368,12 +374,15 @@ def _build_datasets(config: Any, options: RunOptions, data_root: Path):
 
     size = config.model.image_size
     image_dir, ann_file = find_split(data_root, options.train_split)
+    antialias = config.model.resize_antialias
     if options.augment:
-        transform = config.augment.transform(size)
+        transform = config.augment.transform(size, antialias=antialias)
     else:
-        transform = TrainTransform(size, photometric=False, expand=False, crop=False, flip=False)
+        transform = TrainTransform(
+            size, photometric=False, expand=False, crop=False, flip=False, antialias=antialias
+        )
     train_set = CocoInstances(image_dir, ann_file, transform=transform)
-    return train_set, TestTransform(size)
+    return train_set, TestTransform(size, antialias=antialias)
 
 
 def _loader_seed(seed: int, rank: int, epoch: int) -> int:
@@ -521,6 +530,8 @@ def _train(
     overrides: dict[str, Any] | None,
     on_iteration: Callable[[int, dict[str, float]], None] | None,
 ) -> TrainResult:
+    from gmaiou.models import build_model, resolve_weights
+
     if ctx is None:
         from gmaiou.training.distributed import resolve_device
 
@@ -608,10 +619,12 @@ def _setup(config: Any, options: RunOptions, ctx: DistContext) -> _Job:
     barrier(ctx)
     resuming = options.resume and (out_dir / CHECKPOINT_FILE).is_file()
     config = config.with_num_classes(train_set.num_classes)
-    tc = config.train
+    tc = per_process_train(config.train, ctx.world_size, announce=ctx.is_main)
     device = ctx.device
 
-    model = build_model(config, weights=options.weights).to(device)
+    # None: the preset's start (ImageNet for the paper presets); a resumed run's comes from its checkpoint.
+    weights = resolve_weights(config, "none" if options.resume else options.weights)
+    model = build_model(config, weights=weights).to(device)
     net: nn.Module = (
         DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         if ctx.is_distributed
