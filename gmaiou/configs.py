@@ -152,7 +152,9 @@ class ModelConfig:
         _check_choice(self.backbone_weights, ("none", "imagenet"), "model.backbone_weights")
         _check_choice(self.fpn_extras, ("separate", "top-down"), "model.fpn_extras")
         _check_choice(self.head_init, ("prior", "xavier"), "model.head_init")
-        _check_choice(self.anchor_scaling, ("image", "fixed-550", "sides-550"), "model.anchor_scaling")
+        _check_choice(
+            self.anchor_scaling, ("image", "fixed-550", "sides-550"), "model.anchor_scaling"
+        )
         _check_choice(self.target_resize, ("area", "bilinear"), "model.target_resize")
         if self.anchor_offset not in (0.0, 0.5):
             raise ValueError(f"model.anchor_offset must be 0.0 or 0.5, got {self.anchor_offset!r}")

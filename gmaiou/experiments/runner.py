@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -252,7 +253,10 @@ def _train_chunks(spec: RunSpec, root: Path, device: str | None, progress: bool)
             **spec.overrides(),
             **({"settings": list(spec.settings)} if spec.settings else {}),
         }
-        result = train(config, options, config_name=spec.preset, overrides=overrides)
+        with warnings.catch_warnings():
+            # One-core machines: torch suggests fewer loader workers than the recipe's 2.
+            warnings.filterwarnings("ignore", message="This DataLoader will create")
+            result = train(config, options, config_name=spec.preset, overrides=overrides)
         seconds = _train_seconds(run_dir, up_to=result.iterations)
         curve.append(
             {

@@ -530,8 +530,6 @@ def _train(
     overrides: dict[str, Any] | None,
     on_iteration: Callable[[int, dict[str, float]], None] | None,
 ) -> TrainResult:
-    from gmaiou.models import build_model, resolve_weights
-
     if ctx is None:
         from gmaiou.training.distributed import resolve_device
 
@@ -602,7 +600,7 @@ def _preflight(train_set: Any, options: RunOptions, data_root: Path, ctx: DistCo
 def _setup(config: Any, options: RunOptions, ctx: DistContext) -> _Job:
     """Data, run directory, model, optimizer, loader and schedule of a job, before any step."""
     from gmaiou.data.loader import make_loader
-    from gmaiou.models import build_model
+    from gmaiou.models import build_model, resolve_weights
 
     out_dir = Path(options.out_dir)
     seed_everything(options.seed)
