@@ -148,7 +148,10 @@ class MaskIntegrals:
             self._table, self._offset = torch.from_numpy(table), torch.from_numpy(offset)
             self._masks_np = None
         if self._params is None:
-            self._params = torch.cat([self._origin, self._size, self._offset[:, None]], dim=1)
+            params = torch.cat([self._origin, self._size, self._offset[:, None]], dim=1)
+            # int32 look-up arithmetic (half the memory traffic) whenever every index fits.
+            small = self._table.numel() < 2**31 and max(self.height, self.width) < 2**30
+            self._params = params.to(torch.int32) if small else params
         return self
 
     def to(self, device: torch.device | str) -> MaskIntegrals:
@@ -173,13 +176,14 @@ class MaskIntegrals:
         self.build()
         # index_select rather than fancy indexing: several times faster.
         p = self._params.index_select(0, gt_index)  # [P, 5]: r0, c0, h, w, offset
+        bounds = bounds.to(p.dtype)
         r0, c0, hh, ww, base = p.unbind(1)
         x = torch.minimum((bounds[:, 0::2] - c0[:, None]).clamp_(min=0), ww[:, None])  # [P, 2]
         y = torch.minimum((bounds[:, 1::2] - r0[:, None]).clamp_(min=0), hh[:, None])  # [P, 2]
-        cols = base[:, None] + x * (hh[:, None] + 1)
-        corners = (cols[:, :, None] + y[:, None, :]).reshape(-1)  # (x1,y1) (x1,y2) (x2,y1) (x2,y2)
-        v = self._table.index_select(0, corners).view(-1, 4).long()
-        return v[:, 3] - v[:, 1] - v[:, 2] + v[:, 0]
+        cols = torch.addcmul(base[:, None], x, hh[:, None] + 1)
+        corners = (cols[:, :, None] + y[:, None, :]).view(-1)  # (x1,y1) (x1,y2) (x2,y1) (x2,y2)
+        v = self._table.index_select(0, corners).view(-1, 4)
+        return (v[:, 3] - v[:, 1] - v[:, 2] + v[:, 0]).long()
 
     def intersection(self, boxes: Tensor) -> Tensor:
         """``|box ∩ M|`` for every mask and box: ``[N, 4]`` boxes -> ``[G, N]`` int64 counts."""
@@ -222,7 +226,8 @@ class MaskIntegrals:
             hit &= b32[3][None] > lo[:, 0:1]
             hit &= (self.mask_area > 0)[:, None]
             gi, bi = hit.nonzero(as_tuple=True)
-        return gi, bi, self._count(gi, bounds.index_select(0, bi))
+        self.build()
+        return gi, bi, self._count(gi, bounds.to(self._params.dtype).index_select(0, bi))
 
     def grouped_intersection(self, boxes: Tensor) -> Tensor:
         """``|box ∩ M_g|`` for ``K`` boxes per mask: ``[G, K, 4]`` -> ``[G, K]`` int64 counts."""
@@ -329,7 +334,12 @@ def _table_dtype(h: int, w: int) -> type:
 def _tables_numpy(
     masks: np.ndarray, origin: np.ndarray, size: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flat buffer of transposed summed-area tables ``T[x, y]`` of the crops, and their offsets."""
+    """Flat buffer of transposed summed-area tables ``T[x, y]`` of the crops, and their offsets.
+
+    Both prefix sums run along the outer axis (``np.add.accumulate`` over rows adds
+    whole rows at a time), the crop's column prefix sums being transposed in between:
+    two to three times faster than a cumulative sum along the contiguous axis.
+    """
     g, h, w = masks.shape
     dtype = _table_dtype(h, w)
     numel = (size[:, 0] + 1) * (size[:, 1] + 1)
@@ -341,15 +351,22 @@ def _tables_numpy(
             continue
         r0, c0 = origin[i]
         t = table[offset[i] : offset[i] + numel[i]].reshape(ww + 1, hh + 1)
-        t[1:, 1:] = np.cumsum(masks[i, r0 : r0 + hh, c0 : c0 + ww], axis=1, dtype=dtype).T
-        np.cumsum(t[1:, 1:], axis=1, out=t[1:, 1:])
+        rows = masks[i, r0 : r0 + hh, c0 : c0 + ww].astype(dtype)  # [hh, ww]
+        np.add.accumulate(rows, axis=0, out=rows)  # rows[r, c] = sum_{r' <= r} m[r', c]
+        t[1:, 1:] = rows.T
+        np.add.accumulate(t[1:, 1:], axis=0, out=t[1:, 1:])
     return table, offset
 
 
 def _grouped_counts_numpy(
     masks: np.ndarray, origin: np.ndarray, size: np.ndarray, bounds: np.ndarray
 ) -> np.ndarray:
-    """``|box ∩ M_g|`` for ``[G, K, 4]`` integer pixel bounds (c1, r1, c2, r2), from the crops directly."""
+    """``|box ∩ M_g|`` for ``[G, K, 4]`` integer pixel bounds (c1, r1, c2, r2), from the crops directly.
+
+    Per mask: column prefix sums over the crop's rows (one pass adding whole rows),
+    sampled at the distinct row bounds of its boxes, then prefix sums of those few
+    rows over the columns; no whole table is built.
+    """
     g, k, _ = bounds.shape
     h, w = masks.shape[1:]
     dtype = _table_dtype(h, w)
@@ -358,22 +375,30 @@ def _grouped_counts_numpy(
     ys = bounds[:, :, 1::2] - origin[:, None, 0:1]
     np.minimum(np.maximum(xs, 0, out=xs), size[:, None, 1:2], out=xs)
     np.minimum(np.maximum(ys, 0, out=ys), size[:, None, 0:1], out=ys)
-    xs = np.ascontiguousarray(xs.transpose(0, 2, 1)).reshape(g, 2 * k)  # x1s then x2s
+    # The distinct row bounds of each mask's boxes (ATSS candidates share many), in one sort.
+    stride = h + 1
+    keys = ys + (np.arange(g) * stride)[:, None, None]
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    inverse = inverse.reshape(g, k, 2)
+    starts = np.searchsorted(uniq, np.arange(g + 1) * stride)
     out = np.zeros((g, k), dtype=np.int64)
-    first, second = np.arange(k), np.arange(k, 2 * k)
     for i in range(g):
         hh, ww = size[i]
         if hh == 0 or ww == 0:
             continue
         r0, c0 = origin[i]
-        # rowsum[r, x] = sum_{c < x} m[r, c]; then prefix over rows at the boxes' columns only.
-        rowsum = np.zeros((hh, ww + 1), dtype=dtype)
-        np.cumsum(masks[i, r0 : r0 + hh, c0 : c0 + ww], axis=1, dtype=dtype, out=rowsum[:, 1:])
-        cols = np.zeros((2 * k, hh + 1), dtype=dtype)
-        cols[:, 1:] = rowsum[:, xs[i]].T
-        np.cumsum(cols[:, 1:], axis=1, out=cols[:, 1:])
-        y1, y2 = ys[i, :, 0], ys[i, :, 1]
-        out[i] = cols[second, y2] - cols[first, y2] - cols[second, y1] + cols[first, y1]
+        lo, hi = starts[i], starts[i + 1]
+        # colsum[y, c] = sum_{r < y} m[r, c]
+        colsum = np.zeros((hh + 1, ww), dtype=dtype)
+        colsum[1:] = masks[i, r0 : r0 + hh, c0 : c0 + ww]
+        np.add.accumulate(colsum[1:], axis=0, out=colsum[1:])
+        # corner[x, j] = sum_{c < x} colsum[y_j, c] over the distinct row bounds y_j
+        corner = np.zeros((ww + 1, hi - lo), dtype=dtype)
+        corner[1:] = colsum[uniq[lo:hi] - i * stride].T
+        np.add.accumulate(corner[1:], axis=0, out=corner[1:])
+        x1, x2 = xs[i, :, 0], xs[i, :, 1]
+        j1, j2 = inverse[i, :, 0] - lo, inverse[i, :, 1] - lo
+        out[i] = corner[x2, j2] - corner[x1, j2] - corner[x2, j1] + corner[x1, j1]
     return out
 
 
