@@ -37,6 +37,7 @@ import torchvision.ops as tvops
 from torch import Tensor
 
 from gmaiou._validation import check_boxes, check_masks, check_same_device
+from gmaiou.anchors import AnchorGrid
 
 Polygon = Literal["mask", "box"]
 
@@ -90,7 +91,8 @@ class MaskIntegrals:
     rasterised polygon, so a hint never changes a result, only the time to build.
 
     Args:
-        masks: ``[G, H, W]`` bool or uint8 masks.
+        masks: ``[G, H, W]`` binary masks: bool, or integers holding only 0 and 1
+            (checked exactly as :func:`gmaiou` checks its ``gt_masks``).
         boxes: optional ``[G, 4]`` boxes ``(x1, y1, x2, y2)`` expected to hold the masks.
         backend: ``"auto"`` (NumPy on the CPU, torch elsewhere), ``"numpy"`` or ``"torch"``.
 
@@ -103,7 +105,7 @@ class MaskIntegrals:
         if not isinstance(masks, Tensor) or masks.dim() != 3:
             shape = list(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
             raise ValueError(f"masks must have shape [G, H, W], got {shape}")
-        masks = masks if masks.dtype == torch.bool else masks.bool()
+        masks = check_masks(masks, masks.shape[0], "masks")
         if boxes is not None and tuple(boxes.shape) != (masks.shape[0], 4):
             raise ValueError(
                 f"boxes must have shape [{masks.shape[0]}, 4], got {list(boxes.shape)}"
@@ -479,13 +481,21 @@ def gmaiou_from_counts(
     )
 
 
+def anchor_boxes(anchors: Tensor | AnchorGrid) -> Tensor:
+    """The ``[A, 4]`` boxes of an :class:`~gmaiou.anchors.AnchorGrid`, or ``anchors`` itself."""
+    return anchors.anchors if isinstance(anchors, AnchorGrid) else anchors
+
+
 def _check_measure_inputs(
-    gt_boxes: Tensor, gt_masks: Tensor | MaskIntegrals, anchors: Tensor, polygon: str
+    gt_boxes: Tensor,
+    gt_masks: Tensor | MaskIntegrals,
+    anchors: Tensor | AnchorGrid,
+    polygon: str,
 ) -> tuple[Tensor, Tensor | MaskIntegrals, Tensor]:
     if polygon not in ("mask", "box"):
         raise ValueError(f"polygon must be 'mask' or 'box', got {polygon!r}")
     gt_boxes = check_boxes(gt_boxes, "gt_boxes")
-    anchors = check_boxes(anchors, "anchors")
+    anchors = check_boxes(anchor_boxes(anchors), "anchors")
     gt_masks = check_mask_input(gt_masks, gt_boxes.shape[0])
     check_same_device(gt_boxes=gt_boxes, anchors=anchors)
     if gt_masks.device != anchors.device:
@@ -515,7 +525,7 @@ def as_integrals(gt_masks: Tensor | MaskIntegrals, gt_boxes: Tensor | None = Non
 def gmaiou(
     gt_boxes: Tensor,
     gt_masks: Tensor | MaskIntegrals,
-    anchors: Tensor,
+    anchors: Tensor | AnchorGrid,
     polygon: Polygon = "mask",
 ) -> Tensor:
     """Generalized mask-aware IoU between every ground truth and every anchor (Alg. 1).
@@ -524,7 +534,8 @@ def gmaiou(
         gt_boxes: ``[G, 4]`` ground-truth boxes ``(x1, y1, x2, y2)``.
         gt_masks: ``[G, H, W]`` bool or uint8 ground-truth masks at image resolution,
             or their prebuilt :class:`MaskIntegrals`.
-        anchors: ``[A, 4]`` anchor boxes; they may lie partly or wholly off the image.
+        anchors: ``[A, 4]`` anchor boxes, or an :class:`~gmaiou.anchors.AnchorGrid`; they
+            may lie partly or wholly off the image.
         polygon: ``"mask"`` for P = M (the IoU of the anchor box and the mask) or
             ``"box"`` for P = B (maIoU).
 
@@ -554,29 +565,39 @@ def _gmaiou_dense(
     return out
 
 
-def maiou(gt_boxes: Tensor, gt_masks: Tensor | MaskIntegrals, anchors: Tensor) -> Tensor:
+def maiou(
+    gt_boxes: Tensor, gt_masks: Tensor | MaskIntegrals, anchors: Tensor | AnchorGrid
+) -> Tensor:
     """Mask-aware IoU of the BMVC paper: :func:`gmaiou` with ``polygon="box"``; ``[G, A]``."""
     return gmaiou(gt_boxes, gt_masks, anchors, polygon="box")
 
 
-def mob_ratio(gt_masks: Tensor, boxes: Tensor) -> Tensor:
+def mob_ratio(boxes: Tensor | AnchorGrid, gt_masks: Tensor | MaskIntegrals) -> Tensor:
     """Mask-over-box ratio ``|box ∩ M| / |box|`` for every mask and box.
 
+    Arguments in the package's order, boxes then masks.
+
     Args:
-        gt_masks: ``[G, H, W]`` bool or uint8 masks.
-        boxes: ``[N, 4]`` boxes (anchors, or the GTs' own boxes).
+        boxes: ``[N, 4]`` boxes (anchors, an :class:`~gmaiou.anchors.AnchorGrid`, or the
+            GTs' own boxes).
+        gt_masks: ``[G, H, W]`` binary masks, or their :class:`MaskIntegrals`.
 
     Returns:
         ``[G, N]`` ratios; 0 where a box has zero area. For a GT's own (tight) box
         the diagonal is ``|M| / |B|``.
     """
-    boxes = check_boxes(boxes, "boxes")
-    if not isinstance(gt_masks, Tensor) or gt_masks.dim() != 3:
-        shape = list(gt_masks.shape) if isinstance(gt_masks, Tensor) else type(gt_masks).__name__
-        raise ValueError(f"gt_masks must have shape [G, H, W], got {shape}")
-    gt_masks = check_masks(gt_masks, gt_masks.shape[0])
-    check_same_device(gt_masks=gt_masks, boxes=boxes)
-    inter = MaskIntegrals(gt_masks).intersection(boxes).to(boxes.dtype)
+    boxes = check_boxes(anchor_boxes(boxes), "boxes")
+    if isinstance(gt_masks, MaskIntegrals):
+        integrals = gt_masks
+    else:
+        if not isinstance(gt_masks, Tensor) or gt_masks.dim() != 3:
+            shape = (
+                list(gt_masks.shape) if isinstance(gt_masks, Tensor) else type(gt_masks).__name__
+            )
+            raise ValueError(f"gt_masks must have shape [G, H, W], got {shape}")
+        integrals = MaskIntegrals(check_masks(gt_masks, gt_masks.shape[0]))
+    check_same_device(boxes=boxes, gt_masks=integrals.mask_area)
+    inter = integrals.intersection(boxes).to(boxes.dtype)
     area = box_area(boxes)[None, :].expand_as(inter)
     return torch.where(
         area > 0, inter / area.clamp(min=torch.finfo(boxes.dtype).tiny), torch.zeros_like(inter)
@@ -586,7 +607,7 @@ def mob_ratio(gt_masks: Tensor, boxes: Tensor) -> Tensor:
 def gmaiou_bruteforce(
     gt_boxes: Tensor,
     gt_masks: Tensor,
-    anchors: Tensor,
+    anchors: Tensor | AnchorGrid,
     polygon: Polygon = "mask",
 ) -> Tensor:
     """Reference GmaIoU: counts the mask pixels under every anchor one pair at a time.
@@ -720,7 +741,7 @@ def box_overlaps(measure: str, gt_boxes: Tensor, anchors: Tensor) -> Tensor:
 def pairwise_overlaps(
     measure: str,
     gt_boxes: Tensor,
-    anchors: Tensor,
+    anchors: Tensor | AnchorGrid,
     gt_masks: Tensor | MaskIntegrals | None = None,
 ) -> Tensor:
     """Overlap of every ground truth with every anchor under a named measure.
@@ -729,7 +750,7 @@ def pairwise_overlaps(
         measure: ``"iou"``, ``"giou"``, ``"diou"``, ``"ciou"`` (torchvision), or
             ``"gmaiou-box"`` (alias ``"maiou"``), ``"gmaiou-mask"`` (alias ``"gmaiou"``).
         gt_boxes: ``[G, 4]``.
-        anchors: ``[A, 4]``.
+        anchors: ``[A, 4]``, or an :class:`~gmaiou.anchors.AnchorGrid`.
         gt_masks: ``[G, H, W]`` masks or their :class:`MaskIntegrals`; required by the
             mask-aware measures.
 
@@ -744,6 +765,6 @@ def pairwise_overlaps(
             )
         return gmaiou(gt_boxes, gt_masks, anchors, polygon=polygon_of(name))
     gt_boxes = check_boxes(gt_boxes, "gt_boxes")
-    anchors = check_boxes(anchors, "anchors")
+    anchors = check_boxes(anchor_boxes(anchors), "anchors")
     check_same_device(gt_boxes=gt_boxes, anchors=anchors)
     return box_overlaps(name, gt_boxes, anchors)

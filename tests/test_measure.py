@@ -66,7 +66,7 @@ def test_rounding_is_half_to_even(l_mask):
 def test_mob_ratio_hand(l_mask):
     boxes, masks = l_mask
     boxes2 = torch.cat([boxes, torch.tensor([[2.0, 7.0, 7.0, 8.0], [0.0, 0.0, 0.0, 5.0]])])
-    mob = mob_ratio(masks, boxes2)
+    mob = mob_ratio(boxes2, masks)
     assert mob.shape == (1, 3)
     assert mob[0].tolist() == pytest.approx([10 / 30, 5 / 5, 0.0])
 
@@ -213,7 +213,7 @@ def test_empty_mask_zero_area_boxes_and_off_image_anchors_are_finite():
     assert (g[0] == 0).all(), "an empty mask gives 0 for every anchor"
     assert g[1, 0] == 1.0
     assert (g[:, 2:4] == 0).all()
-    assert mob_ratio(masks, anchors)[:, 1].eq(0).all()
+    assert mob_ratio(anchors, masks)[:, 1].eq(0).all()
 
 
 def test_box_measures_degenerate_values():
@@ -267,7 +267,7 @@ def test_empty_inputs(rng, num_gt, num_anchors):
     for polygon in ("mask", "box"):
         assert gmaiou(boxes, masks, anchors, polygon).shape == (num_gt, num_anchors)
         assert gmaiou_bruteforce(boxes, masks, anchors, polygon).shape == (num_gt, num_anchors)
-    assert mob_ratio(masks, anchors).shape == (num_gt, num_anchors)
+    assert mob_ratio(anchors, masks).shape == (num_gt, num_anchors)
     assert pairwise_overlaps("iou", boxes, anchors).shape == (num_gt, num_anchors)
 
 
@@ -392,8 +392,62 @@ def test_real_coco_gt_mob_share(coco_sample):
     for image_id in sorted(coco.getImgIds()):
         boxes, masks = coco_image_instances(coco, image_id)
         if boxes.shape[0]:
-            mobs.append(torch.diagonal(mob_ratio(masks, boxes)))
+            mobs.append(torch.diagonal(mob_ratio(boxes, masks)))
     mobs = torch.cat(mobs)
     share = float((mobs < 0.5).float().mean())
     assert 0.2 < share < 0.4, share
     assert math.isfinite(share)
+
+
+# ----------------------------------------------------------------------------- API consistency
+
+
+@pytest.mark.parametrize(
+    ("masks", "error", "message"),
+    [
+        (torch.tensor([[[0.0, 1.0], [1.0, 0.0]]]), TypeError, "must be bool or uint8"),
+        (torch.tensor([[[0, 2], [1, 0]]], dtype=torch.uint8), ValueError, "must be binary"),
+        (torch.tensor([[[0, -1], [1, 0]]], dtype=torch.int64), ValueError, "must be binary"),
+    ],
+)
+def test_mask_integrals_validate_masks_as_gmaiou_does(masks, error, message):
+    """The same input fails the same way in MaskIntegrals and in gmaiou()."""
+    boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+    with pytest.raises(error, match=message) as from_gmaiou:
+        gmaiou(boxes, masks, boxes)
+    with pytest.raises(error, match=message) as from_integrals:
+        MaskIntegrals(masks, boxes)
+    # Same wording; only the argument's own name differs.
+    assert str(from_integrals.value) == str(from_gmaiou.value).replace("gt_masks", "masks", 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.int32, torch.int64])
+def test_mask_integrals_accept_binary_integers(dtype):
+    masks = torch.tensor([[[0, 1, 1], [1, 1, 0]]]).to(dtype)
+    box = torch.tensor([[0.0, 0.0, 3.0, 2.0]])
+    assert MaskIntegrals(masks, box).mask_area.tolist() == [4]
+    assert MaskIntegrals(masks).intersection(torch.tensor([[1.0, 0.0, 2.0, 2.0]])).item() == 2
+
+
+def test_mob_ratio_takes_boxes_then_masks(l_mask):
+    boxes, masks = l_mask
+    # |M| = 10 pixels in the 5 x 6 box: 1/3.
+    assert mob_ratio(boxes, masks).item() == pytest.approx(10 / 30)
+    assert mob_ratio(boxes, MaskIntegrals(masks)).item() == pytest.approx(10 / 30)
+    with pytest.raises(ValueError, match=r"boxes must have shape \[N, 4\]"):
+        mob_ratio(masks, boxes)
+
+
+def test_measures_accept_an_anchor_grid():
+    from gmaiou.anchors import atss_anchors
+
+    boxes, masks = random_instances(np.random.default_rng(3), 3, 64, 64)
+    grid = atss_anchors(64)
+    for polygon in ("mask", "box"):
+        expected = gmaiou(boxes, masks, grid.anchors, polygon)
+        torch.testing.assert_close(gmaiou(boxes, masks, grid, polygon), expected)
+    torch.testing.assert_close(maiou(boxes, masks, grid), maiou(boxes, masks, grid.anchors))
+    torch.testing.assert_close(
+        pairwise_overlaps("iou", boxes, grid), pairwise_overlaps("iou", boxes, grid.anchors)
+    )
+    torch.testing.assert_close(mob_ratio(grid, masks), mob_ratio(grid.anchors, masks))
