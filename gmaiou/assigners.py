@@ -23,6 +23,7 @@ from gmaiou.measure import (
     canonical_measure,
     check_mask_input,
     gmaiou_from_counts,
+    grouped_counts_from_masks,
     is_mask_measure,
     pairwise_overlaps,
     polygon_of,
@@ -226,9 +227,13 @@ class ATSSAssigner:
         if not is_mask_measure(self.measure):
             return box_overlaps(self.measure, gt_boxes, anchors).gather(1, cand)
         assert gt_masks is not None
-        integrals = as_integrals(gt_masks, gt_boxes)
         cand_boxes = anchors.index_select(0, cand.reshape(-1)).view(*cand.shape, 4)  # [G, K, 4]
-        inter = integrals.grouped_intersection(cand_boxes)
+        if isinstance(gt_masks, Tensor) and gt_masks.device.type == "cpu":
+            # Raw masks: count each mask and its candidates in one pass, no tables.
+            mask_area, inter = grouped_counts_from_masks(gt_masks, gt_boxes, cand_boxes)
+        else:
+            integrals = as_integrals(gt_masks, gt_boxes)
+            mask_area, inter = integrals.mask_area, integrals.grouped_intersection(cand_boxes)
         polygon = polygon_of(self.measure)
         gt = gt_boxes[:, None, :]
         anchor_area = (cand_boxes[..., 2] - cand_boxes[..., 0]) * (
@@ -242,9 +247,7 @@ class ATSSAssigner:
             )
             wh = wh.clamp(min=0)
             union = gt_area + anchor_area - wh[..., 0] * wh[..., 1]
-        return gmaiou_from_counts(
-            inter, integrals.mask_area[:, None], gt_area, anchor_area, union, polygon
-        )
+        return gmaiou_from_counts(inter, mask_area[:, None], gt_area, anchor_area, union, polygon)
 
     def assign(
         self,

@@ -117,19 +117,16 @@ class MaskIntegrals:
         g, h, w = masks.shape
         self.height, self.width = h, w
         self.device = masks.device
-        self._table: Tensor | None = None
-        self._offset: Tensor | None = None
         self._params: Tensor | None = None
-        self._masks_np: np.ndarray | None = None
         self._numpy_lookups = backend == "numpy"
         if backend == "numpy":
             if masks.device.type != "cpu":
                 raise ValueError("the numpy backend needs masks on the CPU")
-            self._masks_np = masks.numpy()
             hint = None if boxes is None else boxes.detach().cpu().double().numpy()
-            origin, size, area = _crops_numpy(self._masks_np, hint)
-            self._origin, self._size = torch.from_numpy(origin), torch.from_numpy(size)
-            self.mask_area = torch.from_numpy(area)
+            built = _build_tables_numpy(masks.numpy(), hint)
+            self._table, self._origin, self._size, self._offset, self.mask_area = map(
+                torch.from_numpy, built
+            )
         else:
             self._table, self._origin, self._size, self._offset, self.mask_area = (
                 _build_tables_torch(masks)
@@ -139,16 +136,11 @@ class MaskIntegrals:
         return int(self._origin.shape[0])
 
     def build(self) -> MaskIntegrals:
-        """Build the summed-area tables now (they are otherwise built on the first dense query).
+        """Prepare the look-up parameters now (the tables themselves are built on construction).
 
-        On the CPU, ATSS's per-GT candidate queries are answered from the crops
-        without full tables; call this to prepare tables ahead, e.g. in a data-loader worker.
+        Returns ``self``, so that ``MaskIntegrals(masks, boxes).build()`` reads as the
+        preparation it is, e.g. in a data-loader worker.
         """
-        if self._table is None:
-            assert self._masks_np is not None
-            table, offset = _tables_numpy(self._masks_np, self._origin.numpy(), self._size.numpy())
-            self._table, self._offset = torch.from_numpy(table), torch.from_numpy(offset)
-            self._masks_np = None
         if self._params is None:
             params = torch.cat([self._origin, self._size, self._offset[:, None]], dim=1)
             # int32 look-up arithmetic (half the memory traffic) whenever every index fits.
@@ -166,7 +158,6 @@ class MaskIntegrals:
         out._params = self._params.to(device)
         out._numpy_lookups = self._numpy_lookups and out.device.type == "cpu"
         out.mask_area = self.mask_area.to(device)
-        out._masks_np = None
         return out
 
     def _count(self, gt_index: Tensor, bounds: Tensor) -> Tensor:
@@ -239,14 +230,6 @@ class MaskIntegrals:
         if boxes.shape[1] == 0 or g == 0:
             return torch.zeros(g, boxes.shape[1], dtype=torch.long, device=self.device)
         bounds = _rounded_pixel_bounds(boxes.reshape(-1, 4), self.height, self.width).view(g, -1, 4)
-        if self._table is None:
-            # Only K boxes per mask: sample the crop's row-wise prefix sums at the
-            # boxes' columns instead of building whole tables.
-            assert self._masks_np is not None
-            counts = _grouped_counts_numpy(
-                self._masks_np, self._origin.numpy(), self._size.numpy(), bounds.numpy()
-            )
-            return torch.from_numpy(counts)
         k = boxes.shape[1]
         gi = torch.arange(g, device=self.device).repeat_interleave(k)
         return self._count(gi, bounds.view(-1, 4)).view(g, k)
@@ -276,7 +259,7 @@ def _hits_numpy(
     lo = origin.astype(dtype)
     hi = lo + size.astype(dtype)
     empty = area == 0
-    lo[empty], hi[empty] = np.iinfo(dtype).max, -1  # an empty mask meets no box
+    lo[empty], hi[empty] = 2**15 - 1 if dtype is np.int16 else 2**62, -1  # meets no box
     hit = b[0][None] < hi[:, 1:2]
     hit &= b[2][None] > lo[:, 1:2]
     hit &= b[1][None] < hi[:, 0:1]
@@ -300,27 +283,17 @@ def _hint_crops(boxes: np.ndarray, h: int, w: int, margin: int = 1) -> np.ndarra
     return np.concatenate([lo, hi], axis=1)
 
 
-def _crops_numpy(
-    masks: np.ndarray, boxes: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per mask: crop origin ``(r0, c0)``, crop size ``(h, w)`` and pixel count; one counting pass each."""
-    g, h, w = masks.shape
-    crops = _hint_crops(boxes, h, w) if boxes is not None else None
+def _crops_numpy(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per mask: the tight extent's origin ``(r0, c0)`` and size ``(h, w)`` (0 if empty), and its pixel count."""
+    g = masks.shape[0]
     origin = np.zeros((g, 2), dtype=np.int64)
     size = np.zeros((g, 2), dtype=np.int64)
     area = np.zeros(g, dtype=np.int64)
     for i in range(g):
         m = masks[i]
-        total = np.count_nonzero(m)
-        area[i] = total
-        if total == 0:
+        area[i] = np.count_nonzero(m)
+        if area[i] == 0:
             continue
-        if crops is not None:
-            r0, c0, r1, c1 = crops[i]
-            if np.count_nonzero(m[r0:r1, c0:c1]) == total:
-                origin[i] = r0, c0
-                size[i] = r1 - r0, c1 - c0
-                continue
         rows = np.flatnonzero(m.any(axis=1))
         r0, r1 = rows[0], rows[-1] + 1
         cols = np.flatnonzero(m[r0:r1].any(axis=0))
@@ -333,41 +306,88 @@ def _table_dtype(h: int, w: int) -> type:
     return np.int32 if h * w < 2**31 else np.int64
 
 
-def _tables_numpy(
-    masks: np.ndarray, origin: np.ndarray, size: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flat buffer of transposed summed-area tables ``T[x, y]`` of the crops, and their offsets.
+def _fill_table(t: np.ndarray, crop: np.ndarray) -> None:
+    """Write the transposed summed-area table ``t [ww + 1, hh + 1]`` of ``crop [hh, ww]`` (row 0, column 0 stay 0).
 
     Both prefix sums run along the outer axis (``np.add.accumulate`` over rows adds
-    whole rows at a time), the crop's column prefix sums being transposed in between:
-    two to three times faster than a cumulative sum along the contiguous axis.
+    whole rows at a time), the column prefix sums being transposed in between: two
+    to three times faster than a cumulative sum along the contiguous axis.
+    """
+    rows = crop.astype(t.dtype)  # [hh, ww]
+    np.add.accumulate(rows, axis=0, out=rows)  # rows[r, c] = sum_{r' <= r} m[r', c]
+    t[1:, 1:] = rows.T
+    np.add.accumulate(t[1:, 1:], axis=0, out=t[1:, 1:])
+
+
+def _build_tables_numpy(
+    masks: np.ndarray, boxes: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All masks' tables in one flat buffer: ``(table, origin [G, 2], size [G, 2], offset [G], area [G])``.
+
+    With box hints, one pass per mask counts it (``|M|``) and, while it is in the
+    cache, builds the table of its hint crop; the table's last corner then tells
+    whether the crop held every pixel. The masks it did not are rebuilt from their
+    own extents, appended to the buffer.
     """
     g, h, w = masks.shape
     dtype = _table_dtype(h, w)
+    if boxes is None:
+        origin, size, area = _crops_numpy(masks)
+    else:
+        crops = _hint_crops(boxes, h, w)
+        origin, size = crops[:, :2].copy(), crops[:, 2:] - crops[:, :2]
+        area = np.zeros(g, dtype=np.int64)
     numel = (size[:, 0] + 1) * (size[:, 1] + 1)
     offset = np.cumsum(numel) - numel
     table = np.zeros(int(numel.sum()), dtype=dtype)
+    missed = []
     for i in range(g):
+        if boxes is not None:
+            area[i] = np.count_nonzero(masks[i])
         hh, ww = size[i]
+        if area[i] == 0:
+            continue
         if hh == 0 or ww == 0:
+            missed.append(i)
             continue
         r0, c0 = origin[i]
         t = table[offset[i] : offset[i] + numel[i]].reshape(ww + 1, hh + 1)
-        rows = masks[i, r0 : r0 + hh, c0 : c0 + ww].astype(dtype)  # [hh, ww]
-        np.add.accumulate(rows, axis=0, out=rows)  # rows[r, c] = sum_{r' <= r} m[r', c]
-        t[1:, 1:] = rows.T
-        np.add.accumulate(t[1:, 1:], axis=0, out=t[1:, 1:])
-    return table, offset
+        _fill_table(t, masks[i, r0 : r0 + hh, c0 : c0 + ww])
+        if t[ww, hh] != area[i]:
+            t[:] = 0
+            missed.append(i)
+    if missed:  # the masks' own extents, in tables after the others
+        origin[missed], size[missed], _ = _crops_numpy(masks[missed])
+        numel = (size[missed, 0] + 1) * (size[missed, 1] + 1)
+        offset[missed] = table.size + np.cumsum(numel) - numel
+        table = np.concatenate([table, np.zeros(int(numel.sum()), dtype=dtype)])
+        for i in missed:
+            (r0, c0), (hh, ww) = origin[i], size[i]
+            t = table[offset[i] : offset[i] + (hh + 1) * (ww + 1)].reshape(ww + 1, hh + 1)
+            _fill_table(t, masks[i, r0 : r0 + hh, c0 : c0 + ww])
+    return table, origin, size, offset, area
 
 
 def _grouped_counts_numpy(
-    masks: np.ndarray, origin: np.ndarray, size: np.ndarray, bounds: np.ndarray
-) -> np.ndarray:
+    masks: np.ndarray,
+    origin: np.ndarray,
+    size: np.ndarray,
+    bounds: np.ndarray,
+    area: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """``|box ∩ M_g|`` for ``[G, K, 4]`` integer pixel bounds (c1, r1, c2, r2), from the crops directly.
 
     Per mask: column prefix sums over the crop's rows (one pass adding whole rows),
     sampled at the distinct row bounds of its boxes, then prefix sums of those few
     rows over the columns; no whole table is built.
+
+    ``area`` gives each mask's pixel count when the crops are known to hold their
+    masks. Without it, each mask is counted in the same pass (while it is in the
+    cache) and a crop is accepted only if it holds all of its mask's pixels.
+
+    Returns:
+        ``(counts [G, K], area [G], ok [G])``: int64 counts and pixel counts; ``ok`` is
+        False where a crop missed some pixels of its mask (its counts are then not valid).
     """
     g, k, _ = bounds.shape
     h, w = masks.shape[1:]
@@ -381,27 +401,81 @@ def _grouped_counts_numpy(
     stride = h + 1
     keys = ys + (np.arange(g) * stride)[:, None, None]
     uniq, inverse = np.unique(keys, return_inverse=True)
-    inverse = inverse.reshape(g, k, 2)
     starts = np.searchsorted(uniq, np.arange(g + 1) * stride)
-    out = np.zeros((g, k), dtype=np.int64)
+    width = starts[1:] - starts[:-1]  # distinct row bounds per mask
+    # Flat positions in each mask's corner table [ww + 1, width] of the four corners
+    # (x1, y1) (x2, y1) (x1, y2) (x2, y2) of every box.
+    j = inverse.reshape(g, k, 2) - starts[:-1, None, None]
+    flat = xs[:, :, None, :] * width[:, None, None, None] + j[:, :, :, None]  # [G, K, 2(y), 2(x)]
+    flat = flat.reshape(g, k * 4)
+    corners = np.zeros((g, k * 4), dtype=dtype)
+    ok = np.ones(g, dtype=bool)
+    counted = area is None
+    if counted:
+        area = np.zeros(g, dtype=np.int64)
     for i in range(g):
         hh, ww = size[i]
+        if counted:
+            area[i] = total = np.count_nonzero(masks[i])
+        if area[i] == 0:
+            continue
         if hh == 0 or ww == 0:
+            ok[i] = False
             continue
         r0, c0 = origin[i]
-        lo, hi = starts[i], starts[i + 1]
         # colsum[y, c] = sum_{r < y} m[r, c]
         colsum = np.zeros((hh + 1, ww), dtype=dtype)
         colsum[1:] = masks[i, r0 : r0 + hh, c0 : c0 + ww]
         np.add.accumulate(colsum[1:], axis=0, out=colsum[1:])
-        # corner[x, j] = sum_{c < x} colsum[y_j, c] over the distinct row bounds y_j
-        corner = np.zeros((ww + 1, hi - lo), dtype=dtype)
-        corner[1:] = colsum[uniq[lo:hi] - i * stride].T
-        np.add.accumulate(corner[1:], axis=0, out=corner[1:])
-        x1, x2 = xs[i, :, 0], xs[i, :, 1]
-        j1, j2 = inverse[i, :, 0] - lo, inverse[i, :, 1] - lo
-        out[i] = corner[x2, j2] - corner[x1, j2] - corner[x2, j1] + corner[x1, j1]
-    return out
+        if counted and int(colsum[hh].sum()) != total:
+            ok[i] = False
+            continue
+        # table[x, j] = sum_{c < x} colsum[y_j, c] over the distinct row bounds y_j
+        table = np.zeros((ww + 1, width[i]), dtype=dtype)
+        table[1:] = colsum[uniq[starts[i] : starts[i + 1]] - i * stride].T
+        np.add.accumulate(table[1:], axis=0, out=table[1:])
+        table.ravel().take(flat[i], out=corners[i])
+    v = corners.reshape(g, k, 4).astype(np.int64)
+    return v[..., 3] - v[..., 2] - v[..., 1] + v[..., 0], area, ok
+
+
+def grouped_counts_from_masks(
+    masks: Tensor, boxes: Tensor | None, query: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``|M|`` and ``|box ∩ M_g|`` for ``K`` boxes per mask, in one pass over raw CPU masks.
+
+    What ATSS needs from masks it has not seen before (no tables prepared): each mask
+    is read once to count it, and its crop (the box hint, checked to hold every
+    pixel, else the mask's tight extent) once more while still in the cache.
+
+    Args:
+        masks: ``[G, H, W]`` bool masks on the CPU.
+        boxes: ``[G, 4]`` box hints, or ``None``.
+        query: ``[G, K, 4]`` boxes, ``K`` per mask.
+
+    Returns:
+        ``(mask_area [G], counts [G, K])``, int64.
+    """
+    g, h, w = masks.shape
+    k = query.shape[1]
+    if g == 0 or k == 0:
+        integrals = MaskIntegrals(masks, boxes)
+        return integrals.mask_area, torch.zeros(g, k, dtype=torch.long)
+    masks_np = masks.numpy()
+    bounds = _rounded_pixel_bounds(query.reshape(-1, 4), h, w).view(g, k, 4).numpy()
+    if boxes is None:
+        origin, size, area = _crops_numpy(masks_np)
+        counts, _, _ = _grouped_counts_numpy(masks_np, origin, size, bounds, area)
+        return torch.from_numpy(area), torch.from_numpy(counts)
+    crops = _hint_crops(boxes.detach().cpu().double().numpy(), h, w)
+    counts, area, ok = _grouped_counts_numpy(
+        masks_np, crops[:, :2], crops[:, 2:] - crops[:, :2], bounds
+    )
+    bad = np.flatnonzero(~ok)
+    if bad.size:  # crops that miss mask pixels: the masks' own extents
+        origin, size, _ = _crops_numpy(masks_np[bad])
+        counts[bad] = _grouped_counts_numpy(masks_np[bad], origin, size, bounds[bad], area[bad])[0]
+    return torch.from_numpy(area), torch.from_numpy(counts)
 
 
 def _build_tables_torch(masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -552,13 +626,15 @@ def _gmaiou_dense(
 ) -> Tensor:
     # GmaIoU is 0 wherever |A ∩ M| is: evaluate the formula on the pairs that meet a mask only.
     gi, ai, inter = integrals.sparse_intersection(anchors)
-    a, b = anchors.index_select(0, ai), gt_boxes.index_select(0, gi)
+    a = anchors.index_select(0, ai)
+    a_area, b_area = box_area(a), box_area(gt_boxes).index_select(0, gi)
     union = None
     if polygon == "box":
+        b = gt_boxes.index_select(0, gi)
         wh = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0)
-        union = box_area(a) + box_area(b) - wh[:, 0] * wh[:, 1]
+        union = a_area + b_area - wh[:, 0] * wh[:, 1]
     values = gmaiou_from_counts(
-        inter, integrals.mask_area[gi], box_area(b), box_area(a), union, polygon
+        inter, integrals.mask_area.index_select(0, gi), b_area, a_area, union, polygon
     )
     out = anchors.new_zeros(gt_boxes.shape[0], anchors.shape[0])
     out[gi, ai] = values
