@@ -167,15 +167,20 @@ class MaskIntegrals:
         corner ``(x, y)`` of mask ``g`` sits at ``offset[g] + x * (h_g + 1) + y``.
         """
         self.build()
-        # index_select rather than fancy indexing: several times faster.
-        p = self._params.index_select(0, gt_index)  # [P, 5]: r0, c0, h, w, offset
-        bounds = bounds.to(p.dtype)
-        r0, c0, hh, ww, base = p.unbind(1)
-        x = torch.minimum((bounds[:, 0::2] - c0[:, None]).clamp_(min=0), ww[:, None])  # [P, 2]
-        y = torch.minimum((bounds[:, 1::2] - r0[:, None]).clamp_(min=0), hh[:, None])  # [P, 2]
-        cols = torch.addcmul(base[:, None], x, hh[:, None] + 1)
-        corners = (cols[:, :, None] + y[:, None, :]).view(-1)  # (x1,y1) (x1,y2) (x2,y1) (x2,y2)
-        v = self._table.index_select(0, corners).view(-1, 4)
+        # index_select rather than fancy indexing, and one-dimensional operations only
+        # (broadcasting over tiny trailing dimensions is several times slower on the CPU).
+        r0, c0, hh, ww, base = self._params.index_select(0, gt_index).unbind(1)  # [P] each
+        c1, r1, c2, r2 = bounds.to(r0.dtype).unbind(1)
+
+        def local(v: Tensor, origin: Tensor, extent: Tensor) -> Tensor:
+            return torch.minimum((v - origin).clamp_(min=0), extent)
+
+        stride = hh + 1
+        col1 = torch.addcmul(base, local(c1, c0, ww), stride)
+        col2 = torch.addcmul(base, local(c2, c0, ww), stride)
+        y1, y2 = local(r1, r0, hh), local(r2, r0, hh)
+        corners = torch.stack([col1 + y1, col1 + y2, col2 + y1, col2 + y2], dim=1).view(-1)
+        v = self._table.index_select(0, corners).view(-1, 4)  # (x1,y1) (x1,y2) (x2,y1) (x2,y2)
         return (v[:, 3] - v[:, 1] - v[:, 2] + v[:, 0]).long()
 
     def intersection(self, boxes: Tensor) -> Tensor:
@@ -626,13 +631,14 @@ def _gmaiou_dense(
 ) -> Tensor:
     # GmaIoU is 0 wherever |A ∩ M| is: evaluate the formula on the pairs that meet a mask only.
     gi, ai, inter = integrals.sparse_intersection(anchors)
-    a = anchors.index_select(0, ai)
-    a_area, b_area = box_area(a), box_area(gt_boxes).index_select(0, gi)
+    ax1, ay1, ax2, ay2 = anchors.index_select(0, ai).unbind(1)  # [P] each: 1-D ops are faster
+    a_area, b_area = (ax2 - ax1) * (ay2 - ay1), box_area(gt_boxes).index_select(0, gi)
     union = None
     if polygon == "box":
-        b = gt_boxes.index_select(0, gi)
-        wh = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0)
-        union = a_area + b_area - wh[:, 0] * wh[:, 1]
+        bx1, by1, bx2, by2 = gt_boxes.index_select(0, gi).unbind(1)
+        iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp_(min=0)
+        ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp_(min=0)
+        union = a_area + b_area - iw * ih
     values = gmaiou_from_counts(
         inter, integrals.mask_area.index_select(0, gi), b_area, a_area, union, polygon
     )
