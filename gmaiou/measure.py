@@ -312,7 +312,7 @@ def _table_dtype(h: int, w: int) -> type:
 
 
 def _fill_table(t: np.ndarray, crop: np.ndarray) -> None:
-    """Write the transposed summed-area table ``t [ww + 1, hh + 1]`` of ``crop [hh, ww]`` (row 0, column 0 stay 0).
+    """Write the transposed summed-area table ``t [ww + 1, hh + 1]`` of ``crop [hh, ww]`` (row 0, column 0: 0).
 
     Both prefix sums run along the outer axis (``np.add.accumulate`` over rows adds
     whole rows at a time), the column prefix sums being transposed in between: two
@@ -320,6 +320,8 @@ def _fill_table(t: np.ndarray, crop: np.ndarray) -> None:
     """
     rows = crop.astype(t.dtype)  # [hh, ww]
     np.add.accumulate(rows, axis=0, out=rows)  # rows[r, c] = sum_{r' <= r} m[r', c]
+    t[0] = 0
+    t[1:, 0] = 0
     t[1:, 1:] = rows.T
     np.add.accumulate(t[1:, 1:], axis=0, out=t[1:, 1:])
 
@@ -344,22 +346,21 @@ def _build_tables_numpy(
         area = np.zeros(g, dtype=np.int64)
     numel = (size[:, 0] + 1) * (size[:, 1] + 1)
     offset = np.cumsum(numel) - numel
-    table = np.zeros(int(numel.sum()), dtype=dtype)
+    # np.empty: every table is written below (zeroed pages would cost a fault each).
+    table = np.empty(int(numel.sum()), dtype=dtype)
     missed = []
     for i in range(g):
         if boxes is not None:
             area[i] = np.count_nonzero(masks[i])
         hh, ww = size[i]
-        if area[i] == 0:
-            continue
-        if hh == 0 or ww == 0:
-            missed.append(i)
-            continue
-        r0, c0 = origin[i]
         t = table[offset[i] : offset[i] + numel[i]].reshape(ww + 1, hh + 1)
-        _fill_table(t, masks[i, r0 : r0 + hh, c0 : c0 + ww])
-        if t[ww, hh] != area[i]:
-            t[:] = 0
+        if area[i] > 0 and hh > 0 and ww > 0:
+            r0, c0 = origin[i]
+            _fill_table(t, masks[i, r0 : r0 + hh, c0 : c0 + ww])
+            if t[ww, hh] == area[i]:
+                continue
+        t[:] = 0
+        if area[i] > 0:
             missed.append(i)
     if missed:  # the masks' own extents, in tables after the others
         origin[missed], size[missed], _ = _crops_numpy(masks[missed])
@@ -428,15 +429,17 @@ def _grouped_counts_numpy(
             ok[i] = False
             continue
         r0, c0 = origin[i]
-        # colsum[y, c] = sum_{r < y} m[r, c]
-        colsum = np.zeros((hh + 1, ww), dtype=dtype)
+        # colsum[y, c] = sum_{r < y} m[r, c]  (np.empty: zeroed pages would cost a fault each)
+        colsum = np.empty((hh + 1, ww), dtype=dtype)
+        colsum[0] = 0
         colsum[1:] = masks[i, r0 : r0 + hh, c0 : c0 + ww]
         np.add.accumulate(colsum[1:], axis=0, out=colsum[1:])
         if counted and int(colsum[hh].sum()) != total:
             ok[i] = False
             continue
         # table[x, j] = sum_{c < x} colsum[y_j, c] over the distinct row bounds y_j
-        table = np.zeros((ww + 1, width[i]), dtype=dtype)
+        table = np.empty((ww + 1, width[i]), dtype=dtype)
+        table[0] = 0
         table[1:] = colsum[uniq[starts[i] : starts[i + 1]] - i * stride].T
         np.add.accumulate(table[1:], axis=0, out=table[1:])
         table.ravel().take(flat[i], out=corners[i])
