@@ -11,7 +11,7 @@ and on synthetic irregular masks, one run times, image by image and interleaved:
   GIoU, DIoU, maIoU (P = B) and GmaIoU (P = M), the mask-aware ones from raw
   masks and with tables prepared ahead (as the training data loader does).
 
-Times are the best of ``repeats`` passes over the images, in ms per image. The record
+Times are in ms per image, each image's best of ``repeats`` passes over the images. The record
 gives the torch thread count and the CPU cores the process may run on (pin it, e.g.
 ``taskset -c 1`` with ``OMP_NUM_THREADS=1``, for stable numbers), and
 :meth:`AssignBenchmark.ratios` the three ratios the issue sets goals for (:data:`GOALS`).
@@ -146,17 +146,25 @@ class AssignBenchmark:
 def _time_methods(
     methods: dict[str, Callable[[Tensor, Tensor], object]], images: Instances, repeats: int
 ) -> dict[str, float]:
-    """Best-of-``repeats`` total time per method over all images, in ms per image; interleaved."""
-    best = {name: float("inf") for name in methods}
+    """ms per image of each method: per image, the best of ``repeats`` passes; interleaved.
+
+    Every pass runs each method over all the images in turn (so a method meets the
+    images' masks as they come, not still in the cache from another method), and each
+    image's time is its best over the passes: a burst of load from another process
+    spoils one image of one pass, not a method's whole pass.
+    """
+    best = {name: [float("inf")] * len(images) for name in methods}
     for fn in methods.values():  # warm-up (allocator, lazy imports)
         fn(*images[0])
+    clock = time.perf_counter
     for _ in range(repeats):
         for name, fn in methods.items():
-            start = time.perf_counter()
-            for boxes, masks in images:
+            times = best[name]
+            for i, (boxes, masks) in enumerate(images):
+                start = clock()
                 fn(boxes, masks)
-            best[name] = min(best[name], (time.perf_counter() - start) * 1e3 / len(images))
-    return best
+                times[i] = min(times[i], clock() - start)
+    return {name: sum(times) * 1e3 / len(images) for name, times in best.items()}
 
 
 def _bench_one(
@@ -302,7 +310,7 @@ def describe(result: AssignBenchmark) -> str:
     pinned = "" if cores is None else f", on core(s) {','.join(map(str, cores))}"
     return (
         f"{result.device}, torch {result.torch_version}, {result.threads} torch thread(s){pinned}; "
-        f"best of {result.repeats} passes, ms per image"
+        f"ms per image, each image's best of {result.repeats} passes"
     )
 
 
