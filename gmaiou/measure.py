@@ -72,10 +72,10 @@ def box_union(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
 def _rounded_pixel_bounds(boxes: Tensor, height: int, width: int) -> Tensor:
     """Integer pixel bounds ``[N, 4]`` (c1, r1, c2, r2) of boxes under the spec's rounding and clamping."""
-    r = boxes.round()
-    r[:, 0::2] = r[:, 0::2].clamp(0, width)
-    r[:, 1::2] = r[:, 1::2].clamp(0, height)
-    return r.long()
+    r = boxes.round().clamp_(min=0)
+    if height == width:  # one clamp over the whole contiguous tensor
+        return r.clamp_(max=width).long()
+    return torch.minimum(r, r.new_tensor([width, height, width, height]), out=r).long()
 
 
 class MaskIntegrals:
