@@ -17,13 +17,10 @@ from gmaiou._validation import check_boxes, check_same_device
 from gmaiou.anchors import AnchorGrid
 from gmaiou.measure import (
     MaskIntegrals,
-    as_integrals,
-    box_area,
     box_overlaps,
     canonical_measure,
     check_mask_input,
-    gmaiou_from_counts,
-    grouped_counts_from_masks,
+    grouped_gmaiou,
     is_mask_measure,
     pairwise_overlaps,
     polygon_of,
@@ -228,26 +225,7 @@ class ATSSAssigner:
             return box_overlaps(self.measure, gt_boxes, anchors).gather(1, cand)
         assert gt_masks is not None
         cand_boxes = anchors.index_select(0, cand.reshape(-1)).view(*cand.shape, 4)  # [G, K, 4]
-        if isinstance(gt_masks, Tensor) and gt_masks.device.type == "cpu":
-            # Raw masks: count each mask and its candidates in one pass, no tables.
-            mask_area, inter = grouped_counts_from_masks(gt_masks, gt_boxes, cand_boxes)
-        else:
-            integrals = as_integrals(gt_masks, gt_boxes)
-            mask_area, inter = integrals.mask_area, integrals.grouped_intersection(cand_boxes)
-        polygon = polygon_of(self.measure)
-        gt = gt_boxes[:, None, :]
-        anchor_area = (cand_boxes[..., 2] - cand_boxes[..., 0]) * (
-            cand_boxes[..., 3] - cand_boxes[..., 1]
-        )
-        gt_area = box_area(gt_boxes)[:, None]
-        union = None
-        if polygon == "box":
-            wh = torch.minimum(gt[..., 2:], cand_boxes[..., 2:]) - torch.maximum(
-                gt[..., :2], cand_boxes[..., :2]
-            )
-            wh = wh.clamp(min=0)
-            union = gt_area + anchor_area - wh[..., 0] * wh[..., 1]
-        return gmaiou_from_counts(inter, mask_area[:, None], gt_area, anchor_area, union, polygon)
+        return grouped_gmaiou(gt_boxes, gt_masks, cand_boxes, polygon_of(self.measure))
 
     def assign(
         self,

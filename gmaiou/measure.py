@@ -464,26 +464,99 @@ def grouped_counts_from_masks(
     Returns:
         ``(mask_area [G], counts [G, K])``, int64.
     """
+    hint = None if boxes is None else boxes.detach().cpu().double().numpy()
+    area, counts = _grouped_counts_from_masks_numpy(masks.numpy(), hint, query.detach().numpy())
+    return torch.from_numpy(area), torch.from_numpy(counts)
+
+
+def _grouped_counts_from_masks_numpy(
+    masks: np.ndarray, hint: np.ndarray | None, query: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     g, h, w = masks.shape
     k = query.shape[1]
-    if g == 0 or k == 0:
-        integrals = MaskIntegrals(masks, boxes)
-        return integrals.mask_area, torch.zeros(g, k, dtype=torch.long)
-    masks_np = masks.numpy()
-    bounds = _rounded_pixel_bounds(query.reshape(-1, 4), h, w).view(g, k, 4).numpy()
-    if boxes is None:
-        origin, size, area = _crops_numpy(masks_np)
-        counts, _, _ = _grouped_counts_numpy(masks_np, origin, size, bounds, area)
-        return torch.from_numpy(area), torch.from_numpy(counts)
-    crops = _hint_crops(boxes.detach().cpu().double().numpy(), h, w)
+    bounds = np.round(query).astype(np.int64)  # half to even, as torch.round
+    np.clip(bounds[..., 0::2], 0, w, out=bounds[..., 0::2])
+    np.clip(bounds[..., 1::2], 0, h, out=bounds[..., 1::2])
+    if hint is None or k == 0:
+        origin, size, area = _crops_numpy(masks)
+        if k == 0:
+            return area, np.zeros((g, 0), dtype=np.int64)
+        return area, _grouped_counts_numpy(masks, origin, size, bounds, area)[0]
+    crops = _hint_crops(hint, h, w)
     counts, area, ok = _grouped_counts_numpy(
-        masks_np, crops[:, :2], crops[:, 2:] - crops[:, :2], bounds
+        masks, crops[:, :2], crops[:, 2:] - crops[:, :2], bounds
     )
     bad = np.flatnonzero(~ok)
     if bad.size:  # crops that miss mask pixels: the masks' own extents
-        origin, size, _ = _crops_numpy(masks_np[bad])
-        counts[bad] = _grouped_counts_numpy(masks_np[bad], origin, size, bounds[bad], area[bad])[0]
-    return torch.from_numpy(area), torch.from_numpy(counts)
+        origin, size, _ = _crops_numpy(masks[bad])
+        counts[bad] = _grouped_counts_numpy(masks[bad], origin, size, bounds[bad], area[bad])[0]
+    return area, counts
+
+
+def grouped_gmaiou(
+    gt_boxes: Tensor,
+    gt_masks: Tensor | MaskIntegrals,
+    boxes: Tensor,
+    polygon: Polygon = "mask",
+) -> Tensor:
+    """GmaIoU of each ground truth with ``K`` boxes of its own (e.g. its ATSS candidates).
+
+    Args:
+        gt_boxes: ``[G, 4]``.
+        gt_masks: ``[G, H, W]`` binary masks or their :class:`MaskIntegrals`.
+        boxes: ``[G, K, 4]``: row ``g`` holds the boxes to compare with GT ``g``.
+        polygon: ``"mask"`` or ``"box"``, as in :func:`gmaiou`.
+
+    Returns:
+        ``[G, K]``, equal to ``gmaiou(gt_boxes, gt_masks, boxes[g])[g]`` row by row. Raw
+        masks on the CPU take a NumPy path that builds no tables (one pass per mask).
+    """
+    gt_boxes = check_boxes(gt_boxes, "gt_boxes")
+    g = gt_boxes.shape[0]
+    if boxes.dim() != 3 or boxes.shape[0] != g or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must have shape [{g}, K, 4], got {list(boxes.shape)}")
+    if polygon not in ("mask", "box"):
+        raise ValueError(f"polygon must be 'mask' or 'box', got {polygon!r}")
+    gt_masks = check_mask_input(gt_masks, g)
+    if isinstance(gt_masks, Tensor) and gt_masks.device.type == "cpu":
+        return torch.from_numpy(_grouped_gmaiou_numpy(gt_boxes, gt_masks, boxes, polygon))
+    integrals = as_integrals(gt_masks, gt_boxes)
+    inter = integrals.grouped_intersection(boxes)
+    anchor_area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    gt_area = box_area(gt_boxes)[:, None]
+    union = None
+    if polygon == "box":
+        gt = gt_boxes[:, None, :]
+        iw = torch.minimum(gt[..., 2], boxes[..., 2]) - torch.maximum(gt[..., 0], boxes[..., 0])
+        ih = torch.minimum(gt[..., 3], boxes[..., 3]) - torch.maximum(gt[..., 1], boxes[..., 1])
+        union = gt_area + anchor_area - iw.clamp(min=0) * ih.clamp(min=0)
+    return gmaiou_from_counts(
+        inter, integrals.mask_area[:, None], gt_area, anchor_area, union, polygon
+    )
+
+
+def _grouped_gmaiou_numpy(
+    gt_boxes: Tensor, masks: Tensor, boxes: Tensor, polygon: str
+) -> np.ndarray:
+    """:func:`grouped_gmaiou` on raw CPU masks, in NumPy (a few microseconds per operation, not ten)."""
+    b = boxes.detach().numpy()
+    gt = gt_boxes.detach().numpy().astype(b.dtype, copy=False)
+    area, counts = _grouped_counts_from_masks_numpy(
+        masks.numpy(), gt_boxes.detach().double().numpy(), b
+    )
+    inter = counts.astype(b.dtype)
+    m = area.astype(b.dtype)[:, None]
+    a_area = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    if polygon == "mask":
+        num, den = inter, a_area + m - inter
+    else:
+        gt_area = ((gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1]))[:, None]
+        iw = np.minimum(gt[:, None, 2], b[..., 2]) - np.maximum(gt[:, None, 0], b[..., 0])
+        ih = np.minimum(gt[:, None, 3], b[..., 3]) - np.maximum(gt[:, None, 1], b[..., 1])
+        union = gt_area + a_area - np.maximum(iw, 0) * np.maximum(ih, 0)
+        num, den = inter * gt_area, m * union
+    valid = (m > 0) & (den > 0)  # |M| = 0 forces |A ∩ M| = 0: the value is 0, never 0/0
+    return np.where(valid, num / np.where(valid, den, 1), 0).astype(b.dtype, copy=False)
 
 
 def _build_tables_torch(masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:

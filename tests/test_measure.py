@@ -168,6 +168,25 @@ def test_grouped_counts_from_raw_masks(rng, hint):
     assert empty.shape == (9, 0) and empty_area.tolist() == area.tolist()
 
 
+@pytest.mark.parametrize("polygon", ["mask", "box"])
+def test_grouped_gmaiou_equals_gmaiou_row_by_row(rng, polygon):
+    from gmaiou.measure import grouped_gmaiou
+
+    h, w = 70, 64
+    boxes, masks = random_instances(rng, 8, h, w)
+    masks[2] = False  # an empty mask
+    anchors = random_anchors(rng, 200, h, w)
+    idx = torch.from_numpy(rng.integers(0, 200, (8, 20)))
+    dense = gmaiou(boxes, masks, anchors, polygon)
+    for mask_input in (masks, MaskIntegrals(masks, boxes), masks.to(torch.uint8)):
+        got = grouped_gmaiou(boxes, mask_input, anchors[idx], polygon)
+        assert got.dtype == anchors.dtype
+        torch.testing.assert_close(got, dense.gather(1, idx), atol=1e-6, rtol=0)
+    assert grouped_gmaiou(boxes, masks, anchors[idx][:, :0], polygon).shape == (8, 0)
+    with pytest.raises(ValueError, match=r"shape \[8, K, 4\]"):
+        grouped_gmaiou(boxes, masks, anchors[:5], polygon)
+
+
 def test_tables_are_cropped_to_the_masks(rng):
     h, w = 200, 300
     boxes, masks = random_instances(rng, 10, h, w)
