@@ -17,10 +17,10 @@ from gmaiou._validation import check_boxes, check_same_device
 from gmaiou.anchors import AnchorGrid
 from gmaiou.measure import (
     MaskIntegrals,
+    _grouped_gmaiou,
     box_overlaps,
     canonical_measure,
     check_mask_input,
-    grouped_gmaiou,
     is_mask_measure,
     pairwise_overlaps,
     polygon_of,
@@ -225,7 +225,8 @@ class ATSSAssigner:
             return box_overlaps(self.measure, gt_boxes, anchors).gather(1, cand)
         assert gt_masks is not None
         cand_boxes = anchors.index_select(0, cand.reshape(-1)).view(*cand.shape, 4)  # [G, K, 4]
-        return grouped_gmaiou(gt_boxes, gt_masks, cand_boxes, polygon_of(self.measure))
+        # Inputs were checked once in assign(): the unchecked entry point.
+        return _grouped_gmaiou(gt_boxes, gt_masks, cand_boxes, polygon_of(self.measure))
 
     def assign(
         self,

@@ -517,7 +517,13 @@ def grouped_gmaiou(
         raise ValueError(f"boxes must have shape [{g}, K, 4], got {list(boxes.shape)}")
     if polygon not in ("mask", "box"):
         raise ValueError(f"polygon must be 'mask' or 'box', got {polygon!r}")
-    gt_masks = check_mask_input(gt_masks, g)
+    return _grouped_gmaiou(gt_boxes, check_mask_input(gt_masks, g), boxes, polygon)
+
+
+def _grouped_gmaiou(
+    gt_boxes: Tensor, gt_masks: Tensor | MaskIntegrals, boxes: Tensor, polygon: Polygon
+) -> Tensor:
+    """:func:`grouped_gmaiou` on validated inputs (the assigners check theirs once)."""
     if isinstance(gt_masks, Tensor) and gt_masks.device.type == "cpu":
         return torch.from_numpy(_grouped_gmaiou_numpy(gt_boxes, gt_masks, boxes, polygon))
     integrals = as_integrals(gt_masks, gt_boxes)
