@@ -23,6 +23,10 @@ def test_full_image_baseline_equals_alg1_when_masks_lie_in_their_boxes(rng):
         )
 
 
+def _ms(result, method: str) -> float:
+    return next(r["ms_per_image"] for r in result.rows if r["method"] == method)
+
+
 def test_benchmark_rows_and_ratios():
     result = run_assign_benchmark(
         sizes=(96,),
@@ -50,6 +54,10 @@ def test_benchmark_rows_and_ratios():
         assert row[name] == pytest.approx(result.ratio("synthetic", 96, num, den))
         assert row[f"{name} met"] == (row[name] <= goal if sense == "<=" else row[name] >= goal)
     assert set(GOALS) == {"ATSS GmaIoU / ATSS IoU", "full-image / Alg. 1", "Alg. 1 / box IoU"}
+    floor = row["(ATSS IoU + reading the masks) / ATSS IoU"]
+    read = [r for r in result.rows if r["method"].startswith("reading every mask once")]
+    assert len(read) == 1
+    assert floor == pytest.approx(1 + read[0]["ms_per_image"] / _ms(result, "ATSS IoU"))
     assert result.threads >= 1 and result.cpu_affinity
 
 
