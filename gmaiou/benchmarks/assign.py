@@ -51,7 +51,7 @@ _ATSS_GMA, _ATSS_IOU = "ATSS GmaIoU (P=M)", "ATSS IoU"
 _ALG1, _FULL = "GmaIoU matrix, Alg. 1 (ours)", "GmaIoU matrix, full-image tables (public maIoU)"
 _BOX, _BRUTE = "box IoU matrix", "GmaIoU matrix, brute force"
 
-_READ = "reading every mask once (|M|: the least any exact path from raw masks does)"
+_READ = "reading every mask once (counting its pixels: the least an exact raw-mask path does)"
 
 
 def _read_masks(masks: Tensor) -> object:
