@@ -14,14 +14,13 @@ import torch
 from torch import Tensor
 
 from gmaiou._validation import check_boxes, check_same_device
+from gmaiou.anchors import AnchorGrid
 from gmaiou.measure import (
     MaskIntegrals,
-    as_integrals,
-    box_area,
+    _grouped_gmaiou,
     box_overlaps,
     canonical_measure,
     check_mask_input,
-    gmaiou_from_counts,
     is_mask_measure,
     pairwise_overlaps,
     polygon_of,
@@ -61,12 +60,25 @@ class AssignResult:
 
 
 def _check_assign_inputs(
-    anchors: Tensor,
-    num_level_anchors: Sequence[int],
-    gt_boxes: Tensor,
+    anchors: Tensor | AnchorGrid,
+    num_level_anchors: Sequence[int] | None,
+    gt_boxes: Tensor | None,
     gt_masks: Tensor | MaskIntegrals | None,
     measure: str,
-) -> tuple[Tensor, Tensor, Tensor | MaskIntegrals | None]:
+) -> tuple[Tensor, Sequence[int], Tensor, Tensor | MaskIntegrals | None]:
+    if isinstance(anchors, AnchorGrid):
+        if num_level_anchors is not None and tuple(num_level_anchors) != anchors.num_level_anchors:
+            raise ValueError(
+                f"num_level_anchors {list(num_level_anchors)} differs from the AnchorGrid's "
+                f"{list(anchors.num_level_anchors)}; leave it out when passing an AnchorGrid"
+            )
+        anchors, num_level_anchors = anchors.anchors, anchors.num_level_anchors
+    elif num_level_anchors is None:
+        raise ValueError(
+            "num_level_anchors is required with an anchors tensor (or pass an AnchorGrid)"
+        )
+    if gt_boxes is None:
+        raise ValueError("gt_boxes [G, 4] is required")
     anchors = check_boxes(anchors, "anchors")
     gt_boxes = check_boxes(gt_boxes, "gt_boxes")
     if sum(num_level_anchors) != anchors.shape[0] or any(n < 0 for n in num_level_anchors):
@@ -85,7 +97,7 @@ def _check_assign_inputs(
                 f"gt_masks is on {gt_masks.device} but anchors are on {anchors.device}; move them to one device"
             )
     check_same_device(anchors=anchors, gt_boxes=gt_boxes)
-    return anchors, gt_boxes, gt_masks
+    return anchors, num_level_anchors, gt_boxes, gt_masks
 
 
 def _all_negative(anchors: Tensor) -> AssignResult:
@@ -125,13 +137,17 @@ class MaxIoUAssigner:
 
     def assign(
         self,
-        anchors: Tensor,
-        num_level_anchors: Sequence[int],
-        gt_boxes: Tensor,
+        anchors: Tensor | AnchorGrid,
+        num_level_anchors: Sequence[int] | None = None,
+        gt_boxes: Tensor | None = None,
         gt_masks: Tensor | MaskIntegrals | None = None,
     ) -> AssignResult:
-        """Label ``[A, 4]`` anchors against ``[G, 4]`` GT boxes (and ``[G, H, W]`` masks if mask-aware)."""
-        anchors, gt_boxes, gt_masks = _check_assign_inputs(
+        """Label ``[A, 4]`` anchors against ``[G, 4]`` GT boxes (and ``[G, H, W]`` masks if mask-aware).
+
+        ``anchors`` may be an :class:`~gmaiou.anchors.AnchorGrid`, whose level counts
+        then stand for ``num_level_anchors``: ``assign(grid, gt_boxes=b, gt_masks=m)``.
+        """
+        anchors, num_level_anchors, gt_boxes, gt_masks = _check_assign_inputs(
             anchors, num_level_anchors, gt_boxes, gt_masks, self.measure
         )
         num_gt, num_anchors = gt_boxes.shape[0], anchors.shape[0]
@@ -208,38 +224,24 @@ class ATSSAssigner:
         if not is_mask_measure(self.measure):
             return box_overlaps(self.measure, gt_boxes, anchors).gather(1, cand)
         assert gt_masks is not None
-        integrals = as_integrals(gt_masks, gt_boxes)
         cand_boxes = anchors.index_select(0, cand.reshape(-1)).view(*cand.shape, 4)  # [G, K, 4]
-        inter = integrals.grouped_intersection(cand_boxes)
-        polygon = polygon_of(self.measure)
-        gt = gt_boxes[:, None, :]
-        anchor_area = (cand_boxes[..., 2] - cand_boxes[..., 0]) * (
-            cand_boxes[..., 3] - cand_boxes[..., 1]
-        )
-        gt_area = box_area(gt_boxes)[:, None]
-        union = None
-        if polygon == "box":
-            wh = torch.minimum(gt[..., 2:], cand_boxes[..., 2:]) - torch.maximum(
-                gt[..., :2], cand_boxes[..., :2]
-            )
-            wh = wh.clamp(min=0)
-            union = gt_area + anchor_area - wh[..., 0] * wh[..., 1]
-        return gmaiou_from_counts(
-            inter, integrals.mask_area[:, None], gt_area, anchor_area, union, polygon
-        )
+        # Inputs were checked once in assign(): the unchecked entry point.
+        return _grouped_gmaiou(gt_boxes, gt_masks, cand_boxes, polygon_of(self.measure))
 
     def assign(
         self,
-        anchors: Tensor,
-        num_level_anchors: Sequence[int],
-        gt_boxes: Tensor,
+        anchors: Tensor | AnchorGrid,
+        num_level_anchors: Sequence[int] | None = None,
+        gt_boxes: Tensor | None = None,
         gt_masks: Tensor | MaskIntegrals | None = None,
     ) -> AssignResult:
         """Label ``[A, 4]`` anchors against ``[G, 4]`` GT boxes (and ``[G, H, W]`` masks if mask-aware).
 
-        ``num_level_anchors`` gives how many of the anchors, in order, belong to each level.
+        ``num_level_anchors`` gives how many of the anchors, in order, belong to each level;
+        with an :class:`~gmaiou.anchors.AnchorGrid` for ``anchors`` it may be left out:
+        ``assign(grid, gt_boxes=b, gt_masks=m)``.
         """
-        anchors, gt_boxes, gt_masks = _check_assign_inputs(
+        anchors, num_level_anchors, gt_boxes, gt_masks = _check_assign_inputs(
             anchors, num_level_anchors, gt_boxes, gt_masks, self.measure
         )
         num_gt, num_anchors = gt_boxes.shape[0], anchors.shape[0]

@@ -244,3 +244,22 @@ def test_atss_cuda_matches_cpu(rng, measure):
         grid.anchors.cuda(), grid.num_level_anchors, boxes.cuda(), masks.cuda()
     )
     assert torch.equal(cpu.gt_inds, gpu.gt_inds.cpu())
+
+
+@pytest.mark.parametrize("assigner", [MaxIoUAssigner(), ATSSAssigner(measure="gmaiou-mask")])
+def test_assigners_accept_an_anchor_grid(assigner):
+    boxes, masks = random_instances(np.random.default_rng(5), 4, 96, 96)
+    grid = yolact_anchors(96) if isinstance(assigner, MaxIoUAssigner) else atss_anchors(96)
+    expected = assigner.assign(grid.anchors, grid.num_level_anchors, boxes, masks)
+    for got in (
+        assigner.assign(grid, gt_boxes=boxes, gt_masks=masks),
+        assigner.assign(grid, grid.num_level_anchors, boxes, masks),
+    ):
+        assert torch.equal(got.gt_inds, expected.gt_inds)
+        assert torch.equal(got.max_overlaps, expected.max_overlaps)
+    with pytest.raises(ValueError, match="differs from the AnchorGrid"):
+        assigner.assign(grid, [len(grid)], boxes, masks)
+    with pytest.raises(ValueError, match="num_level_anchors is required"):
+        assigner.assign(grid.anchors, gt_boxes=boxes, gt_masks=masks)
+    with pytest.raises(ValueError, match="gt_boxes"):
+        assigner.assign(grid)

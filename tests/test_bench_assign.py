@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from conftest import random_anchors, random_instances
 
 from gmaiou import gmaiou
-from gmaiou.benchmarks.assign import gmaiou_full_image, run_assign_benchmark
+from gmaiou.benchmarks.assign import GOALS, gmaiou_full_image, run_assign_benchmark
 from gmaiou.cli import main
 
 
@@ -20,6 +21,10 @@ def test_full_image_baseline_equals_alg1_when_masks_lie_in_their_boxes(rng):
             gmaiou_full_image(boxes, masks, anchors, polygon),
             gmaiou(boxes, masks, anchors, polygon),
         )
+
+
+def _ms(result, method: str) -> float:
+    return next(r["ms_per_image"] for r in result.rows if r["method"] == method)
 
 
 def test_benchmark_rows_and_ratios():
@@ -43,6 +48,17 @@ def test_benchmark_rows_and_ratios():
         result.ratio("synthetic", 96, "GmaIoU matrix, brute force", "GmaIoU matrix, Alg. 1 (ours)")
         > 1
     )
+    (row,) = result.ratios()
+    assert (row["dataset"], row["size"]) == ("synthetic", 96)
+    for name, (num, den, sense, goal) in GOALS.items():
+        assert row[name] == pytest.approx(result.ratio("synthetic", 96, num, den))
+        assert row[f"{name} met"] == (row[name] <= goal if sense == "<=" else row[name] >= goal)
+    assert set(GOALS) == {"ATSS GmaIoU / ATSS IoU", "full-image / Alg. 1", "Alg. 1 / box IoU"}
+    floor = row["(ATSS IoU + reading the masks) / ATSS IoU"]
+    read = [r for r in result.rows if r["method"].startswith("reading every mask once")]
+    assert len(read) == 1
+    assert floor == pytest.approx(1 + read[0]["ms_per_image"] / _ms(result, "ATSS IoU"))
+    assert result.threads >= 1 and result.cpu_affinity
 
 
 def test_bench_assign_command(tmp_path, capsys):
@@ -61,9 +77,14 @@ def test_bench_assign_command(tmp_path, capsys):
             "synthetic",
             "--out",
             str(out),
+            "--markdown",
+            str(tmp_path / "assign.md"),
         ]
     )
     assert code == 0
     data = json.loads(out.read_text())
-    assert data["rows"] and data["device"]
-    assert "ATSS GmaIoU / ATSS IoU" in capsys.readouterr().out
+    assert data["rows"] and data["device"] and data["ratios"][0]["size"] == 96
+    printed = capsys.readouterr().out
+    assert "ATSS GmaIoU / ATSS IoU" in printed and "torch thread" in printed
+    markdown = (tmp_path / "assign.md").read_text()
+    assert "| synthetic | 96 |" in markdown and "Alg. 1 / box IoU (goal <= 2)" in markdown

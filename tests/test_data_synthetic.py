@@ -107,7 +107,7 @@ def test_default_dataset_has_low_mob_share_and_all_sizes():
     ratios, areas, labels = [], [], []
     for index in range(len(ds)):
         t = ds.get_targets(index)
-        ratios.append(mob_ratio(t["masks"], t["boxes"]).diagonal())
+        ratios.append(mob_ratio(t["boxes"], t["masks"]).diagonal())
         areas.append(t["masks"].flatten(1).sum(dim=1))
         labels.append(t["labels"])
     ratios, areas, labels = torch.cat(ratios), torch.cat(areas), torch.cat(labels)

@@ -66,7 +66,7 @@ def test_rounding_is_half_to_even(l_mask):
 def test_mob_ratio_hand(l_mask):
     boxes, masks = l_mask
     boxes2 = torch.cat([boxes, torch.tensor([[2.0, 7.0, 7.0, 8.0], [0.0, 0.0, 0.0, 5.0]])])
-    mob = mob_ratio(masks, boxes2)
+    mob = mob_ratio(boxes2, masks)
     assert mob.shape == (1, 3)
     assert mob[0].tolist() == pytest.approx([10 / 30, 5 / 5, 0.0])
 
@@ -144,6 +144,49 @@ def test_grouped_and_paired_counts_match_dense(rng, backend):
     torch.testing.assert_close(paired.view(7, 30), dense.gather(1, idx))
 
 
+@pytest.mark.parametrize("hint", ["tight", "none", "wrong", "zero-area"])
+def test_grouped_counts_from_raw_masks(rng, hint):
+    """ATSS's one-pass path (no tables) agrees with the dense counts, whatever the hint."""
+    from gmaiou.measure import grouped_counts_from_masks
+
+    h, w = 60, 75
+    boxes, masks = random_instances(rng, 9, h, w)
+    masks[3] = False  # an empty mask
+    anchors = random_anchors(rng, 300, h, w)
+    idx = torch.from_numpy(rng.integers(0, 300, (9, 25)))
+    hints = {
+        "tight": boxes,
+        "none": None,
+        "wrong": boxes.flip(0),
+        "zero-area": torch.cat([boxes[:, :2], boxes[:, :2]], dim=1),
+    }[hint]
+    area, counts = grouped_counts_from_masks(masks, hints, anchors[idx])
+    dense = MaskIntegrals(masks).intersection(anchors)
+    assert area.tolist() == masks.sum(dim=(1, 2)).tolist()
+    torch.testing.assert_close(counts, dense.gather(1, idx))
+    empty_area, empty = grouped_counts_from_masks(masks, hints, anchors[idx][:, :0])
+    assert empty.shape == (9, 0) and empty_area.tolist() == area.tolist()
+
+
+@pytest.mark.parametrize("polygon", ["mask", "box"])
+def test_grouped_gmaiou_equals_gmaiou_row_by_row(rng, polygon):
+    from gmaiou.measure import grouped_gmaiou
+
+    h, w = 70, 64
+    boxes, masks = random_instances(rng, 8, h, w)
+    masks[2] = False  # an empty mask
+    anchors = random_anchors(rng, 200, h, w)
+    idx = torch.from_numpy(rng.integers(0, 200, (8, 20)))
+    dense = gmaiou(boxes, masks, anchors, polygon)
+    for mask_input in (masks, MaskIntegrals(masks, boxes), masks.to(torch.uint8)):
+        got = grouped_gmaiou(boxes, mask_input, anchors[idx], polygon)
+        assert got.dtype == anchors.dtype
+        torch.testing.assert_close(got, dense.gather(1, idx), atol=1e-6, rtol=0)
+    assert grouped_gmaiou(boxes, masks, anchors[idx][:, :0], polygon).shape == (8, 0)
+    with pytest.raises(ValueError, match=r"shape \[8, K, 4\]"):
+        grouped_gmaiou(boxes, masks, anchors[:5], polygon)
+
+
 def test_tables_are_cropped_to_the_masks(rng):
     h, w = 200, 300
     boxes, masks = random_instances(rng, 10, h, w)
@@ -213,7 +256,7 @@ def test_empty_mask_zero_area_boxes_and_off_image_anchors_are_finite():
     assert (g[0] == 0).all(), "an empty mask gives 0 for every anchor"
     assert g[1, 0] == 1.0
     assert (g[:, 2:4] == 0).all()
-    assert mob_ratio(masks, anchors)[:, 1].eq(0).all()
+    assert mob_ratio(anchors, masks)[:, 1].eq(0).all()
 
 
 def test_box_measures_degenerate_values():
@@ -267,7 +310,7 @@ def test_empty_inputs(rng, num_gt, num_anchors):
     for polygon in ("mask", "box"):
         assert gmaiou(boxes, masks, anchors, polygon).shape == (num_gt, num_anchors)
         assert gmaiou_bruteforce(boxes, masks, anchors, polygon).shape == (num_gt, num_anchors)
-    assert mob_ratio(masks, anchors).shape == (num_gt, num_anchors)
+    assert mob_ratio(anchors, masks).shape == (num_gt, num_anchors)
     assert pairwise_overlaps("iou", boxes, anchors).shape == (num_gt, num_anchors)
 
 
@@ -392,8 +435,62 @@ def test_real_coco_gt_mob_share(coco_sample):
     for image_id in sorted(coco.getImgIds()):
         boxes, masks = coco_image_instances(coco, image_id)
         if boxes.shape[0]:
-            mobs.append(torch.diagonal(mob_ratio(masks, boxes)))
+            mobs.append(torch.diagonal(mob_ratio(boxes, masks)))
     mobs = torch.cat(mobs)
     share = float((mobs < 0.5).float().mean())
     assert 0.2 < share < 0.4, share
     assert math.isfinite(share)
+
+
+# ----------------------------------------------------------------------------- API consistency
+
+
+@pytest.mark.parametrize(
+    ("masks", "error", "message"),
+    [
+        (torch.tensor([[[0.0, 1.0], [1.0, 0.0]]]), TypeError, "must be bool or uint8"),
+        (torch.tensor([[[0, 2], [1, 0]]], dtype=torch.uint8), ValueError, "must be binary"),
+        (torch.tensor([[[0, -1], [1, 0]]], dtype=torch.int64), ValueError, "must be binary"),
+    ],
+)
+def test_mask_integrals_validate_masks_as_gmaiou_does(masks, error, message):
+    """The same input fails the same way in MaskIntegrals and in gmaiou()."""
+    boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+    with pytest.raises(error, match=message) as from_gmaiou:
+        gmaiou(boxes, masks, boxes)
+    with pytest.raises(error, match=message) as from_integrals:
+        MaskIntegrals(masks, boxes)
+    # Same wording; only the argument's own name differs.
+    assert str(from_integrals.value) == str(from_gmaiou.value).replace("gt_masks", "masks", 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.int32, torch.int64])
+def test_mask_integrals_accept_binary_integers(dtype):
+    masks = torch.tensor([[[0, 1, 1], [1, 1, 0]]]).to(dtype)
+    box = torch.tensor([[0.0, 0.0, 3.0, 2.0]])
+    assert MaskIntegrals(masks, box).mask_area.tolist() == [4]
+    assert MaskIntegrals(masks).intersection(torch.tensor([[1.0, 0.0, 2.0, 2.0]])).item() == 2
+
+
+def test_mob_ratio_takes_boxes_then_masks(l_mask):
+    boxes, masks = l_mask
+    # |M| = 10 pixels in the 5 x 6 box: 1/3.
+    assert mob_ratio(boxes, masks).item() == pytest.approx(10 / 30)
+    assert mob_ratio(boxes, MaskIntegrals(masks)).item() == pytest.approx(10 / 30)
+    with pytest.raises(ValueError, match=r"boxes must have shape \[N, 4\]"):
+        mob_ratio(masks, boxes)
+
+
+def test_measures_accept_an_anchor_grid():
+    from gmaiou.anchors import atss_anchors
+
+    boxes, masks = random_instances(np.random.default_rng(3), 3, 64, 64)
+    grid = atss_anchors(64)
+    for polygon in ("mask", "box"):
+        expected = gmaiou(boxes, masks, grid.anchors, polygon)
+        torch.testing.assert_close(gmaiou(boxes, masks, grid, polygon), expected)
+    torch.testing.assert_close(maiou(boxes, masks, grid), maiou(boxes, masks, grid.anchors))
+    torch.testing.assert_close(
+        pairwise_overlaps("iou", boxes, grid), pairwise_overlaps("iou", boxes, grid.anchors)
+    )
+    torch.testing.assert_close(mob_ratio(grid, masks), mob_ratio(grid.anchors, masks))

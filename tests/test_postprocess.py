@@ -80,6 +80,51 @@ def test_assemble_masks_crops_upsamples_and_thresholds():
     assert assemble_masks(protos, torch.zeros(0, 2), torch.zeros(0, 4), 32).shape == (0, 32, 32)
 
 
+def _boundary(masks: torch.Tensor) -> torch.Tensor:
+    """Pixels within one pixel (8-neighbourhood) of both a mask pixel and a background pixel."""
+    m = masks[:, None].float()
+    grown = torch.nn.functional.max_pool2d(m, 3, stride=1, padding=1)
+    shrunk = -torch.nn.functional.max_pool2d(-m, 3, stride=1, padding=1)
+    return (grown > shrunk)[:, 0]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("out_size", [None, (97, 131), (400, 300)])
+def test_paste_in_box_equals_full_upsampling(seed, out_size):
+    """Masks assembled inside their boxes equal the full-image upsampling up to the boundary."""
+    g = torch.Generator().manual_seed(seed)
+    size, hp, num = 160, 40, 30
+    protos = torch.randn(hp, hp, 8, generator=g) * 2
+    coeffs = torch.randn(num, 8, generator=g)
+    xy = torch.rand(num, 2, generator=g) * size * 1.1 - 0.05 * size  # some boxes leave the image
+    wh = torch.rand(num, 2, generator=g) * size * 0.7
+    boxes = torch.cat([xy, xy + wh], dim=1)
+    boxes[0] = torch.tensor([-5.0, -5.0, size + 5.0, size + 5.0])  # beyond every side
+    boxes[1] = torch.tensor([50.0, 60.0, 50.0, 60.0])  # zero area
+    full = assemble_masks(protos, coeffs, boxes, size, out_size, paste_in_box=False)
+    pasted = assemble_masks(protos, coeffs, boxes, size, out_size, paste_in_box=True)
+    assert pasted.shape == full.shape and pasted.dtype == torch.bool
+    differ = pasted ^ full
+    assert not (differ & ~_boundary(full)).any()
+    assert differ.sum() <= max(1, full.sum() // 10_000)  # ties on the threshold only
+    assert full.any()  # the comparison is not vacuous
+
+
+def test_paste_in_box_hand_computed():
+    """A constant prototype map cropped to a box: the mask is the box's upsampled crop."""
+    protos = torch.full((8, 8, 1), 10.0)
+    box = torch.tensor([[8.0, 8.0, 16.0, 16.0]])  # prototype pixels 2-3, padded to 1-4
+    full = assemble_masks(protos, torch.ones(1, 1), box, 32, paste_in_box=False)
+    pasted = assemble_masks(protos, torch.ones(1, 1), box, 32, paste_in_box=True)
+    assert torch.equal(pasted, full)
+    rows = pasted[0].any(1).nonzero()
+    # crop [1, 5) at 8 px scale 4: pixels 4..19 read it with weight > 0.5 -> rows 4..19 (+/- half)
+    assert rows.min().item() in (3, 4) and rows.max().item() in (19, 20)
+    assert not pasted[0, :2].any() and not pasted[0, 24:].any()
+    empty = assemble_masks(protos, torch.zeros(0, 1), torch.zeros(0, 4), 32, paste_in_box=True)
+    assert empty.shape == (0, 32, 32)
+
+
 # --------------------------------------------------------------------------- Fast NMS
 
 

@@ -65,7 +65,7 @@ def gt_mob_ratios(
         boxes, masks = targets["boxes"], targets["masks"]
         if boxes.shape[0] == 0:
             continue
-        mob = mob_ratio(masks, boxes).diagonal()
+        mob = mob_ratio(boxes, masks).diagonal()
         area = torch.count_nonzero(masks, dim=(1, 2))
         box_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         for g in range(boxes.shape[0]):

@@ -18,12 +18,23 @@ batches from the training data loader with the GmaIoU tables prepared in it (as
 (forward, assignment, loss, backward, SGD step) and the assignment alone are timed.
 
 Measurements alternate between the two models, after warm-up, and report the median.
+
+Trained weights (``--run DIR``, several allowed; a run directory or its ``checkpoint.pt``):
+random weights fill every image with 100 detections, so the inference table of the
+issue is timed on trained models instead, on their run's own val split: the network
+(forward in eval mode), then the post-processing at each image's original size (as
+``gmaiou eval`` does), with each mask assembled inside its box (the default) and by
+upsampling every mask over the whole image (the former assembly), side by side on the
+same network outputs. Both sets of detections are scored, so the record also shows
+that the mask AP did not move. Results go to ``--out`` (JSON) and a Markdown table
+beside it.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -35,7 +46,7 @@ from tqdm.auto import tqdm
 
 from gmaiou.benchmarks import device_name, write_record
 
-__all__ = ["bench_config", "register", "run", "run_infer_benchmark"]
+__all__ = ["bench_config", "format_trained_table", "register", "run", "run_infer_benchmark"]
 
 
 def bench_config(assigner: str, backbone: str, size: int, score_thr: float | None = None):
@@ -226,6 +237,152 @@ def _training(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     return result
 
 
+def _run_dir(path: str) -> Path:
+    """A run directory from ``--run``: the directory itself, or the folder of its checkpoint file."""
+    p = Path(path)
+    if p.is_file():
+        p = p.parent
+    if not p.is_dir():
+        raise FileNotFoundError(f"--run {path}: no such run directory or checkpoint")
+    return p
+
+
+def model_label(config: Any) -> str:
+    """What a run's model is in the paper's words: YOLACT (fixed IoU), ATSS-YOLACT, GmaYOLACT."""
+    from gmaiou.measure import canonical_measure
+
+    names = {"iou": "IoU", "giou": "GIoU", "diou": "DIoU", "ciou": "CIoU"}
+    names.update({"gmaiou-box": "maIoU", "gmaiou-mask": "GmaIoU"})
+    measure = names[canonical_measure(config.assigner.measure)]
+    if config.model.arch == "gmayolact" or config.name.startswith("gmayolact"):
+        return f"GmaYOLACT (ATSS, {measure})"
+    if config.assigner.kind == "fixed":
+        return f"YOLACT (fixed {measure})"
+    return f"ATSS-YOLACT ({measure})"
+
+
+def _trained_one(run_dir: Path, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Time one trained run on its val split and score both mask assemblies."""
+    from gmaiou.data import CocoInstances, find_split
+    from gmaiou.data.transforms import TestTransform
+    from gmaiou.evaluation.coco import coco_metrics
+    from gmaiou.evaluation.results import detections_to_coco
+    from gmaiou.evaluation.run import load_run
+    from gmaiou.models import postprocess
+    from gmaiou.training.trainer import resolve_data_root
+
+    model, config, record = load_run(run_dir, device)
+    model.eval()
+    data = args.data if args.data is not None else record["data_root"]
+    image_dir, ann_file = find_split(resolve_data_root(data), args.split)
+    dataset = CocoInstances(image_dir, ann_file, transform=TestTransform(config.model.image_size))
+    count = len(dataset) if args.eval_images is None else min(args.eval_images, len(dataset))
+    if count == 0:
+        raise ValueError(f"the {args.split} split of {data} has no images")
+    times: dict[str, list[float]] = {"network": [], "post": [], "post_full": [], "dets": []}
+    detections: dict[str, list[dict[str, Any]]] = {"paste": [], "full": []}
+    image_ids = []
+    with torch.inference_mode():
+        for index in tqdm(range(args.warmup + count), desc=config.name, disable=args.no_progress):
+            i = index % count
+            item = dataset[i]
+            image_id = int(item["image_id"])
+            info = dataset.coco.imgs[image_id]
+            size = (info["height"], info["width"])
+            images = item["image"][None].to(device)
+            net_s, outputs = _timed(lambda x=images: model(x), device)
+            post = {}
+            timed = {}
+            for key, paste in (("paste", True), ("full", False)):
+                timed[key], post[key] = _timed(
+                    lambda p=paste, o=outputs, s=size: postprocess(
+                        o,
+                        model.anchor_boxes,
+                        config.postprocess,
+                        model.image_size,
+                        s,
+                        paste_in_box=p,
+                    )[0],
+                    device,
+                )
+            if index < args.warmup:
+                continue
+            image_ids.append(image_id)
+            times["network"].append(net_s)
+            times["post"].append(timed["paste"])
+            times["post_full"].append(timed["full"])
+            times["dets"].append(float(post["paste"]["boxes"].shape[0]))
+            for key, pred in post.items():
+                detections[key].extend(
+                    detections_to_coco(
+                        image_id,
+                        pred["boxes"].cpu(),
+                        pred["scores"].float().cpu(),
+                        pred["labels"].cpu(),
+                        pred["masks"].cpu(),
+                        dataset.cat_ids,
+                    )
+                )
+    metrics = {
+        key: coco_metrics(dataset.coco, dets, img_ids=image_ids) for key, dets in detections.items()
+    }
+    net, post_ms = _median_ms(times["network"]), _median_ms(times["post"])
+    full_ms = _median_ms(times["post_full"])
+    return {
+        "run": str(run_dir),
+        "config": config.name,
+        "model": model_label(config),
+        "anchors": int(model.anchor_boxes.shape[0]),
+        "image_size": config.model.image_size,
+        "images": len(image_ids),
+        "split": args.split,
+        "detections_per_image": statistics.mean(times["dets"]),
+        "network_ms_per_image": net,
+        "post_ms_per_image": post_ms,
+        "post_full_upsampling_ms_per_image": full_ms,
+        "images_per_s": 1000.0 / (net + post_ms),
+        "images_per_s_full_upsampling": 1000.0 / (net + full_ms),
+        "mask_ap": metrics["paste"]["segm"]["AP"],
+        "mask_ap_full_upsampling": metrics["full"]["segm"]["AP"],
+        "mask_ap_difference": metrics["paste"]["segm"]["AP"] - metrics["full"]["segm"]["AP"],
+        "box_ap": metrics["paste"]["bbox"]["AP"],
+    }
+
+
+def _trained(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    return [_trained_one(_run_dir(path), args, device) for path in args.run]
+
+
+def format_trained_table(record: dict[str, Any]) -> str:
+    """Markdown: one row per trained run, times per image and mask AP of both assemblies."""
+    head = (
+        "| model | config | anchors | network ms/img | post ms/img | fps "
+        "| post ms/img, full upsampling | fps, full upsampling | dets/img "
+        "| mask AP | mask AP, full upsampling | box AP |"
+    )
+    pinned = record.get("cpu_affinity")
+    where = record["device"]
+    if record.get("device_type") == "cpu" and pinned is not None:
+        where += f", pinned to core(s) {','.join(map(str, pinned))}"
+    lines = [
+        f"Inference on {where} (torch {record['torch']}), trained weights; "
+        f"batch 1, median over the {record['split']} images; post-processing at each image's "
+        "original size.",
+        "",
+        head,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in record["trained"]:
+        lines.append(
+            f"| {r['model']} | {r['config']} | {r['anchors']} | {r['network_ms_per_image']:.1f} "
+            f"| {r['post_ms_per_image']:.1f} | {r['images_per_s']:.2f} "
+            f"| {r['post_full_upsampling_ms_per_image']:.1f} | {r['images_per_s_full_upsampling']:.2f} "
+            f"| {r['detections_per_image']:.1f} | {r['mask_ap']:.2f} "
+            f"| {r['mask_ap_full_upsampling']:.2f} | {r['box_ap']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def run_infer_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Both benchmarks; returns the JSON-ready record (also written to ``args.out``)."""
     from gmaiou.training.distributed import resolve_device
@@ -241,7 +398,15 @@ def run_infer_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "iters": args.iters,
         "train_iters": args.train_iters,
         "init": "random",
+        "threads": torch.get_num_threads(),
+        "cpu_affinity": sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
     }
+    if args.run:
+        record.update(init="trained", split=args.split, batch_size=1)
+        record["trained"] = _trained(args, device)
+        return record
     if not args.skip_inference:
         record["inference"] = _inference(args, device)
     if not args.skip_training:
@@ -250,6 +415,9 @@ def run_infer_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print(record: dict[str, Any]) -> None:
+    if "trained" in record:
+        print(format_trained_table(record))
+        return
     print(
         f"device: {record['device']}; {record['backbone']} at {record['size']} px, batch {record['batch_size']}"
     )
@@ -288,10 +456,20 @@ def run(args: argparse.Namespace) -> int:
     for name in ("size", "iters", "batch_size", "train_iters", "train_batches"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.eval_images is not None and args.eval_images < 1:
+        raise ValueError(f"--eval-images must be >= 1, got {args.eval_images}")
+    if args.run and args.out is None:
+        from gmaiou.paths import figures_dir
+
+        args.out = str(figures_dir() / "table4_inference.json")
     record = run_infer_benchmark(args)
     _print(record)
-    out = write_record(args.out, record)
-    print(f"written to {out}")
+    out = write_record(args.out or "runs/bench/infer.json", record)
+    if "trained" in record:
+        out.with_suffix(".md").write_text(format_trained_table(record) + "\n")
+        print(f"written to {out} and {out.with_suffix('.md')}")
+    else:
+        print(f"written to {out}")
     return 0
 
 
@@ -319,13 +497,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="post-processing score threshold (default: the configs' 0.05; 0: every anchor a candidate)",
     )
     p.add_argument(
-        "--data", default=None, help="training-batch dataset (default: COCO sample, else synthetic)"
+        "--data",
+        default=None,
+        help="training-batch dataset (default: COCO sample, else synthetic); with --run, the "
+        "dataset to evaluate on (default: the run's own)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-inference", action="store_true")
     p.add_argument("--skip-training", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
-        "--out", default="runs/bench/infer.json", help="JSON output (default runs/bench/infer.json)"
+        "--run",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a trained run directory or its checkpoint.pt (repeat for several): time it on its "
+        "val split and score both mask assemblies instead of the random-weight benchmarks",
+    )
+    p.add_argument("--split", default="val", help="split of the run's data for --run (default val)")
+    p.add_argument(
+        "--eval-images", type=int, default=None, help="images of the split for --run (default all)"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="JSON output (default runs/bench/infer.json; with --run figures/table4_inference.json, "
+        "and a Markdown table beside it)",
     )
     p.set_defaults(func=run)

@@ -96,14 +96,27 @@ def assemble_masks(
     image_size: int,
     out_size: tuple[int, int] | None = None,
     threshold: float = 0.5,
+    paste_in_box: bool = True,
 ) -> Tensor:
     """Instance masks: ``sigmoid(protos @ coeffs)``, cropped by the boxes, upsampled, thresholded.
+
+    The crop (YOLACT's, one prototype pixel of padding) is taken at prototype
+    resolution; the cropped map is upsampled bilinearly (``align_corners=False``) to the
+    output size and thresholded. With ``paste_in_box`` only the output pixels that the
+    crop can reach are computed, one detection at a time, and pasted into an empty
+    mask (as torchvision's and detectron2's paste-in-image do); elsewhere the
+    upsampled map is 0, below any threshold ``>= 0``. The values are the same
+    interpolation written as two small matrix products, so a pixel whose probability
+    sits on the threshold may round the other way. ``paste_in_box=False`` upsamples
+    every detection's whole map.
 
     Args:
         protos: ``[Hp, Wp, P]`` prototypes of one image.
         coeffs: ``[N, P]`` coefficients of the detections.
         boxes: ``[N, 4]`` their boxes in input pixels (``image_size`` square).
         out_size: ``(height, width)`` of the output masks; ``None``: ``(image_size, image_size)``.
+        threshold: probability above which a pixel is in the mask.
+        paste_in_box: compute each mask inside its crop's reach only.
 
     Returns:
         ``[N, height, width]`` bool.
@@ -115,11 +128,66 @@ def assemble_masks(
     hp, wp = protos.shape[:2]
     probs = torch.sigmoid(protos @ coeffs.t()).permute(2, 0, 1)  # [N, Hp, Wp]
     scale = boxes.new_tensor([wp / image_size, hp / image_size, wp / image_size, hp / image_size])
-    probs = probs * crop_masks(boxes * scale, hp, wp)
-    probs = F.interpolate(probs[None], size=(height, width), mode="bilinear", align_corners=False)[
-        0
-    ]
-    return probs > threshold
+    proto_boxes = boxes * scale
+    if not paste_in_box or threshold < 0:
+        probs = probs * crop_masks(proto_boxes, hp, wp)
+        probs = F.interpolate(
+            probs[None], size=(height, width), mode="bilinear", align_corners=False
+        )[0]
+        return probs > threshold
+    return _paste_in_box(probs, proto_boxes, (height, width), threshold)
+
+
+def _bilinear_weights(out_len: int, in_len: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``F.interpolate``'s bilinear resampling (``align_corners=False``) along one axis as a matrix.
+
+    Returns:
+        ``(weights [out_len, in_len], first [out_len], last [out_len])``: output pixel ``i``
+        reads input pixels ``first[i]`` and ``last[i]`` (``last = first + 1`` but clamped).
+    """
+    # In float32 as F.interpolate computes it: scale = in / out, source = scale * (i + 0.5) - 0.5.
+    scale = torch.tensor(float(in_len), dtype=torch.float32, device=like.device) / float(out_len)
+    index = torch.arange(out_len, device=like.device, dtype=torch.float32)
+    pos = ((index + 0.5) * scale - 0.5).clamp(min=0)
+    first = pos.floor().long().clamp(max=in_len - 1)
+    last = (first + 1).clamp(max=in_len - 1)
+    frac = (pos - first).to(like.dtype)
+    rows = torch.arange(out_len, device=like.device)
+    weights = torch.zeros(out_len, in_len, device=like.device, dtype=like.dtype)
+    weights.index_put_((rows, first), 1 - frac, accumulate=True)
+    weights.index_put_((rows, last), frac, accumulate=True)
+    return weights, first, last
+
+
+def _paste_in_box(
+    probs: Tensor, proto_boxes: Tensor, out_size: tuple[int, int], threshold: float
+) -> Tensor:
+    """:func:`assemble_masks` computed inside each crop's reach: ``[N, Hp, Wp]`` -> ``[N, H, W]`` bool."""
+    n, hp, wp = probs.shape
+    height, width = out_size
+    wy, y_first, y_last = _bilinear_weights(height, hp, probs)
+    wx, x_first, x_last = _bilinear_weights(width, wp, probs)
+    # The crop's prototype pixels, exactly as crop_masks(padding=1) selects them:
+    # c >= x1 - 1 and c < x2 + 1, i.e. c in [ceil(x1 - 1), ceil(x2 + 1)), clamped.
+    x1 = (torch.minimum(proto_boxes[:, 0], proto_boxes[:, 2]) - 1).clamp(min=0)
+    x2 = (torch.maximum(proto_boxes[:, 0], proto_boxes[:, 2]) + 1).clamp(max=wp)
+    y1 = (torch.minimum(proto_boxes[:, 1], proto_boxes[:, 3]) - 1).clamp(min=0)
+    y2 = (torch.maximum(proto_boxes[:, 1], proto_boxes[:, 3]) + 1).clamp(max=hp)
+    c0, c1 = x1.ceil().long(), x2.ceil().long().clamp(max=wp)
+    r0, r1 = y1.ceil().long(), y2.ceil().long().clamp(max=hp)
+    # Output pixels whose two input pixels meet the crop (both index sequences are sorted).
+    oy0 = torch.searchsorted(y_last, r0)
+    oy1 = torch.searchsorted(y_first, r1 - 1, right=True)
+    ox0 = torch.searchsorted(x_last, c0)
+    ox1 = torch.searchsorted(x_first, c1 - 1, right=True)
+    spans = torch.stack([r0, r1, c0, c1, oy0, oy1, ox0, ox1], dim=1).tolist()  # one host sync
+    out = torch.zeros(n, height, width, dtype=torch.bool, device=probs.device)
+    for i, (ra, rb, ca, cb, ya, yb, xa, xb) in enumerate(spans):
+        if ra >= rb or ca >= cb or ya >= yb or xa >= xb:
+            continue
+        region = wy[ya:yb, ra:rb] @ probs[i, ra:rb, ca:cb] @ wx[xa:xb, ca:cb].t()
+        out[i, ya:yb, xa:xb] = region > threshold
+    return out
 
 
 def class_scores(cls_logits: Tensor, activation: str) -> Tensor:
@@ -163,6 +231,7 @@ def postprocess(
     config: PostprocessConfig,
     image_size: int,
     out_size: tuple[int, int] | None = None,
+    paste_in_box: bool = True,
 ) -> list[dict[str, Tensor]]:
     """Detections of every image in a batch.
 
@@ -175,6 +244,8 @@ def postprocess(
         image_size: the square input side ``S``.
         out_size: ``(height, width)`` to report boxes and masks in (e.g. the original
             image); ``None``: the input's ``S x S`` pixels.
+        paste_in_box: assemble each mask inside its box only (see :func:`assemble_masks`);
+            ``False``: upsample every detection's whole map (the former assembly).
 
     Returns:
         Per image ``{"boxes" [N, 4] xyxy, "scores" [N], "labels" [N] in [0, C), "masks" [N, H, W] bool}``,
@@ -218,6 +289,7 @@ def postprocess(
             image_size,
             out_size,
             config.mask_thr,
+            paste_in_box,
         )
         results.append(
             {"boxes": det_boxes * to_out, "scores": det_scores, "labels": labels, "masks": masks}
