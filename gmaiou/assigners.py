@@ -171,6 +171,21 @@ class MaxIoUAssigner:
         return AssignResult(gt_inds, max_overlaps)
 
 
+def _nearest(dist: Tensor, k: int) -> Tensor:
+    """``[G, k]`` indices of the ``k`` smallest of each row of ``dist [G, n]``; ties at the k-th
+    place go to the lowest index, so that CPU and CUDA choose the same anchors (``topk`` alone
+    breaks ties differently on the two devices)."""
+    if k >= dist.shape[1]:
+        return dist.topk(k, dim=1, largest=False).indices
+    values, idx = dist.topk(k + 1, dim=1, largest=False)
+    tied = values[:, k - 1] == values[:, k]
+    idx = idx[:, :k]
+    if bool(tied.any()):
+        idx = idx.clone()
+        idx[tied] = torch.sort(dist[tied], dim=1, stable=True).indices[:, :k]
+    return idx
+
+
 class ATSSAssigner:
     """Adaptive Training Sample Selection (Zhang et al., CVPR 2020) with any overlap measure.
 
@@ -207,9 +222,7 @@ class ATSSAssigner:
         out, start = [], 0
         for n in num_level_anchors:
             if n:
-                k = min(self.topk, n)
-                idx = dist[:, start : start + n].topk(k, dim=1, largest=False).indices
-                out.append(idx + start)
+                out.append(_nearest(dist[:, start : start + n], min(self.topk, n)) + start)
             start += n
         return torch.cat(out, dim=1)
 

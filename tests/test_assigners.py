@@ -263,3 +263,24 @@ def test_assigners_accept_an_anchor_grid(assigner):
         assigner.assign(grid.anchors, gt_boxes=boxes, gt_masks=masks)
     with pytest.raises(ValueError, match="gt_boxes"):
         assigner.assign(grid)
+
+
+def test_atss_candidates_break_distance_ties_by_lowest_index():
+    """CUDA's and the CPU's topk order ties differently; the candidates must not depend on it."""
+    from gmaiou.assigners import _nearest
+
+    dist = torch.tensor(
+        [[3.0, 1.0, 2.0, 1.0, 5.0], [0.0, 0.0, 0.0, 0.0, 1.0], [4.0, 3.0, 2.0, 1.0, 0.0]]
+    )
+    assert _nearest(dist, 2).sort(dim=1).values.tolist() == [[1, 3], [0, 1], [3, 4]]
+    assert _nearest(dist, 5).sort(dim=1).values.tolist() == [[0, 1, 2, 3, 4]] * 3
+    # A GT centre on a cell corner is equidistant from four anchors: the lowest indices win.
+    grid = atss_anchors(64)
+    gt = torch.tensor([[16.0, 16.0, 32.0, 32.0]])  # centre (24, 24): four P3 centres at 20 and 28
+    cand = ATSSAssigner(topk=3)._candidates(
+        (grid.anchors[:, :2] + grid.anchors[:, 2:]) / 2,
+        (gt[:, :2] + gt[:, 2:]) / 2,
+        grid.num_level_anchors,
+    )
+    p3 = cand[0, :3].sort().values.tolist()
+    assert p3 == [2 * 8 + 2, 2 * 8 + 3, 3 * 8 + 2]

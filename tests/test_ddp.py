@@ -48,7 +48,8 @@ def _worker(
     from gmaiou.training.trainer import RunOptions, apply_overrides, train
 
     config = apply_overrides(
-        get_config(CONFIG), {"epochs": 4, "batch_size": 4, "warmup_iters": 1, "lr": 1e-3}  # the recipe's AdamW rate
+        get_config(CONFIG),
+        {"epochs": 4, "batch_size": 4, "warmup_iters": 1, "lr": 1e-3},  # the recipe's AdamW rate
     )
     ctx = init_distributed("cpu")
     losses: list[float] = []
