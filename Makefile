@@ -5,6 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= default
+# FORCE=1: retrain the runs whose record exists under figures/runs/ (default: re-plot them)
+FORCE ?=
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
 .PHONY: reproduce test install lint readme clean-venv
@@ -23,7 +25,7 @@ reproduce: $(STAMP)
 	@mkdir -p figures build/notebooks
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb (profile=$(PROFILE))"; \
-	  $(BIN)/papermill --cwd notebooks -k python3 -p profile $(PROFILE) \
+	  GMAIOU_FORCE=$(FORCE) $(BIN)/papermill --cwd notebooks -k python3 -p profile $(PROFILE) \
 	    "$$nb" "build/notebooks/$$(basename $$nb)" || exit 1; \
 	done
 	@echo "figures written to figures/; executed notebooks in build/notebooks/"

@@ -331,3 +331,22 @@ def test_experiment_cli_lists_and_refuses_bad_input(capsys):
     ):
         assert main(["experiment", "--profile", "smoke", *argv]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_gmaiou_force_retrains_through_the_grid(tmp_path, monkeypatch):
+    import gmaiou.experiments.runner as runner
+
+    spec = _tiny_spec(tmp_path)
+    path = record_path(spec, tmp_path / "figures")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"id": spec.run_id}))
+    calls = []
+    monkeypatch.setattr(runner, "_train_chunks", lambda *a, **k: calls.append(a) or 1 / 0)
+    monkeypatch.delenv("GMAIOU_FORCE", raising=False)
+    assert (
+        runner.run_grid([spec], root=tmp_path, figures=tmp_path / "figures")[0]["id"] == spec.run_id
+    )
+    monkeypatch.setenv("GMAIOU_FORCE", "1")
+    with pytest.raises(ZeroDivisionError):
+        runner.run_grid([spec], root=tmp_path, figures=tmp_path / "figures")
+    assert len(calls) == 1

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     records = run_grid(
         specs,
         root=args.root,
-        force=args.force,
+        force=args.force or None,  # None: GMAIOU_FORCE decides
         device=args.device,
         parallel=args.parallel,
         progress=not args.no_progress,

@@ -348,20 +348,28 @@ def run_one(
     return record
 
 
+def _force_from_env() -> bool:
+    """``GMAIOU_FORCE=1`` (``make reproduce FORCE=1``): notebooks retrain runs whose record exists."""
+    return os.environ.get("GMAIOU_FORCE", "").strip().lower() in ("1", "true", "yes")
+
+
 def run_grid(
     specs: Sequence[RunSpec],
     root: Path | None = None,
     figures: Path | None = None,
-    force: bool = False,
+    force: bool | None = None,
     device: str | None = None,
     parallel: int = 1,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Run every spec (one at a time, or ``parallel`` subprocesses at once on a GPU machine).
 
-    Records that exist are skipped unless ``force``. With ``parallel > 1`` each run is a
-    ``gmaiou experiment ... --only ID`` subprocess, so runs share nothing but the device.
+    Records that exist are skipped unless ``force`` (``None``: the ``GMAIOU_FORCE``
+    environment variable, which ``make reproduce FORCE=1`` sets). With ``parallel > 1`` each
+    run is a ``gmaiou experiment ... --only ID`` subprocess, so runs share nothing but the device.
     """
+    if force is None:
+        force = _force_from_env()
     if parallel <= 1:
         return [run_one(s, root, figures, force, device, progress) for s in specs]
     todo = [s for s in specs if force or not record_path(s, figures).is_file()]
