@@ -115,8 +115,9 @@ def test_paper_presets_use_the_maiou_code_anchors():
     atss = build_model(get_config("yolact-atss-gmaiou-r50-400"))
     expected = atss_anchors(400, offset=0.0, strides="exact")
     assert torch.equal(atss.anchors.anchors, expected.anchors)
+    # CPU presets: the 550 sides at the image's own strides (docs/recipe.md).
     cpu = build_model(get_config("yolact-fixed-r18-320"))
-    assert torch.equal(cpu.anchors.anchors, yolact_anchors(320).anchors)
+    assert torch.equal(cpu.anchors.anchors, yolact_anchors(320, base_size=24 * 550 / 320).anchors)
 
 
 def test_head_init_follows_the_config():

@@ -70,9 +70,13 @@ def _assert_same_run(resumed_dir: Path, resumed_state: dict, reference) -> None:
     assert _losses(resumed_dir) == _losses(ref_dir)
     ref_opt = load_checkpoint(ref_dir / "checkpoint.pt")["optimizer"]["state"]
     res_opt = load_checkpoint(resumed_dir / "checkpoint.pt")["optimizer"]["state"]
-    assert all(
-        torch.equal(ref_opt[i]["momentum_buffer"], res_opt[i]["momentum_buffer"]) for i in ref_opt
-    )
+    assert ref_opt.keys() == res_opt.keys()
+    for i in ref_opt:  # AdamW (the CPU presets): step, exp_avg, exp_avg_sq; SGD: momentum_buffer
+        assert ref_opt[i].keys() == res_opt[i].keys()
+        assert all(
+            torch.equal(torch.as_tensor(ref_opt[i][k]), torch.as_tensor(res_opt[i][k]))
+            for k in ref_opt[i]
+        ), f"optimizer state of parameter {i} differs after resume"
 
 
 def test_ctrl_c_mid_epoch_then_resume_is_bit_exact(tmp_path, data_root, reference):

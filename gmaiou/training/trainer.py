@@ -400,6 +400,8 @@ class _Job:
     """
 
     config: Any
+    #: this process's share of the global batch (``config.train.batch_size / world size``)
+    process_batch: int
     options: RunOptions
     ctx: DistContext
     out_dir: Path
@@ -656,6 +658,7 @@ def _setup(config: Any, options: RunOptions, ctx: DistContext) -> _Job:
     use_amp = bool(tc.amp) and device.type == "cuda"
     return _Job(
         config=config,
+        process_batch=tc.batch_size,
         options=options,
         ctx=ctx,
         out_dir=out_dir,
@@ -698,7 +701,6 @@ def _resume(job: _Job) -> None:
 
 def _write_run_record(job: _Job, config_name: str | None, overrides: dict[str, Any] | None) -> None:
     """``config.json``: the resolved config, the overrides, the data and the run options."""
-    tc = job.config.train
     _write_json(
         job.out_dir / CONFIG_FILE,
         {
@@ -710,7 +712,7 @@ def _write_run_record(job: _Job, config_name: str | None, overrides: dict[str, A
             "cat_ids": list(job.train_set.cat_ids),
             "class_names": list(job.train_set.class_names),
             "world_size": job.ctx.world_size,
-            "effective_batch_size": tc.batch_size * job.ctx.world_size,
+            "effective_batch_size": job.process_batch * job.ctx.world_size,
             "iters_per_epoch": job.iters_per_epoch,
             "options": {
                 k: v
@@ -798,9 +800,8 @@ def _run_epoch(
     on_iteration: _OnIteration | None,
 ) -> str:
     """The rest of epoch ``job.epoch``: ``"interrupted"``, ``"max_iters"`` or ``"epoch_end"``."""
-    tc = job.config.train
     first = job.start_batch if job.epoch == job.start_epoch else 0
-    job.sampler.set_epoch(job.epoch, start=first * tc.batch_size)
+    job.sampler.set_epoch(job.epoch, start=first * job.process_batch)
     # The workers' seeds come from the loader's generator: a function of
     # (seed, rank, epoch), so a resumed epoch seeds its workers as the original did.
     job.loader.generator.manual_seed(_loader_seed(job.options.seed, job.ctx.rank, job.epoch))
