@@ -1,0 +1,162 @@
+"""Fig. 2: per-anchor losses against the MOB of their GT, mean and spread over seeds, and the
+sentences on Observation 1 computed from the slopes of :func:`gmaiou.analysis.anchor_losses.mob_trends`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["describe_observation1", "plot_loss_vs_mob", "seed_summary", "trend_verdicts"]
+
+_TASK_NAMES = {"cls": "classification", "box": "box", "mask": "mask"}
+_PANELS = (
+    ("negative", "cls", "(a) negatives: classification loss"),
+    ("positive", "cls", "(b) positives: classification loss"),
+    ("positive", "box", "(b) positives: box loss"),
+    ("positive", "mask", "(b) positives: mask loss"),
+)
+
+
+def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and seeds per (label, group, MOB bin) of a records frame.
+
+    Args:
+        frame: :func:`gmaiou.analysis.anchor_losses.records_frame` output.
+
+    Returns:
+        One row per (label, group, mob_lo, mob_hi): ``seeds``, ``count`` (mean anchors per
+        seed) and ``<task>_mean``, ``<task>_std`` (std over seeds, NaN for one seed).
+    """
+    if len(frame) == 0:
+        raise ValueError("the Fig. 2 frame is empty: no record to summarise")
+    keys = ["label", "group", "mob_lo", "mob_hi"]
+    grouped = frame.groupby(keys, sort=True)
+    out = grouped.agg(seeds=("seed", "nunique"), count=("count", "mean")).reset_index()
+    for task in ("cls", "box", "mask"):
+        stats = grouped[task].agg(["mean", "std"]).reset_index(drop=True)
+        out[f"{task}_mean"], out[f"{task}_std"] = stats["mean"], stats["std"]
+    return out
+
+
+def plot_loss_vs_mob(frame: pd.DataFrame, bands: dict | None = None):
+    """Fig. 2: losses against MOB per assigner (lines), mean over seeds with ±1 std bars.
+
+    Panels: (a) classification loss of the negatives in the negative IoU band; (b) the
+    classification, box and mask losses of the positives in the positive IoU band; (c) the
+    anchors per MOB bin of both bands (mean over seeds, log scale).
+
+    Args:
+        frame: :func:`gmaiou.analysis.anchor_losses.records_frame` output.
+        bands: a record's ``"bands"`` (for the axis titles), optional.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    summary = seed_summary(frame)
+    labels = list(dict.fromkeys(frame["label"]))
+    fig, axes = plt.subplots(1, 5, figsize=(19, 3.6))
+    offsets = np.linspace(-0.012, 0.012, len(labels)) if len(labels) > 1 else [0.0]
+    for ax, (group, task, title) in zip(axes, _PANELS):
+        for label, dx in zip(labels, offsets):
+            part = summary[(summary["label"] == label) & (summary["group"] == group)]
+            x = (part["mob_lo"] + part["mob_hi"]) / 2 + dx
+            ax.errorbar(x, part[f"{task}_mean"], yerr=part[f"{task}_std"].fillna(0.0),
+                        marker="o", capsize=3, label=label)  # fmt: skip
+        band = bands.get(group) if bands else None
+        suffix = f"\nIoU in [{band[0]}, {band[1]})" if band else ""
+        ax.set_title(title + suffix, fontsize=9)
+        ax.set_xlabel("MOB of the GT")
+        ax.set_ylabel("mean loss per anchor")
+    ax = axes[-1]
+    for label in labels:
+        for group, style in (("positive", "-"), ("negative", "--")):
+            part = summary[(summary["label"] == label) & (summary["group"] == group)]
+            ax.plot((part["mob_lo"] + part["mob_hi"]) / 2, part["count"].clip(lower=0.5),
+                    style, marker="o", label=f"{label}, {group}s")  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_title("(c) anchors per MOB bin (both bands)", fontsize=9)
+    ax.set_xlabel("MOB of the GT")
+    ax.set_ylabel("anchors (mean over seeds)")
+    ax.legend(fontsize=7)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def trend_verdicts(trends: pd.DataFrame, reference: str, candidate: str) -> pd.DataFrame:
+    """Per (group, task): the slopes of ``reference`` (IoU) and ``candidate`` (GmaIoU) and verdicts.
+
+    ``observation1`` holds when the reference's slope is negative in every seed (the loss
+    falls as MOB rises: low-MOB anchors are worse examples). The candidate ``removes`` the
+    trend when its slope is not negative in every seed, ``weakens`` it when it is but its
+    mean slope is smaller in size than the reference's, and ``keeps`` it otherwise.
+
+    Args:
+        trends: :func:`gmaiou.analysis.anchor_losses.mob_trends` output.
+
+    Returns:
+        One row per (group, task): ``<label> slope`` (mean over seeds), ``<label> seeds < 0``
+        (as ``k/n``), ``observation1`` (bool) and ``candidate`` (removes / weakens / keeps).
+    """
+    if len(trends) == 0:
+        raise ValueError("no trend to judge")
+    for label in (reference, candidate):
+        if label not in set(trends["label"]):
+            raise ValueError(f"no trend of {label!r}; labels: {sorted(set(trends['label']))}")
+    rows = []
+    for (group, task), part in trends.groupby(["group", "task"], sort=False):
+        row = {"group": group, "task": task}
+        signs = {}
+        for label in (reference, candidate):
+            slopes = part.loc[part["label"] == label, "slope"].dropna()
+            row[f"{label} slope"] = float(slopes.mean()) if len(slopes) else math.nan
+            row[f"{label} seeds < 0"] = f"{int((slopes < 0).sum())}/{len(slopes)}"
+            signs[label] = (len(slopes) > 0 and bool((slopes < 0).all()), float(slopes.mean())
+                            if len(slopes) else math.nan)  # fmt: skip
+        row["observation1"] = signs[reference][0]
+        all_negative, mean = signs[candidate]
+        if not all_negative:
+            row["candidate"] = "removes"
+        elif abs(mean) < abs(signs[reference][1]):
+            row["candidate"] = "weakens"
+        else:
+            row["candidate"] = "keeps"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def describe_observation1(verdicts: pd.DataFrame, reference: str, candidate: str) -> str:
+    """Sentences from :func:`trend_verdicts`: where Observation 1 holds, and what the candidate does."""
+    if len(verdicts) == 0:
+        raise ValueError("no verdict to describe")
+    names = [
+        f"{_TASK_NAMES[r.task]} loss of the {r.group}s" for r in verdicts.itertuples(index=False)
+    ]
+    holds = [n for n, ok in zip(names, verdicts["observation1"]) if ok]
+    fails = [n for n, ok in zip(names, verdicts["observation1"]) if not ok]
+    parts = []
+    if holds:
+        parts.append(
+            f"With {reference}, in every seed the loss falls as the GT's MOB rises for the "
+            f"{', '.join(holds)}: Observation 1 holds for these."
+        )
+    if fails:
+        parts.append(
+            f"With {reference}, the loss does not fall with MOB in every seed for the "
+            f"{', '.join(fails)}: Observation 1 is not confirmed for these."
+        )
+    for verdict in ("removes", "weakens", "keeps"):
+        which = [n for n, v in zip(names, verdicts["candidate"]) if v == verdict]
+        if which:
+            what = {
+                "removes": "no longer falls with MOB in every seed (trend removed)",
+                "weakens": "still falls with MOB in every seed, with a smaller slope (trend weakened)",
+                "keeps": "falls with MOB in every seed with a slope as steep or steeper (trend kept)",
+            }[verdict]
+            parts.append(f"With {candidate}, for the {', '.join(which)}, the loss {what}.")
+    return " ".join(parts)
