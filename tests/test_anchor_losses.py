@@ -218,6 +218,14 @@ def test_trend_verdicts(iou, gma, holds, verdict):
         trend_verdicts(trends_of({"IoU": iou}), "IoU", "x")
 
 
+def test_trend_verdicts_without_slopes_say_so():
+    trends = trends_of({"IoU": [math.nan], "GmaIoU": [math.nan]})
+    row = trend_verdicts(trends, "IoU", "GmaIoU").iloc[0]
+    assert row["observation1"] is None and row["candidate"] == "no data"
+    text = describe_observation1(trend_verdicts(trends, "IoU", "GmaIoU"), "IoU", "GmaIoU")
+    assert "too few anchors" in text and "holds" not in text
+
+
 def test_figure_and_summary():
     bands = Fig2Bands(mob_edges=(0.0, 0.5, 1.0), min_count=1)
     records = [fig2_record(hand_table(), f"run-{s}", lab, s, bands)
@@ -238,3 +246,23 @@ def test_find_finished_run(tmp_path):
     assert find_finished_run("run-1", [tmp_path / "a"]) is None  # no eval.json: still training
     (run / "eval.json").write_text("{}")
     assert find_finished_run("run-1", [tmp_path / "b", tmp_path / "a"]) == run
+
+
+def test_upgrade_config_fills_new_fields_and_drops_retired_ones():
+    from gmaiou.analysis.anchor_losses import upgrade_config
+
+    preset = get_config("yolact-atss-iou-r18-160")
+    saved = preset.to_dict()
+    saved["model"] = {k: v for k, v in saved["model"].items() if k != "anchor_offset"}
+    saved["model"]["anchors_scale_with_image"] = False
+    saved["model"]["num_classes"] = 8
+    config = upgrade_config(saved, "yolact-atss-iou-r18-160")
+    assert config.model.num_classes == 8
+    assert config.model.anchor_offset == preset.model.anchor_offset
+    saved["model"]["anchors"] = "yolact"
+    with pytest.raises(ValueError, match="retired"):
+        upgrade_config(saved, "yolact-atss-iou-r18-160")
+    saved["model"]["anchors"] = "atss"
+    saved["model"]["no_such_field"] = 1
+    with pytest.raises(ValueError, match="unknown config field model.no_such_field"):
+        upgrade_config(saved, "yolact-atss-iou-r18-160")

@@ -92,9 +92,10 @@ def trend_verdicts(trends: pd.DataFrame, reference: str, candidate: str) -> pd.D
     """Per (group, task): the slopes of ``reference`` (IoU) and ``candidate`` (GmaIoU) and verdicts.
 
     ``observation1`` holds when the reference's slope is negative in every seed (the loss
-    falls as MOB rises: low-MOB anchors are worse examples). The candidate ``removes`` the
-    trend when its slope is not negative in every seed, ``weakens`` it when it is but its
-    mean slope is smaller in size than the reference's, and ``keeps`` it otherwise.
+    falls as MOB rises: low-MOB anchors are worse examples); ``None`` where no seed has a
+    slope (too few binned anchors). The candidate ``removes`` the trend when its slope is not
+    negative in every seed, ``weakens`` it when it is but its mean slope is smaller in size
+    than the reference's, ``keeps`` it otherwise, and has ``no data`` without any slope.
 
     Args:
         trends: :func:`gmaiou.analysis.anchor_losses.mob_trends` output.
@@ -110,19 +111,20 @@ def trend_verdicts(trends: pd.DataFrame, reference: str, candidate: str) -> pd.D
             raise ValueError(f"no trend of {label!r}; labels: {sorted(set(trends['label']))}")
     rows = []
     for (group, task), part in trends.groupby(["group", "task"], sort=False):
-        row = {"group": group, "task": task}
-        signs = {}
+        row: dict = {"group": group, "task": task}
+        slopes = {}
         for label in (reference, candidate):
-            slopes = part.loc[part["label"] == label, "slope"].dropna()
-            row[f"{label} slope"] = float(slopes.mean()) if len(slopes) else math.nan
-            row[f"{label} seeds < 0"] = f"{int((slopes < 0).sum())}/{len(slopes)}"
-            signs[label] = (len(slopes) > 0 and bool((slopes < 0).all()), float(slopes.mean())
-                            if len(slopes) else math.nan)  # fmt: skip
-        row["observation1"] = signs[reference][0]
-        all_negative, mean = signs[candidate]
-        if not all_negative:
+            values = part.loc[part["label"] == label, "slope"].dropna()
+            slopes[label] = values
+            row[f"{label} slope"] = float(values.mean()) if len(values) else math.nan
+            row[f"{label} seeds < 0"] = f"{int((values < 0).sum())}/{len(values)}"
+        ref, cand = slopes[reference], slopes[candidate]
+        row["observation1"] = bool((ref < 0).all()) if len(ref) else None
+        if len(cand) == 0:
+            row["candidate"] = "no data"
+        elif not bool((cand < 0).all()):
             row["candidate"] = "removes"
-        elif abs(mean) < abs(signs[reference][1]):
+        elif len(ref) and abs(cand.mean()) < abs(ref.mean()):
             row["candidate"] = "weakens"
         else:
             row["candidate"] = "keeps"
@@ -137,8 +139,9 @@ def describe_observation1(verdicts: pd.DataFrame, reference: str, candidate: str
     names = [
         f"{_TASK_NAMES[r.task]} loss of the {r.group}s" for r in verdicts.itertuples(index=False)
     ]
-    holds = [n for n, ok in zip(names, verdicts["observation1"]) if ok]
-    fails = [n for n, ok in zip(names, verdicts["observation1"]) if not ok]
+    holds = [n for n, ok in zip(names, verdicts["observation1"]) if ok is True]
+    fails = [n for n, ok in zip(names, verdicts["observation1"]) if ok is False]
+    unknown = [n for n, ok in zip(names, verdicts["observation1"]) if ok is None]
     parts = []
     if holds:
         parts.append(
@@ -150,13 +153,18 @@ def describe_observation1(verdicts: pd.DataFrame, reference: str, candidate: str
             f"With {reference}, the loss does not fall with MOB in every seed for the "
             f"{', '.join(fails)}: Observation 1 is not confirmed for these."
         )
-    for verdict in ("removes", "weakens", "keeps"):
+    if unknown:
+        parts.append(
+            f"With {reference}, too few anchors per MOB bin to judge the {', '.join(unknown)}."
+        )
+    for verdict in ("removes", "weakens", "keeps", "no data"):
         which = [n for n, v in zip(names, verdicts["candidate"]) if v == verdict]
         if which:
             what = {
                 "removes": "no longer falls with MOB in every seed (trend removed)",
                 "weakens": "still falls with MOB in every seed, with a smaller slope (trend weakened)",
                 "keeps": "falls with MOB in every seed with a slope as steep or steeper (trend kept)",
+                "no data": "cannot be judged (too few anchors per MOB bin)",
             }[verdict]
             parts.append(f"With {candidate}, for the {', '.join(which)}, the loss {what}.")
     return " ".join(parts)

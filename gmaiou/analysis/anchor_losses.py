@@ -16,6 +16,7 @@ mask losses, and negatives in a fixed IoU band are harder (higher classification
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -36,9 +37,12 @@ __all__ = [
     "TASKS",
     "anchor_loss_table",
     "bin_by_mob",
+    "collect_fig2_records",
     "fig2_record",
     "fig2_record_path",
     "find_finished_run",
+    "load_trained_model",
+    "upgrade_config",
     "mob_trends",
     "records_frame",
     "run_fig2_record",
@@ -264,6 +268,67 @@ def find_finished_run(run_id: str, folders: Sequence[str | os.PathLike]) -> Path
     return None
 
 
+#: Config fields that older runs recorded and the current schema no longer has, with the
+#: recorded value under which dropping the field keeps the model the same.
+_RETIRED_FIELDS: dict[tuple[str, str], tuple[str, str]] = {
+    # Only YOLACT's own anchors were ever scaled; ATSS anchors ignore the field.
+    ("model", "anchors_scale_with_image"): ("anchors", "atss"),
+}
+
+
+def upgrade_config(saved: dict[str, Any], preset: str) -> Any:
+    """A :class:`~gmaiou.configs.Config` from a run's recorded config written by older code.
+
+    Fields the record lacks take the preset's current values (CPU presets keep their
+    behaviour when fields are added); retired fields are dropped where they had no effect.
+
+    Raises:
+        ValueError: a field is unknown, or retired with an effect (named).
+    """
+    from gmaiou.configs import Config, get_config
+
+    merged = get_config(preset).to_dict()
+    for section, values in saved.items():
+        if not isinstance(values, dict):
+            merged[section] = values
+            continue
+        for key, value in values.items():
+            needs = _RETIRED_FIELDS.get((section, key))
+            if needs is not None:
+                field_name, wanted = needs
+                if values.get(field_name) != wanted:
+                    raise ValueError(
+                        f"config.{section}.{key} is retired and only droppable with "
+                        f"{section}.{field_name}={wanted!r}, got {values.get(field_name)!r}"
+                    )
+                continue
+            if section not in merged or key not in merged[section]:
+                raise ValueError(f"unknown config field {section}.{key} in the run's record")
+            merged[section][key] = value
+    return Config.from_dict(merged)
+
+
+def load_trained_model(
+    run_dir: str | os.PathLike, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """:func:`gmaiou.evaluation.run.load_run`, or for a run recorded by older code, its model
+    rebuilt from :func:`upgrade_config` (the preset's current values for missing fields)."""
+    from gmaiou.evaluation.run import load_run
+    from gmaiou.models import build_model
+    from gmaiou.training.checkpoint import load_checkpoint
+
+    try:
+        return load_run(run_dir, device)
+    except ValueError as err:
+        if "unknown keys" not in str(err):
+            raise
+    info = json.loads((Path(run_dir) / "config.json").read_text())
+    config = upgrade_config(info["config"], info["config_name"])
+    model = build_model(config)
+    model.load_state_dict(load_checkpoint(Path(run_dir) / "checkpoint.pt")["model"])
+    return model.to(device), config, info
+
+
 def run_fig2_record(
     run_dir: str | os.PathLike,
     label: str,
@@ -276,12 +341,11 @@ def run_fig2_record(
     """Rebuild a run's model, tabulate its anchors on ``split`` of its dataset, bin them."""
     from gmaiou.data import CocoInstances, find_split
     from gmaiou.data.transforms import TestTransform
-    from gmaiou.evaluation.run import load_run
     from gmaiou.training.checkpoint import load_checkpoint
     from gmaiou.training.trainer import resolve_data_root
 
     run_dir = Path(run_dir)
-    model, config, info = load_run(run_dir, device)
+    model, config, info = load_trained_model(run_dir, device)
     root = resolve_data_root(info["data_root"])
     image_dir, ann_file = find_split(root, split)
     dataset = CocoInstances(
@@ -344,3 +408,51 @@ def mob_trends(frame: pd.DataFrame, min_bins: int = 2) -> pd.DataFrame:
             out.append({"label": label, "group": group, "task": task, "seed": seed,
                         "slope": slope, "bins": len(ok)})  # fmt: skip
     return pd.DataFrame(out)
+
+
+def collect_fig2_records(
+    specs: Sequence[Any],
+    folders: Sequence[str | os.PathLike] = (),
+    bands: Fig2Bands = Fig2Bands(),
+    train_missing: bool = False,
+    figures: Path | None = None,
+    device: torch.device | str = "cpu",
+    force: bool = False,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The Fig. 2 record of every run of ``specs`` that has one or a finished checkpoint.
+
+    For each :class:`~gmaiou.experiments.RunSpec`: its record under
+    :func:`fig2_record_path` if present (unless ``force``); else it is computed from the
+    first finished run folder among ``runs/<profile>/<grid>/`` of the repository and
+    ``folders`` and written; else, with ``train_missing`` (the smoke profile), the run is
+    trained with :func:`gmaiou.experiments.run_one` first.
+
+    Returns:
+        the records (in ``specs`` order) and the ids of the runs with neither record nor
+        finished checkpoint.
+    """
+    from gmaiou.experiments import run_one
+    from gmaiou.experiments.runner import record_path
+    from gmaiou.paths import repo_root
+
+    records, missing = [], []
+    for spec in specs:
+        path = fig2_record_path(spec.profile, spec.run_id, figures)
+        if path.is_file() and not force:
+            records.append(json.loads(path.read_text()))
+            continue
+        where = [spec.run_dir(repo_root()).parent, *folders]
+        run_dir = find_finished_run(spec.run_id, where)
+        if run_dir is None and train_missing:
+            run_one(spec, force=record_path(spec).is_file(), device=device, progress=False)
+            run_dir = find_finished_run(spec.run_id, where)
+        if run_dir is None:
+            missing.append(spec.run_id)
+            continue
+        record = run_fig2_record(
+            run_dir, spec.label or spec.preset, spec.seed, bands, device=device
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        records.append(record)
+    return records, missing
