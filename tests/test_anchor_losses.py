@@ -185,7 +185,13 @@ def test_records_frame_and_slopes():
         records_frame([])
 
 
-WORDS = {"removes": "removed", "weakens": "weakened", "keeps": "kept"}
+WORDS = {
+    "removes": "trend removed",
+    "weakens": "trend weakened",
+    "keeps": "trend kept",
+    "appears": "trend appears",
+    "none either": "no trend",
+}
 
 
 def trends_of(slopes: dict[str, list[float]]) -> pd.DataFrame:
@@ -204,7 +210,8 @@ def trends_of(slopes: dict[str, list[float]]) -> pd.DataFrame:
         ([-1.0, -2.0], [0.5, -1.0], True, "removes"),
         ([-1.0, -2.0], [-0.5, -1.0], True, "weakens"),
         ([-1.0, -2.0], [-2.0, -3.0], True, "keeps"),
-        ([-1.0, 0.5], [-2.0, -3.0], False, "keeps"),
+        ([-1.0, 0.5], [-2.0, -3.0], False, "appears"),
+        ([-1.0, 0.5], [1.0, -3.0], False, "none either"),
     ],
 )
 def test_trend_verdicts(iou, gma, holds, verdict):
@@ -213,7 +220,7 @@ def test_trend_verdicts(iou, gma, holds, verdict):
     assert bool(row["observation1"]) is holds and row["candidate"] == verdict
     assert row["IoU slope"] == pytest.approx(np.mean(iou))
     text = describe_observation1(verdicts, "IoU", "GmaIoU")
-    assert ("Observation 1 holds" in text) is holds and f"trend {WORDS[verdict]}" in text
+    assert ("Observation 1 holds" in text) is holds and f"({WORDS[verdict]})" in text
     with pytest.raises(ValueError, match="no trend of 'x'"):
         trend_verdicts(trends_of({"IoU": iou}), "IoU", "x")
 

@@ -62,22 +62,22 @@ def plot_loss_vs_mob(frame: pd.DataFrame, bands: dict | None = None):
     fig, axes = plt.subplots(1, 5, figsize=(19, 3.6))
     offsets = np.linspace(-0.012, 0.012, len(labels)) if len(labels) > 1 else [0.0]
     for ax, (group, task, title) in zip(axes, _PANELS):
-        for label, dx in zip(labels, offsets):
+        for i, (label, dx) in enumerate(zip(labels, offsets)):
             part = summary[(summary["label"] == label) & (summary["group"] == group)]
             x = (part["mob_lo"] + part["mob_hi"]) / 2 + dx
             ax.errorbar(x, part[f"{task}_mean"], yerr=part[f"{task}_std"].fillna(0.0),
-                        marker="o", capsize=3, label=label)  # fmt: skip
+                        marker="o", capsize=3, label=label, color=f"C{i}")  # fmt: skip
         band = bands.get(group) if bands else None
         suffix = f"\nIoU in [{band[0]}, {band[1]})" if band else ""
         ax.set_title(title + suffix, fontsize=9)
         ax.set_xlabel("MOB of the GT")
         ax.set_ylabel("mean loss per anchor")
     ax = axes[-1]
-    for label in labels:
+    for i, label in enumerate(labels):
         for group, style in (("positive", "-"), ("negative", "--")):
             part = summary[(summary["label"] == label) & (summary["group"] == group)]
             ax.plot((part["mob_lo"] + part["mob_hi"]) / 2, part["count"].clip(lower=0.5),
-                    style, marker="o", label=f"{label}, {group}s")  # fmt: skip
+                    style, marker="o", color=f"C{i}", label=f"{label}, {group}s")  # fmt: skip
     ax.set_yscale("log")
     ax.set_title("(c) anchors per MOB bin (both bands)", fontsize=9)
     ax.set_xlabel("MOB of the GT")
@@ -96,6 +96,8 @@ def trend_verdicts(trends: pd.DataFrame, reference: str, candidate: str) -> pd.D
     slope (too few binned anchors). The candidate ``removes`` the trend when its slope is not
     negative in every seed, ``weakens`` it when it is but its mean slope is smaller in size
     than the reference's, ``keeps`` it otherwise, and has ``no data`` without any slope.
+    Where Observation 1 does not hold, the candidate's trend ``appears`` (negative in every
+    seed) or there is ``none either``.
 
     Args:
         trends: :func:`gmaiou.analysis.anchor_losses.mob_trends` output.
@@ -122,6 +124,8 @@ def trend_verdicts(trends: pd.DataFrame, reference: str, candidate: str) -> pd.D
         row["observation1"] = bool((ref < 0).all()) if len(ref) else None
         if len(cand) == 0:
             row["candidate"] = "no data"
+        elif row["observation1"] is not True:
+            row["candidate"] = "appears" if bool((cand < 0).all()) else "none either"
         elif not bool((cand < 0).all()):
             row["candidate"] = "removes"
         elif len(ref) and abs(cand.mean()) < abs(ref.mean()):
@@ -157,13 +161,15 @@ def describe_observation1(verdicts: pd.DataFrame, reference: str, candidate: str
         parts.append(
             f"With {reference}, too few anchors per MOB bin to judge the {', '.join(unknown)}."
         )
-    for verdict in ("removes", "weakens", "keeps", "no data"):
+    for verdict in ("removes", "weakens", "keeps", "appears", "none either", "no data"):
         which = [n for n, v in zip(names, verdicts["candidate"]) if v == verdict]
         if which:
             what = {
                 "removes": "no longer falls with MOB in every seed (trend removed)",
                 "weakens": "still falls with MOB in every seed, with a smaller slope (trend weakened)",
                 "keeps": "falls with MOB in every seed with a slope as steep or steeper (trend kept)",
+                "appears": "falls with MOB in every seed, unlike with the reference (trend appears)",
+                "none either": "does not fall with MOB in every seed either (no trend)",
                 "no data": "cannot be judged (too few anchors per MOB bin)",
             }[verdict]
             parts.append(f"With {candidate}, for the {', '.join(which)}, the loss {what}.")
