@@ -194,10 +194,17 @@ WORDS = {
 }
 
 
-def trends_of(slopes: dict[str, list[float]]) -> pd.DataFrame:
+def trends_of(slopes: dict[str, list[float]], group: str = "positive") -> pd.DataFrame:
     return pd.DataFrame(
         [
-            {"label": label, "group": "positive", "task": "mask", "seed": s, "slope": v, "bins": 5}
+            {
+                "label": label,
+                "group": group,
+                "task": "cls" if group == "negative" else "mask",
+                "seed": s,
+                "slope": v,
+                "bins": 5,
+            }
             for label, values in slopes.items()
             for s, v in enumerate(values)
         ]  # fmt: skip
@@ -223,6 +230,16 @@ def test_trend_verdicts(iou, gma, holds, verdict):
     assert ("Observation 1 holds" in text) is holds and f"({WORDS[verdict]})" in text
     with pytest.raises(ValueError, match="no trend of 'x'"):
         trend_verdicts(trends_of({"IoU": iou}), "IoU", "x")
+
+
+def test_observation1_has_the_negatives_loss_rise_with_mob():
+    # The paper: negatives' classification loss rises with MOB, positives' losses fall.
+    rising = trend_verdicts(trends_of({"IoU": [1.0, 2.0], "GmaIoU": [-0.5, 1.0]}, "negative"),
+                            "IoU", "GmaIoU").iloc[0]  # fmt: skip
+    assert bool(rising["observation1"]) and rising["candidate"] == "removes"
+    assert rising["expected"] == "rises" and rising["IoU seeds along"] == "2/2"
+    falling = trend_verdicts(trends_of({"IoU": [1.0, 2.0], "GmaIoU": [1.0, 2.0]}), "IoU", "GmaIoU")
+    assert not falling.iloc[0]["observation1"] and falling.iloc[0]["expected"] == "falls"
 
 
 def test_trend_verdicts_without_slopes_say_so():

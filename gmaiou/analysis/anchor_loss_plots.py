@@ -9,7 +9,13 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["describe_observation1", "plot_loss_vs_mob", "seed_summary", "trend_verdicts"]
+__all__ = [
+    "OBSERVATION1_SIGN",
+    "describe_observation1",
+    "plot_loss_vs_mob",
+    "seed_summary",
+    "trend_verdicts",
+]
 
 _TASK_NAMES = {"cls": "classification", "box": "box", "mask": "mask"}
 _PANELS = (
@@ -88,23 +94,31 @@ def plot_loss_vs_mob(frame: pd.DataFrame, bands: dict | None = None):
     return fig
 
 
+#: Observation 1's direction of each group's losses against MOB (the paper, Sec. 3): the
+#: negatives' loss rises with MOB (Fig. 2(a)), the positives' losses fall (Fig. 2(b)).
+OBSERVATION1_SIGN: dict[str, int] = {"negative": 1, "positive": -1}
+_DIRECTION = {1: "rises", -1: "falls"}
+
+
 def trend_verdicts(trends: pd.DataFrame, reference: str, candidate: str) -> pd.DataFrame:
     """Per (group, task): the slopes of ``reference`` (IoU) and ``candidate`` (GmaIoU) and verdicts.
 
-    ``observation1`` holds when the reference's slope is negative in every seed (the loss
-    falls as MOB rises: low-MOB anchors are worse examples); ``None`` where no seed has a
-    slope (too few binned anchors). The candidate ``removes`` the trend when its slope is not
-    negative in every seed, ``weakens`` it when it is but its mean slope is smaller in size
-    than the reference's, ``keeps`` it otherwise, and has ``no data`` without any slope.
-    Where Observation 1 does not hold, the candidate's trend ``appears`` (negative in every
-    seed) or there is ``none either``.
+    A slope goes Observation 1's way when its sign is :data:`OBSERVATION1_SIGN` of its group
+    (negatives: the loss rises with MOB; positives: it falls). ``observation1`` holds when
+    the reference's slope goes that way in every seed; ``None`` where no seed has a slope
+    (too few binned anchors). Where it holds, the candidate ``removes`` the trend when its
+    slope does not go that way in every seed, ``weakens`` it when it does with a smaller mean
+    slope in size, and ``keeps`` it otherwise; where it does not hold, the candidate's trend
+    ``appears`` (that way in every seed) or there is ``none either``; ``no data`` without
+    any slope.
 
     Args:
         trends: :func:`gmaiou.analysis.anchor_losses.mob_trends` output.
 
     Returns:
-        One row per (group, task): ``<label> slope`` (mean over seeds), ``<label> seeds < 0``
-        (as ``k/n``), ``observation1`` (bool) and ``candidate`` (removes / weakens / keeps).
+        One row per (group, task): ``expected`` (rises / falls), ``<label> slope`` (mean over
+        seeds), ``<label> seeds along`` (``k/n`` seeds whose slope goes Observation 1's
+        way), ``observation1`` (bool or None) and ``candidate`` (the verdict above).
     """
     if len(trends) == 0:
         raise ValueError("no trend to judge")
@@ -113,22 +127,23 @@ def trend_verdicts(trends: pd.DataFrame, reference: str, candidate: str) -> pd.D
             raise ValueError(f"no trend of {label!r}; labels: {sorted(set(trends['label']))}")
     rows = []
     for (group, task), part in trends.groupby(["group", "task"], sort=False):
-        row: dict = {"group": group, "task": task}
-        slopes = {}
+        sign = OBSERVATION1_SIGN[group]
+        row: dict = {"group": group, "task": task, "expected": _DIRECTION[sign]}
+        along = {}
         for label in (reference, candidate):
             values = part.loc[part["label"] == label, "slope"].dropna()
-            slopes[label] = values
+            along[label] = values * sign  # > 0: Observation 1's way
             row[f"{label} slope"] = float(values.mean()) if len(values) else math.nan
-            row[f"{label} seeds < 0"] = f"{int((values < 0).sum())}/{len(values)}"
-        ref, cand = slopes[reference], slopes[candidate]
-        row["observation1"] = bool((ref < 0).all()) if len(ref) else None
+            row[f"{label} seeds along"] = f"{int((values * sign > 0).sum())}/{len(values)}"
+        ref, cand = along[reference], along[candidate]
+        row["observation1"] = bool((ref > 0).all()) if len(ref) else None
         if len(cand) == 0:
             row["candidate"] = "no data"
         elif row["observation1"] is not True:
-            row["candidate"] = "appears" if bool((cand < 0).all()) else "none either"
-        elif not bool((cand < 0).all()):
+            row["candidate"] = "appears" if bool((cand > 0).all()) else "none either"
+        elif not bool((cand > 0).all()):
             row["candidate"] = "removes"
-        elif len(ref) and abs(cand.mean()) < abs(ref.mean()):
+        elif cand.mean() < ref.mean():
             row["candidate"] = "weakens"
         else:
             row["candidate"] = "keeps"
@@ -141,36 +156,38 @@ def describe_observation1(verdicts: pd.DataFrame, reference: str, candidate: str
     if len(verdicts) == 0:
         raise ValueError("no verdict to describe")
     names = [
-        f"{_TASK_NAMES[r.task]} loss of the {r.group}s" for r in verdicts.itertuples(index=False)
+        f"{_TASK_NAMES[r.task]} loss of the {r.group}s ({r.expected} with MOB in the paper)"
+        for r in verdicts.itertuples(index=False)
     ]
-    holds = [n for n, ok in zip(names, verdicts["observation1"]) if ok is True]
-    fails = [n for n, ok in zip(names, verdicts["observation1"]) if ok is False]
-    unknown = [n for n, ok in zip(names, verdicts["observation1"]) if ok is None]
+    judged = [None if ok is None or ok != ok else bool(ok) for ok in verdicts["observation1"]]
+    holds = [n for n, ok in zip(names, judged) if ok is True]
+    fails = [n for n, ok in zip(names, judged) if ok is False]
+    unknown = [n for n, ok in zip(names, judged) if ok is None]
     parts = []
     if holds:
         parts.append(
-            f"With {reference}, in every seed the loss falls as the GT's MOB rises for the "
-            f"{', '.join(holds)}: Observation 1 holds for these."
+            f"With {reference}, the loss moves with the GT's MOB as Observation 1 says in every "
+            f"seed for the {'; '.join(holds)}: Observation 1 holds for these."
         )
     if fails:
         parts.append(
-            f"With {reference}, the loss does not fall with MOB in every seed for the "
-            f"{', '.join(fails)}: Observation 1 is not confirmed for these."
+            f"With {reference}, the loss does not move with MOB as Observation 1 says in every "
+            f"seed for the {'; '.join(fails)}: Observation 1 is not confirmed for these."
         )
     if unknown:
         parts.append(
-            f"With {reference}, too few anchors per MOB bin to judge the {', '.join(unknown)}."
+            f"With {reference}, too few anchors per MOB bin to judge the {'; '.join(unknown)}."
         )
-    for verdict in ("removes", "weakens", "keeps", "appears", "none either", "no data"):
+    what = {
+        "removes": "no longer moves that way in every seed (trend removed)",
+        "weakens": "still moves that way in every seed, with a smaller slope (trend weakened)",
+        "keeps": "moves that way in every seed with a slope as steep or steeper (trend kept)",
+        "appears": "moves that way in every seed, unlike with the reference (trend appears)",
+        "none either": "does not move that way in every seed either (no trend)",
+        "no data": "cannot be judged (too few anchors per MOB bin)",
+    }
+    for verdict, sentence in what.items():
         which = [n for n, v in zip(names, verdicts["candidate"]) if v == verdict]
         if which:
-            what = {
-                "removes": "no longer falls with MOB in every seed (trend removed)",
-                "weakens": "still falls with MOB in every seed, with a smaller slope (trend weakened)",
-                "keeps": "falls with MOB in every seed with a slope as steep or steeper (trend kept)",
-                "appears": "falls with MOB in every seed, unlike with the reference (trend appears)",
-                "none either": "does not fall with MOB in every seed either (no trend)",
-                "no data": "cannot be judged (too few anchors per MOB bin)",
-            }[verdict]
-            parts.append(f"With {candidate}, for the {', '.join(which)}, the loss {what}.")
+            parts.append(f"With {candidate}, for the {'; '.join(which)}, the loss {sentence}.")
     return " ".join(parts)

@@ -1,8 +1,9 @@
 """Per-anchor losses of a trained YOLACT against the mask-over-box ratio of their GT (Fig. 2).
 
-The paper's Observation 1: under IoU-based assignment, anchors whose ground truth has a low
-MOB are worse examples: positives in a fixed IoU band carry higher classification, box and
-mask losses, and negatives in a fixed IoU band are harder (higher classification loss).
+The paper's Observation 1: under IoU-based assignment, the losses of anchors with similar
+IoUs depend on their GT's MOB: positives in a fixed IoU band carry higher classification, box
+and mask losses the lower the MOB, while the classification loss of negatives in a fixed IoU
+band rises with the MOB (Fig. 2(a) and (b) of the paper).
 
 * :func:`anchor_loss_table`: one row per (image, anchor): assignment under the model's own
   assigner, the GT it refers to, IoU and GmaIoU (P = M) with that GT, the GT's MOB and each
@@ -390,8 +391,8 @@ def mob_trends(frame: pd.DataFrame, min_bins: int = 2) -> pd.DataFrame:
         min_bins: a seed needs this many bins with a mean to get a slope.
 
     Returns:
-        One row per (label, group, task, seed): ``slope`` (loss per unit of MOB; negative:
-        the loss falls as MOB rises, Observation 1's direction) and ``bins`` (bins used).
+        One row per (label, group, task, seed): ``slope`` (loss per unit of MOB; Observation
+        1 has it positive for the negatives, negative for the positives) and ``bins``.
         The negatives carry only ``cls``.
     """
     if len(frame) == 0:
