@@ -290,3 +290,20 @@ def test_upgrade_config_fills_new_fields_and_drops_retired_ones():
     saved["model"]["no_such_field"] = 1
     with pytest.raises(ValueError, match="unknown config field model.no_such_field"):
         upgrade_config(saved, "yolact-atss-iou-r18-160")
+
+
+def test_collect_reads_records_and_names_runs_without_checkpoint(tmp_path, monkeypatch):
+    import json
+
+    from gmaiou.analysis.anchor_losses import collect_fig2_records, fig2_record_path
+    from gmaiou.experiments import get_grid
+
+    specs = [s for s in get_grid("table2", "smoke") if s.data.mix == "uniform"][:2]
+    stored = {"id": specs[0].run_id, "label": "stored", "seed": 0}
+    path = fig2_record_path("smoke", specs[0].run_id, tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(stored))
+    monkeypatch.setattr("gmaiou.paths.repo_root", lambda: tmp_path)  # no runs/ there
+    records, missing = collect_fig2_records(specs, [tmp_path / "none"], figures=tmp_path)
+    assert records == [stored] and missing == [specs[1].run_id]
+    assert not fig2_record_path("smoke", specs[1].run_id, tmp_path).exists()
