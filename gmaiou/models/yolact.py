@@ -337,6 +337,68 @@ class YOLACT(nn.Module):
         )
         return {"loss": total, "cls": cls, "box": box, "mask": mask, "semantic": semantic}
 
+    def anchor_losses(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Each anchor's share of the YOLACT loss terms, before OHEM selection and reduction.
+
+        For analysis (Fig. 2); training uses :meth:`loss`. Every positive gets its mask term
+        (no ``max_masks`` subsampling). ``outputs`` may come from either mode (the semantic
+        map is not used).
+
+        Args:
+            outputs: :meth:`forward` output for the images of ``batch``.
+            batch: as in :meth:`loss` (``"boxes"``, ``"labels"``, ``"masks"`` at ``S x S``).
+
+        Returns:
+            ``gt_inds [B, A]`` (the assignment, as :meth:`assign`), ``cls [B, A]`` softmax
+            cross-entropy with the anchor's target (its class for positives, background for
+            negatives; NaN where ignored), ``box [B, A]`` SmoothL1 summed over the four
+            deltas and ``mask [B, A]`` cropped BCE over the GT box area (NaN but at positives).
+        """
+        if self.config.loss.kind != "yolact":
+            raise ValueError(
+                f"anchor_losses needs loss.kind='yolact' (softmax CE, SmoothL1, mask BCE), "
+                f"got {self.config.loss.kind!r}"
+            )
+        cls_logits, deltas = outputs["cls_logits"].float(), outputs["box_deltas"].float()
+        bsz, num_anchors, k = cls_logits.shape
+        if len(batch["boxes"]) != bsz:
+            raise ValueError(f"batch holds {len(batch['boxes'])} images, outputs {bsz}")
+        device = cls_logits.device
+        boxes = [b.to(device=device, dtype=torch.float32) for b in batch["boxes"]]
+        labels = [lab.to(device=device, dtype=torch.long) for lab in batch["labels"]]
+        masks = [m.to(device) for m in batch["masks"]]
+        gt_inds = self.assign(batch)
+        targets = _Targets(gt_inds, boxes, labels, masks, self.anchor_boxes)
+        pos, ignored = gt_inds >= 0, gt_inds == IGNORED
+        nan = torch.full((bsz, num_anchors), float("nan"), device=device)
+
+        cls_targets = torch.where(pos, targets.matched_labels() + 1, torch.zeros_like(gt_inds))
+        ce = F.cross_entropy(cls_logits.reshape(-1, k), cls_targets.reshape(-1), reduction="none")
+        cls = torch.where(ignored, nan, ce.view(bsz, num_anchors))
+
+        box = nan.clone()
+        anchors = self.anchor_boxes[None].expand(bsz, -1, -1)[pos]
+        box_targets = encode_boxes(anchors, targets.matched_boxes()[pos])
+        box[pos] = F.smooth_l1_loss(
+            deltas[pos], box_targets, beta=self.config.loss.smooth_l1_beta, reduction="none"
+        ).sum(dim=1)
+
+        mask = nan.clone()
+        protos, coeffs = outputs["protos"].float(), outputs["coeffs"].float()
+        hp, wp = protos.shape[1:3]
+        scale = protos.new_tensor([wp / self.image_size, hp / self.image_size] * 2)
+        for b in range(bsz):
+            idx = pos[b].nonzero().squeeze(1)
+            if idx.numel() == 0:
+                continue
+            gt = gt_inds[b, idx]
+            logits = (protos[b] @ coeffs[b, idx].t()).permute(2, 0, 1)  # [P, hp, wp]
+            small = _downsample_masks(masks[b], (hp, wp), self.config.model.target_resize)[gt]
+            gt_boxes = boxes[b][gt] * scale
+            areas = (gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])
+            mask[b, idx] = mask_bce_loss(logits, small, crop_masks(gt_boxes, hp, wp), areas)
+        return {"gt_inds": gt_inds, "cls": cls, "box": box, "mask": mask}
+
     def _ranksort_loss(self, outputs: dict[str, Tensor], targets: _Targets) -> dict[str, Tensor]:
         cfg = self.config.loss
         cls_logits, deltas = outputs["cls_logits"].float(), outputs["box_deltas"].float()
