@@ -161,7 +161,7 @@ def _image_rows(
         cols = torch.arange(num_anchors)
         iou = ious[gt, cols]
         overlap = gmaiou(boxes, masks, anchors, polygon="mask")[gt, cols]
-        mob = mob_ratio(masks, boxes).diagonal()[gt]
+        mob = mob_ratio(boxes, masks).diagonal()[gt]
     return pd.DataFrame(
         {
             "image_id": int(image_id),

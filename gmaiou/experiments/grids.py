@@ -67,7 +67,7 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     "smoke": Scale("r18", 160, images=12, epochs=1, seeds=2, max_iters=2),
-    "quick": Scale("r18", 160, images=250, epochs=2, seeds=2),
+    "quick": Scale("r18", 160, images=200, epochs=1, seeds=2),
     "default": Scale("r18", 160, images=1000, epochs=None, seeds=3, extra_seeds=2),
 }
 
