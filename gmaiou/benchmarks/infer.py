@@ -330,6 +330,7 @@ def _trained_one(run_dir: Path, args: argparse.Namespace, device: torch.device) 
     full_ms = _median_ms(times["post_full"])
     return {
         "run": str(run_dir),
+        "data": Path(str(data)).name,
         "config": config.name,
         "model": model_label(config),
         "anchors": int(model.anchor_boxes.shape[0]),
@@ -380,6 +381,11 @@ def format_trained_table(record: dict[str, Any]) -> str:
             f"| {r['detections_per_image']:.1f} | {r['mask_ap']:.2f} "
             f"| {r['mask_ap_full_upsampling']:.2f} | {r['box_ap']:.2f} |"
         )
+    sets = sorted({f"{r.get('data', '?')} ({r['images']} images)" for r in record["trained"]})
+    lines += [
+        "",
+        f"*data: the {record['split']} split of each run's own dataset: {', '.join(sets)}*",
+    ]
     return "\n".join(lines)
 
 
