@@ -93,6 +93,7 @@ class ModelConfig:
         head_channels: channels of the shared prediction-head conv.
         proto_channels: channels of the protonet's hidden convs.
         num_protos: prototype masks (YOLACT: 32).
+        proto_scale: the protonet's upsampling of P3 (YOLACT: 2, prototypes at stride 4).
         anchors: ``"yolact"`` (3 aspect ratios, YOLACT sizes) or ``"atss"`` (square, 4 x stride).
         anchor_scales: ATSS anchor scales per octave (GmaYOLACT: 2, sides 4 and 4·√2 x stride).
         anchor_base_scale: ATSS anchor side in strides (the octave base scale; ATSS: 4).
@@ -132,6 +133,7 @@ class ModelConfig:
     head_channels: int = 256
     proto_channels: int = 256
     num_protos: int = 32
+    proto_scale: int = 2
     anchors: str = "yolact"
     anchor_scales: int = 1
     anchor_base_scale: float = 4.0
@@ -176,6 +178,7 @@ class ModelConfig:
             "head_channels",
             "proto_channels",
             "num_protos",
+            "proto_scale",
             "anchor_scales",
             "dcn_groups",
         ):

@@ -142,6 +142,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("model", "head channels", "model.head_channels", "all", 256, f"{_Y550}:30"),
     _s("model", "protonet channels", "model.proto_channels", "all", 256, f"{_HEAD}:796"),
     _s("model", "prototypes", "model.num_protos", "all", 32, f"{_Y550}:51,56"),
+    _s("model", "protonet upsampling (prototypes at stride 8 / scale)", "model.proto_scale", "all",
+       2, "spec section 3 (protonet: three 3x3 convs, x2 upsample, 3x3 conv, 1x1 conv)"),
     _s("model", "FPN upsampling", "model.upsample", "yolact", "bilinear", f"{_Y550}:25"),
     _s("model", "FPN upsampling", "model.upsample", "gmayolact", "carafe",
        f"{_MAY}:8-20 (k_up 5, k_encoder 3, 64 compressed channels)"),

@@ -350,3 +350,15 @@ def test_gmaiou_force_retrains_through_the_grid(tmp_path, monkeypatch):
     with pytest.raises(ZeroDivisionError):
         runner.run_grid([spec], root=tmp_path, figures=tmp_path / "figures")
     assert len(calls) == 1
+
+
+def test_proto_scale_sets_the_prototype_resolution():
+    from gmaiou.models import build_model
+
+    for scale, side in ((2, 40), (4, 80)):
+        cfg = apply_settings(get_config("yolact-atss-iou-r18-160"), [f"model.proto_scale={scale}"])
+        model = build_model(cfg.with_num_classes(3)).eval()
+        with torch.no_grad():
+            assert model(torch.zeros(1, 3, 160, 160))["protos"].shape == (1, side, side, 32)
+    with pytest.raises(ValueError, match="proto_scale"):
+        apply_settings(get_config("yolact-atss-iou-r18-160"), ["model.proto_scale=0"])

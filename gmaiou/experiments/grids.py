@@ -214,6 +214,15 @@ SEARCH_VARIANTS: dict[str, SearchVariant] = {
     "flipphoto-adamw1e-3": ("atss-iou", (*_NO_EXPAND, *_ADAMW), 1e-3, None, 1000, 6),
     "fixed-flip-adamw1e-3": ("fixed", (*_FLIP, *_ADAMW), 1e-3, None, 1000, 6),
     "gmaiou-flip-adamw1e-3": ("atss-gmaiou", (*_FLIP, *_ADAMW), 1e-3, None, 1000, 6),
+    # round 3 (CPU): prototypes at stride 2 (mask AP trails box AP by half at 160 px)
+    "flip-adamw1e-3-proto4": (
+        "atss-iou",
+        (*_FLIP, *_ADAMW, "model.proto_scale=4"),
+        1e-3,
+        None,
+        1000,
+        6,
+    ),
 }
 
 

@@ -86,12 +86,15 @@ class PredictionHead(nn.Module):
 
 
 class ProtoNet(nn.Module):
-    """Prototype masks from P3: three 3x3 convs, x2 bilinear upsampling, a 3x3 conv, a 1x1 conv; ReLU after each.
+    """Prototype masks from P3: three 3x3 convs, x``scale`` bilinear upsampling (YOLACT: 2), a 3x3
+    conv, a 1x1 conv; ReLU after each.
 
-    ``forward``: ``[B, ch, f3, f3]`` -> ``[B, 2 f3, 2 f3, P]`` (channels last, as YOLACT).
+    ``forward``: ``[B, ch, f3, f3]`` -> ``[B, s f3, s f3, P]`` (channels last, as YOLACT).
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int = 256, num_protos: int = 32) -> None:
+    def __init__(
+        self, in_channels: int, hidden_channels: int = 256, num_protos: int = 32, scale: int = 2
+    ) -> None:
         super().__init__()
 
         def conv(cin: int, cout: int, k: int) -> list[nn.Module]:
@@ -102,7 +105,7 @@ class ProtoNet(nn.Module):
             *conv(hidden_channels, hidden_channels, 3),
             *conv(hidden_channels, hidden_channels, 3),
         )
-        self.upsample = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.upsample = nn.Upsample(scale_factor=scale, mode="bilinear", align_corners=False)
         self.after = nn.Sequential(
             *conv(hidden_channels, hidden_channels, 3), *conv(hidden_channels, num_protos, 1)
         )

@@ -91,7 +91,7 @@ class YOLACT(nn.Module):
             m.num_protos,
             init=m.head_init,
         )
-        self.protonet = ProtoNet(m.fpn_channels, m.proto_channels, m.num_protos)
+        self.protonet = ProtoNet(m.fpn_channels, m.proto_channels, m.num_protos, m.proto_scale)
         self.semantic_head = SemanticHead(m.fpn_channels, m.num_classes, init=m.head_init)
         a = config.assigner
         if a.kind == "fixed":
@@ -118,7 +118,7 @@ class YOLACT(nn.Module):
             ``cls_logits [B, A, K]`` (``K = C + 1``, background at 0, for softmax;
             ``K = C`` for sigmoid), ``box_deltas [B, A, 4]`` (coded as in
             :mod:`gmaiou.models.box_coder`), ``coeffs [B, A, P]`` (tanh), ``protos
-            [B, Hp, Wp, P]`` (``Hp = 2 ceil(S / 8)``) and, in training mode,
+            [B, Hp, Wp, P]`` (``Hp = proto_scale * ceil(S / 8)``) and, in training mode,
             ``semantic [B, C, Hs, Ws]`` (``Hs = ceil(S / 8)``).
         """
         s = self.image_size
