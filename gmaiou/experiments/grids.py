@@ -223,6 +223,14 @@ SEARCH_VARIANTS: dict[str, SearchVariant] = {
         1000,
         6,
     ),
+    "flip-adamw1e-3-proto4-7ep": (
+        "atss-iou",
+        (*_FLIP, *_ADAMW, "model.proto_scale=4"),
+        1e-3,
+        None,
+        1000,
+        7,
+    ),
 }
 
 
