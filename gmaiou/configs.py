@@ -45,6 +45,7 @@ __all__ = [
     "ModelConfig",
     "PRESETS",
     "PostprocessConfig",
+    "SECTIONS",
     "TrainConfig",
     "apply_settings",
     "get_config",
@@ -453,14 +454,7 @@ class Config:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
         """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
-        parts = {
-            "model": ModelConfig,
-            "assigner": AssignerConfig,
-            "loss": LossConfig,
-            "postprocess": PostprocessConfig,
-            "train": TrainConfig,
-            "augment": AugmentConfig,
-        }
+        parts = SECTIONS
         unknown = sorted(set(data) - set(parts) - {"name"})
         if unknown:
             raise ValueError(f"unknown config keys {unknown}")
@@ -477,6 +471,17 @@ class Config:
                 values["scale_range"] = tuple(values["scale_range"])
             kwargs[key] = klass(**values)
         return cls(**kwargs)
+
+
+#: The config's sections: attribute name -> dataclass.
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "assigner": AssignerConfig,
+    "loss": LossConfig,
+    "postprocess": PostprocessConfig,
+    "train": TrainConfig,
+    "augment": AugmentConfig,
+}
 
 
 def with_num_classes(config: Config, num_classes: int) -> Config:

@@ -26,13 +26,8 @@ from typing import Any
 from gmaiou.configs import (
     PAPER_BACKBONES,
     PAPER_SIZES,
-    AssignerConfig,
-    AugmentConfig,
+    SECTIONS,
     Config,
-    LossConfig,
-    ModelConfig,
-    PostprocessConfig,
-    TrainConfig,
     get_config,
     list_configs,
 )
@@ -363,14 +358,7 @@ def check_presets() -> list[str]:
 
 def undocumented_fields() -> list[str]:
     """Config fields that neither :data:`SETTINGS` nor :data:`NAME_FIELDS` covers."""
-    parts = {
-        "model": ModelConfig,
-        "assigner": AssignerConfig,
-        "loss": LossConfig,
-        "postprocess": PostprocessConfig,
-        "train": TrainConfig,
-        "augment": AugmentConfig,
-    }
+    parts = SECTIONS
     covered = {row.field for row in SETTINGS} | NAME_FIELDS
     return [
         f"{part}.{f.name}"
