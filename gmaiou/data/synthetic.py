@@ -48,6 +48,7 @@ __all__ = [
     "SyntheticClass",
     "ensure_synthetic",
     "generate",
+    "generate_atomically",
     "render_scene",
     "split_sizes",
 ]
@@ -392,6 +393,25 @@ def ensure_synthetic(
     root = cache_dir() / f"synthetic-v{FORMAT_VERSION}{tag}-n{num_images}-s{size}-seed{seed}"
     if root.is_dir():
         return root
+    return generate_atomically(root, num_images, size, seed, progress=progress, mix=mix)
+
+
+def generate_atomically(
+    root: str | Path,
+    num_images: int,
+    size: int,
+    seed: int = 0,
+    progress: bool = True,
+    mix: str = "uniform",
+) -> Path:
+    """:func:`generate` into a temporary folder beside ``root``, then rename it to ``root``.
+
+    An interrupted run never leaves a half dataset at ``root``, and two processes
+    generating the same set at once both end with a complete one (the later rename fails
+    and its copy is removed).
+    """
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
         generate(tmp, num_images, size, seed, progress=progress, mix=mix)

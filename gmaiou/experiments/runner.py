@@ -90,21 +90,14 @@ class SyntheticData:
 
     def ensure(self, root: Path) -> Path:
         """The dataset folder under ``root``, generated (atomically) if absent."""
-        from gmaiou.data.synthetic import generate
+        from gmaiou.data.synthetic import generate_atomically
 
         path = root / self.folder
         if (path / "annotations").is_dir():
             return path
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        generate(tmp, self.images, self.size, self.seed, progress=False, mix=self.mix)
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            if not (path / "annotations").is_dir():  # not a concurrent run that finished first
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-        return path
+        return generate_atomically(
+            path, self.images, self.size, self.seed, progress=False, mix=self.mix
+        )
 
 
 @dataclass(frozen=True)
