@@ -509,6 +509,7 @@ def apply_settings(config: Config, settings: list[str] | tuple[str, ...]) -> Con
     naming the setting.
     """
     sections = {f.name for f in dataclasses.fields(config)} - {"name"}
+    changes: dict[str, dict[str, tuple[str, Any]]] = {}
     for setting in settings:
         key, sep, text = setting.partition("=")
         section, dot, name = key.strip().partition(".")
@@ -520,18 +521,41 @@ def apply_settings(config: Config, settings: list[str] | tuple[str, ...]) -> Con
             raise ValueError(
                 f"unknown config section {section!r} in {setting!r}; sections: {sorted(sections)}"
             )
-        part = getattr(config, section)
-        names = [f.name for f in dataclasses.fields(part)]
+        names = [f.name for f in dataclasses.fields(getattr(config, section))]
         if name not in names:
             close = difflib.get_close_matches(name, names, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ValueError(f"unknown setting {key!r}{hint}")
+        changes.setdefault(section, {})[name] = (setting, _parse_value(text.strip()))
+    # Applied together, then checked once: settings that only agree as a set (a loss with
+    # the classifier it needs) must not fail half-applied.
+    parts = {}
+    for section, values in changes.items():
         try:
-            part = dataclasses.replace(part, **{name: _parse_value(text.strip())})
+            parts[section] = dataclasses.replace(
+                getattr(config, section), **{k: v for k, (_, v) in values.items()}
+            )
         except (TypeError, ValueError) as err:
-            raise ValueError(f"bad value in {setting!r}: {err}") from None
-        config = dataclasses.replace(config, **{section: part})
-    return config
+            given = ", ".join(repr(text) for text, _ in values.values())
+            raise ValueError(f"bad value in {given}: {err}") from None
+    try:
+        return dataclasses.replace(config, **parts)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"settings {list(settings)} give an inconsistent config: {err}") from None
+
+
+def settings_between(base: Config, target: Config) -> tuple[str, ...]:
+    """The ``section.field=value`` settings that turn ``base`` into ``target`` (the inverse of
+    :func:`apply_settings`: ``apply_settings(base, settings_between(base, target)) == target``)."""
+    settings = []
+    for section in SECTIONS:
+        a, b = getattr(base, section), getattr(target, section)
+        for f in dataclasses.fields(b):
+            value = getattr(b, f.name)
+            if getattr(a, f.name) != value:
+                text = json.dumps(list(value) if isinstance(value, tuple) else value)
+                settings.append(f"{section}.{f.name}={text}")
+    return tuple(settings)
 
 
 # --------------------------------------------------------------------------- presets
@@ -555,6 +579,9 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
         fpn_channels=channels,
         head_channels=channels,
         proto_channels=channels,
+        # CPU: prototypes at the image's resolution (stride 1); at 160 px YOLACT's stride 4
+        # cannot draw the thin bars and rings (docs/recipe.md, search round 4).
+        proto_scale=8 if cpu else 2,
         anchors="yolact" if fixed else "atss",
         anchor_scales=2 if gma else 1,
         classifier="sigmoid" if gma else "softmax",
@@ -585,12 +612,13 @@ def _preset(arch: str, assigner_name: str, backbone: str, size: int) -> Config:
     )
     augment = AugmentConfig(channel_swap=not cpu)
     if cpu:
-        # The CPU recipe (docs/recipe.md): from random weights, in minutes, on 2 cores.
+        # The CPU recipe (docs/recipe.md): from random weights, in minutes, on 2 cores; 4 epochs
+        # fit 6 minutes with stride-1 prototypes.
         # AdamW learns several times faster than SGD (SGD above lr 4e-3 collapsed), and
         # YOLACT's expand/crop (even a mild scale jitter) cost more than they gave in
         # 6 epochs; fixed-IoU anchors keep their 550 sides, as ATSS anchors do.
         train = TrainConfig(
-            epochs=6,
+            epochs=4,
             batch_size=4,
             optimizer="adamw",
             lr=1e-3,

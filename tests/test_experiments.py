@@ -59,11 +59,12 @@ def test_apply_settings_names_the_bad_setting(setting, message):
 
 def test_cpu_presets_are_the_recipe_and_paper_presets_are_not():
     cpu = get_config("yolact-atss-gmaiou-r18-160")
-    assert cpu.train.optimizer == "adamw" and cpu.train.epochs == 6 and cpu.train.batch_size == 4
+    assert cpu.train.optimizer == "adamw" and cpu.train.epochs == 4 and cpu.train.batch_size == 4
+    assert cpu.model.proto_scale == 8  # stride-1 prototypes
     assert cpu.augment == AugmentConfig(photometric=False, expand=False, crop=False, flip=True)
     assert get_config("yolact-fixed-r18-160").model.anchor_scaling == "sides-550"
     paper = get_config("yolact-atss-gmaiou-r50-550")
-    assert paper.train.optimizer == "sgd"
+    assert paper.train.optimizer == "sgd" and paper.model.proto_scale == 2
     assert paper.augment.expand and paper.augment.crop and paper.augment.scale_range is None
 
 
@@ -235,14 +236,36 @@ def test_table2_grids_pair_every_assigner_over_the_same_seeds():
         get_grid("table2", "paper")
 
 
-def test_committed_records_were_trained_with_todays_presets():
-    """A record whose config no longer equals its preset must be retrained (or the preset restored)."""
-    records = load_records("default", "table2", repo_root() / "figures")
-    assert len(records) >= 27
-    for r in records:
-        assert Config.from_dict(r["config"]) == get_config(r["preset"]), r["id"]
+def _committed_records() -> list[tuple[Path, dict]]:
+    folder = repo_root() / "figures" / "runs"
+    return [(p, json.loads(p.read_text())) for p in sorted(folder.glob("*/*/*.json"))]
+
+
+def test_every_committed_command_trains_its_recorded_config():
+    """A record's command must re-create its run even after a preset changed (rebase it)."""
+    from gmaiou.experiments.runner import command_config
+
+    checked = 0
+    for path, r in _committed_records():
+        if "command" in r and "config" in r:
+            assert command_config(r["command"][1]) == Config.from_dict(r["config"]), path.name
+            assert [c[3] for c in r["command"]] == ["data", "train"], path.name
+            checked += 1
+    assert checked >= 27 + 26
+
+
+@pytest.mark.parametrize("grid", ["table2", "table2-recipe1", "curve", "curve-recipe1"])
+def test_committed_grid_records_match_their_grid(grid):
+    """Records of the notebooks' grids were trained with today's grid definition."""
+    specs = {s.run_id: s for s in get_grid(grid, "default")}
+    for r in load_records("default", grid, repo_root() / "figures"):
+        assert r["id"] in specs, r["id"]
+        assert Config.from_dict(r["config"]) == specs[r["id"]].config(), r["id"]
         assert r["metrics"]["segm"]["AP"] > 5.0, r["id"]  # every default run learned
-        assert [c[3] for c in r["command"]] == ["data", "train"]
+
+
+def test_recipe1_table2_is_complete():
+    assert len(load_records("default", "table2-recipe1", repo_root() / "figures")) == 31
 
 
 def test_same_seed_gives_every_assigner_the_same_backbone_and_batches():
@@ -362,3 +385,44 @@ def test_proto_scale_sets_the_prototype_resolution():
             assert model(torch.zeros(1, 3, 160, 160))["protos"].shape == (1, side, side, 32)
     with pytest.raises(ValueError, match="proto_scale"):
         apply_settings(get_config("yolact-atss-iou-r18-160"), ["model.proto_scale=0"])
+
+
+def test_settings_between_inverts_apply_settings():
+    from gmaiou.configs import settings_between
+
+    base = get_config("yolact-atss-iou-r18-160")
+    changes = [
+        "train.steps=[2, 3]",
+        "model.proto_scale=2",
+        "loss.kind=ranksort",  # valid only together with the next two
+        "model.classifier=sigmoid",
+        "postprocess.score_activation=sigmoid",
+        "augment.flip=false",
+    ]
+    target = apply_settings(base, changes)
+    assert apply_settings(base, settings_between(base, target)) == target
+    assert len(settings_between(base, target)) == 6
+    with pytest.raises(ValueError, match="inconsistent config.*needs model.classifier"):
+        apply_settings(base, ["loss.kind=ranksort"])
+    assert settings_between(base, base) == ()
+
+
+def test_rebase_record_command_recreates_a_config_its_preset_no_longer_gives():
+    from gmaiou.experiments.runner import command_config, rebase_record_command
+
+    spec = RunSpec(
+        grid="t", profile="default", preset="yolact-atss-iou-r18-160", seed=0,
+        data=SyntheticData(8, 96), epochs=3, settings=("augment.flip=false",),
+    )  # fmt: skip
+    recorded = apply_settings(spec.config(), ["model.proto_scale=2"])  # an older preset's value
+    record = {
+        "id": "x", "preset": spec.preset, "config": recorded.to_dict(),
+        "command": [["python", "-m", "gmaiou", "data"], spec.train_command("cpu")],
+    }  # fmt: skip
+    assert command_config(record["command"][1]) != recorded
+    assert rebase_record_command(record)
+    assert command_config(record["command"][1]) == recorded
+    assert record["command"][1][record["command"][1].index("--out") + 1].endswith(spec.run_id)
+    assert not rebase_record_command(record)  # already exact
+    with pytest.raises(ValueError, match="not a 'python -m gmaiou train'"):
+        command_config(["gmaiou", "train"])

@@ -4,6 +4,7 @@
   maIoU (P = B) and GmaIoU (P = M), paired seeds, on the default synthetic set; the core
   three (fixed IoU, ATSS-IoU, ATSS-GmaIoU) also on the set whose share of low-MOB boxes
   matches COCO's (``mix="coco"``).
+* ``table2-recipe1``: Table 2 under the first CPU recipe (stride-4 prototypes, 6 epochs).
 * ``curve``: the CPU recipe's learning curve (mask AP against training minutes).
 * ``recipe-search``: the variants measured to choose the CPU recipe (``docs/recipe.md``).
 
@@ -15,7 +16,7 @@ functions of the profile, so a notebook and ``gmaiou experiment`` build the same
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gmaiou.experiments.runner import RunSpec, SyntheticData
 
@@ -104,6 +105,35 @@ def table2(profile: str) -> list[RunSpec]:
         for seed in seeds
         for assigner in assigners
     ]
+
+
+#: The first CPU recipe (docs/recipe.md, "recipe 1"): prototypes at stride 4 for 6 epochs. Table 2
+#: was first trained with it; its records stay as a second recipe for the same comparison.
+RECIPE1_SETTINGS: tuple[str, ...] = ("model.proto_scale=2",)
+RECIPE1_EPOCHS = 6
+
+
+def _under_recipe1(specs: list[RunSpec], grid: str, profile: str) -> list[RunSpec]:
+    return [
+        replace(
+            spec,
+            grid=grid,
+            variant="recipe1",
+            settings=(*spec.settings, *RECIPE1_SETTINGS),
+            epochs=RECIPE1_EPOCHS if profile == "default" else spec.epochs,
+        )
+        for spec in specs
+    ]
+
+
+def table2_recipe1(profile: str) -> list[RunSpec]:
+    """Table 2's runs under the first CPU recipe (stride-4 prototypes, 6 epochs)."""
+    return _under_recipe1(table2(profile), "table2-recipe1", profile)
+
+
+def curve_recipe1(profile: str) -> list[RunSpec]:
+    """The first CPU recipe's learning curve."""
+    return _under_recipe1(curve(profile), "curve-recipe1", profile)
 
 
 def curve(profile: str) -> list[RunSpec]:
@@ -231,6 +261,15 @@ SEARCH_VARIANTS: dict[str, SearchVariant] = {
         1000,
         7,
     ),
+    # round 4 (CPU): prototypes at the image's own resolution (stride 1)
+    "flip-adamw1e-3-proto8-7ep": (
+        "atss-iou",
+        (*_FLIP, *_ADAMW, "model.proto_scale=8"),
+        1e-3,
+        None,
+        1000,
+        7,
+    ),
 }
 
 
@@ -259,7 +298,9 @@ def recipe_search(profile: str) -> list[RunSpec]:
 
 GRIDS: dict[str, Callable[[str], list[RunSpec]]] = {
     "table2": table2,
+    "table2-recipe1": table2_recipe1,
     "curve": curve,
+    "curve-recipe1": curve_recipe1,
     "recipe-search": recipe_search,
 }
 

@@ -81,7 +81,8 @@ def plot_learning_curve(
         minutes = [0.0] + [p["train_seconds"] / 60 for p in r["curve"]]
         for kind, style, name in (("segm", "o-", "mask AP"), ("bbox", "s--", "box AP")):
             values = [0.0] + [p[kind]["AP"] for p in r["curve"]]
-            ax.plot(minutes, values, style, label=f"{r['label']}: {name} ({r['device_name']})")
+            tag = f"{r['label']}, {r['variant']}" if r.get("variant") else r["label"]
+            ax.plot(minutes, values, style, label=f"{tag}: {name} ({r['device_name']})")
     if target_ap is not None:
         ax.axhline(target_ap, color="tab:red", ls=":", label=f"target {target_ap:g} mask AP")
     if budget_minutes is not None:

@@ -395,3 +395,42 @@ def load_records(profile: str, grid: str, figures: Path | None = None) -> list[d
     base = figures if figures is not None else figures_dir(profile)
     folder = base / "runs" / profile / grid
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def command_config(train_command: list[str]):
+    """The :class:`~gmaiou.configs.Config` a record's ``gmaiou train`` argument list trains."""
+    from gmaiou.cli import build_parser
+    from gmaiou.training.cli import config_from_args
+
+    if train_command[:4] != ["python", "-m", "gmaiou", "train"]:
+        raise ValueError(f"not a 'python -m gmaiou train' command: {train_command[:4]}")
+    args = build_parser().parse_args(train_command[3:])
+    return config_from_args(args)[0]
+
+
+def rebase_record_command(record: dict[str, Any]) -> bool:
+    """Rewrite ``record``'s train command against today's presets; True if it changed.
+
+    A record's command names its preset; when a preset later changes (a new CPU recipe),
+    the command would no longer train the record's config. The rewritten command gives
+    every setting where the record's config and today's preset differ, ``--set``
+    explicitly, so it trains exactly the recorded config again.
+    """
+    from gmaiou.configs import Config, get_config, settings_between
+
+    train = record["command"][1]
+    config = Config.from_dict(record["config"])
+    if command_config(train) == config:
+        return False
+    keep, i = [], 4
+    skip = {"--set", "--epochs", "--lr", "--batch-size"}
+    while i < len(train):
+        if train[i] in skip:
+            i += 2
+            continue
+        keep.append(train[i])
+        i += 1
+    sets = settings_between(get_config(record["preset"]), config)
+    record["command"][1] = [*train[:4], *keep, *(x for s in sets for x in ("--set", s))]
+    assert command_config(record["command"][1]) == config, record["id"]
+    return True

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = ["register", "run"]
 
@@ -110,9 +111,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gmaiou.configs import apply_settings, get_config
     from gmaiou.training.distributed import init_distributed, shutdown_distributed
-    from gmaiou.training.trainer import RunOptions, TrainingDiverged, apply_overrides, train
+    from gmaiou.training.trainer import RunOptions, TrainingDiverged, train
 
     for name in ("epochs", "batch_size", "max_iters", "ckpt_every"):
         value = getattr(args, name)
@@ -122,16 +122,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     if args.lr is not None and not args.lr > 0:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
-    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if args.set:
-        overrides["settings"] = list(args.set)
-    if args.resume:
-        overrides = _resume_overrides(args.out, args.config, overrides)
-    train_overrides = {k: v for k, v in overrides.items() if k != "settings"}
-    config = apply_settings(
-        apply_overrides(get_config(args.config), train_overrides), overrides.get("settings", [])
-    )
+    config, overrides = config_from_args(args)
     from gmaiou.models import WEIGHT_KEYWORDS
 
     weights = args.weights if args.weights in (None, *WEIGHT_KEYWORDS) else Path(args.weights)
@@ -175,6 +166,25 @@ def run(args: argparse.Namespace) -> int:
         state = "finished" if result.finished else "stopped"
         print(f"{state} after {result.iterations} iterations; run directory: {result.run_dir}")
     return 0
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The run's config from ``gmaiou train``'s arguments (preset, overrides, ``--set``), and
+    the overrides as the run record stores them; with ``--resume``, the run folder's own."""
+    from gmaiou.configs import apply_settings, get_config
+    from gmaiou.training.trainer import apply_overrides
+
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.set:
+        overrides["settings"] = list(args.set)
+    if args.resume:
+        overrides = _resume_overrides(args.out, args.config, overrides)
+    train_overrides = {k: v for k, v in overrides.items() if k != "settings"}
+    config = apply_settings(
+        apply_overrides(get_config(args.config), train_overrides), overrides.get("settings", [])
+    )
+    return config, overrides
 
 
 def _print_notes(err: BaseException, is_main: bool) -> None:
