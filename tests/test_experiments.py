@@ -426,3 +426,39 @@ def test_rebase_record_command_recreates_a_config_its_preset_no_longer_gives():
     assert not rebase_record_command(record)  # already exact
     with pytest.raises(ValueError, match="not a 'python -m gmaiou train'"):
         command_config(["gmaiou", "train"])
+
+
+def _fake_record(label: str, mix: str, seed: int, mask_ap: float) -> dict:
+    metrics = {"AP": mask_ap, "AP50": 2 * mask_ap, "AP75": mask_ap, "APs": 1.0, "APm": 2.0,
+               "APl": None, "oLRP": 100 - mask_ap}  # fmt: skip
+    return {
+        "label": label, "preset": label, "data": {"mix": mix}, "seed": seed, "train_seconds": 60,
+        "iterations": 10, "device_name": "cpu",
+        "metrics": {"segm": metrics, "bbox": dict(metrics, AP=mask_ap + 10)},
+    }  # fmt: skip
+
+
+def test_table2_report_computes_the_paired_gains_and_says_them():
+    from gmaiou.experiments.table2 import table2_report
+
+    gains = {"uniform": (1.0, 1.2, 1.4), "coco": (0.0, 0.1, -0.1)}
+    records = [
+        _fake_record(label, mix, seed, 20.0 + seed + (gain if label == "ATSS GmaIoU (P=M)" else 0))
+        for mix, by_seed in gains.items()
+        for seed, gain in enumerate(by_seed)
+        for label in ("ATSS IoU", "ATSS GmaIoU (P=M)")
+    ]
+    report = table2_report(records, {"uniform": 0.58, "coco": 0.26})
+    mask = report.diffs[report.diffs["metric"] == "mask AP"].set_index("data")
+    assert mask.loc["uniform", "mean"] == pytest.approx(1.2)
+    assert mask.loc["coco", "mean"] == pytest.approx(0.0, abs=1e-9)
+    olrp = report.diffs[report.diffs["metric"] == "mask oLRP"].set_index("data")
+    assert olrp.loc["uniform", "mean"] == pytest.approx(-1.2)  # lower oLRP is better
+    lines = report.findings.splitlines()
+    assert "uniform set: +1.20 mask AP" in lines[1] and "a gain at 95% confidence" in lines[1]
+    assert "compatible with the paper's claimed +1.0 to +1.5" in lines[1]
+    assert "not distinguishable from zero" in lines[0]
+    assert "do not overlap" in lines[2]  # the two sets' intervals are apart
+    assert set(report.table["seeds"]) == {3}
+    with pytest.raises(ValueError, match="at least one run record"):
+        table2_report([])
