@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= default
 # FORCE=1: retrain the runs whose record exists under figures/runs/ (default: re-plot them)
 FORCE ?=
+# RECORDED=1: train nothing; plot the runs that have a record (a grid completed across sittings)
+RECORDED ?=
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
 .PHONY: reproduce test install lint readme clean-venv
@@ -25,7 +27,7 @@ reproduce: $(STAMP)
 	@mkdir -p figures build/notebooks
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb (profile=$(PROFILE))"; \
-	  GMAIOU_FORCE=$(FORCE) $(BIN)/papermill --cwd notebooks -k python3 -p profile $(PROFILE) \
+	  GMAIOU_FORCE=$(FORCE) GMAIOU_RECORDED_ONLY=$(RECORDED) $(BIN)/papermill --cwd notebooks -k python3 -p profile $(PROFILE) \
 	    "$$nb" "build/notebooks/$$(basename $$nb)" || exit 1; \
 	done
 	@echo "figures written to figures/; executed notebooks in build/notebooks/"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -462,3 +463,17 @@ def test_table2_report_computes_the_paired_gains_and_says_them():
     assert set(report.table["seeds"]) == {3}
     with pytest.raises(ValueError, match="at least one run record"):
         table2_report([])
+
+
+def test_run_grid_recorded_only_trains_nothing_and_names_the_missing(tmp_path, capsys):
+    from gmaiou.experiments.runner import run_grid
+
+    have, missing = _tiny_spec(tmp_path), replace(_tiny_spec(tmp_path), seed=2)
+    path = record_path(have, tmp_path / "figures")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"id": have.run_id}))
+    records = run_grid([have, missing], root=tmp_path, figures=tmp_path / "figures",
+                       recorded_only=True)  # fmt: skip
+    assert records == [{"id": have.run_id}]
+    assert missing.run_id in capsys.readouterr().err
+    assert not missing.run_dir(tmp_path).exists()

@@ -346,6 +346,12 @@ def _force_from_env() -> bool:
     return os.environ.get("GMAIOU_FORCE", "").strip().lower() in ("1", "true", "yes")
 
 
+def _recorded_only_from_env() -> bool:
+    """``GMAIOU_RECORDED_ONLY=1`` (``make reproduce RECORDED=1``): notebooks plot the runs
+    that have a record and train nothing (a grid being completed across sittings)."""
+    return os.environ.get("GMAIOU_RECORDED_ONLY", "").strip().lower() in ("1", "true", "yes")
+
+
 def run_grid(
     specs: Sequence[RunSpec],
     root: Path | None = None,
@@ -354,13 +360,28 @@ def run_grid(
     device: str | None = None,
     parallel: int = 1,
     progress: bool = True,
+    recorded_only: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Run every spec (one at a time, or ``parallel`` subprocesses at once on a GPU machine).
 
     Records that exist are skipped unless ``force`` (``None``: the ``GMAIOU_FORCE``
     environment variable, which ``make reproduce FORCE=1`` sets). With ``parallel > 1`` each
     run is a ``gmaiou experiment ... --only ID`` subprocess, so runs share nothing but the device.
+    With ``recorded_only`` (``None``: the ``GMAIOU_RECORDED_ONLY`` environment variable) nothing
+    is trained: the records that exist are returned and the missing runs are named on stderr.
     """
+    if recorded_only is None:
+        recorded_only = _recorded_only_from_env()
+    if recorded_only:
+        have = [s for s in specs if record_path(s, figures).is_file()]
+        missing = [s.run_id for s in specs if s not in have]
+        if missing:
+            print(
+                f"recorded only: {len(missing)} of {len(specs)} runs have no record and are "
+                f"left out: {', '.join(missing)}",
+                file=sys.stderr,
+            )
+        return [json.loads(record_path(s, figures).read_text()) for s in have]
     if force is None:
         force = _force_from_env()
     if parallel <= 1:
