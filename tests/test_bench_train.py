@@ -74,7 +74,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 def test_trained_run_replaces_its_models_random_weights(tiny_run, tmp_path):
     out = tmp_path / "speed.json"
-    args = ["bench", "train", "--scale", "cpu", *SMOKE, "--skip-training", "--out", str(out)]
+    args = ["bench", "train", "--scale", "cpu", *SMOKE, "--out", str(out)]
     assert main([*args, "--run", str(tiny_run / "checkpoint.pt")]) == 0
     rows = {r["key"]: r for r in json.loads(out.read_text())["scales"][0]["models"]}
     assert rows["yolact-fixed"]["weights"] == "trained: fixed"

@@ -25,6 +25,7 @@ name, torch threads and pinned cores, or the GPU's name, are in both. Float32 th
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import math
 import os
@@ -377,6 +378,9 @@ def _measure_size(
         }
 
     if settings.train:
+        # Training steps change the weights (and BatchNorm statistics): put them back for the
+        # inference timing, so trained runs are timed with their own weights.
+        saved = {k: copy.deepcopy(m.state_dict()) for k, m in models.items()}
         optimizers = {}
         for key, model in models.items():
             tc = model.config.train
@@ -404,6 +408,8 @@ def _measure_size(
             rows[key]["train_s_per_iter"] = statistics.median(times[key])
             rows[key]["train_s_per_iter_all"] = times[key]
             rows[key]["train_loss_finite"] = all(math.isfinite(v) for v in losses[key])
+            models[key].load_state_dict(saved[key])
+        del optimizers, saved
 
     images = [b["images"][i : i + 1] for b in batches for i in range(b["images"].shape[0])]
     timing: dict[str, dict[str, list[float]]] = {
