@@ -30,6 +30,7 @@ BENCHMARKS: tuple[str, ...] = (
     "gmaiou.benchmarks.carafe",
     "gmaiou.benchmarks.data",
     "gmaiou.benchmarks.infer",
+    "gmaiou.benchmarks.train",
 )
 
 

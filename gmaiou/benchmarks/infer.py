@@ -46,7 +46,15 @@ from tqdm.auto import tqdm
 
 from gmaiou.benchmarks import device_name, write_record
 
-__all__ = ["bench_config", "format_trained_table", "register", "run", "run_infer_benchmark"]
+__all__ = [
+    "bench_config",
+    "format_trained_table",
+    "model_label",
+    "register",
+    "run",
+    "run_infer_benchmark",
+    "training_batches",
+]
 
 
 def bench_config(assigner: str, backbone: str, size: int, score_thr: float | None = None):
@@ -149,30 +157,46 @@ def _inference(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     return result
 
 
+def training_batches(
+    root: str | Path, size: int, batch_size: int, count: int, seed: int = 0
+) -> tuple[list[dict[str, Any]], int]:
+    """``count`` batches of ``root``'s train split from the training loader.
+
+    Each batch is what ``gmaiou train`` feeds the model (:class:`TrainTransform` at
+    ``size``, the GmaIoU tables prepared in the loader); batches without a ground truth
+    are skipped. Returns the batches and the dataset's number of classes.
+    """
+    from gmaiou.data import CocoInstances, find_split, make_loader
+    from gmaiou.data.transforms import TrainTransform
+
+    dataset = CocoInstances(*find_split(Path(root), "train"), transform=TrainTransform(size))
+    loader = make_loader(
+        dataset, batch_size, shuffle=True, num_workers=0, build_integrals=True, seed=seed
+    )
+    batches = []
+    torch.manual_seed(seed)
+    for batch in loader:
+        if sum(b.shape[0] for b in batch["boxes"]) == 0:
+            continue
+        batches.append(batch)
+        if len(batches) == count:
+            break
+    return batches, dataset.num_classes
+
+
 def _training_batches(args: argparse.Namespace, size: int) -> tuple[list[dict[str, Any]], str, int]:
     """``args.train_batches`` batches from the training loader, GmaIoU tables built in it."""
-    from gmaiou.data import CocoInstances, find_split, make_loader
     from gmaiou.data.synthetic import ensure_synthetic
-    from gmaiou.data.transforms import TrainTransform
     from gmaiou.paths import coco_sample_dir
 
     if args.data is not None:
         root = Path(args.data)
     else:
         root = coco_sample_dir() or ensure_synthetic(num_images=64, size=size, progress=False)
-    dataset = CocoInstances(*find_split(root, "train"), transform=TrainTransform(size))
-    loader = make_loader(
-        dataset, args.batch_size, shuffle=True, num_workers=0, build_integrals=True, seed=args.seed
+    batches, num_classes = training_batches(
+        root, size, args.batch_size, args.train_batches, args.seed
     )
-    batches = []
-    torch.manual_seed(args.seed)
-    for batch in loader:
-        if sum(b.shape[0] for b in batch["boxes"]) == 0:
-            continue
-        batches.append(batch)
-        if len(batches) == args.train_batches:
-            break
-    return batches, str(root), dataset.num_classes
+    return batches, str(root), num_classes
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
