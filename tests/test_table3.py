@@ -311,6 +311,9 @@ def test_report_refuses_bad_input():
     records[0] = {**records[0], "label": "ATSS IoU"}
     with pytest.raises(ValueError, match=r"not Table 3 steps: \['ATSS IoU'\]"):
         table3_report(records)
+    records = [r for r in _records()[0] if r["label"] in LABELS[:2]]
+    with pytest.raises(ValueError, match="reads the 7 steps of table3_steps, got 2"):
+        table3_report(records, steps=table3_steps()[:2])
 
 
 @pytest.mark.parametrize(

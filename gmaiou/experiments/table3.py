@@ -485,6 +485,10 @@ def check_claims(
     from the paired gains, or why it cannot be checked here).
     """
     steps = table3_steps() if steps is None else steps
+    if len(steps) != len(table3_steps()):
+        raise ValueError(
+            f"check_claims reads the {len(table3_steps())} steps of table3_steps, got {len(steps)}"
+        )
     last = len(steps)
     rows = []
 
@@ -554,7 +558,7 @@ def check_claims(
     add(
         "GmaYOLACT keeps YOLACT's inference time",
         "GmaIoU paper, section 4.3 (28 fps on an RTX 2080Ti; YOLACT's number lost)",
-        result,
+        result + ("" if row is None else " (timed on the CPU here, the paper on a GPU)"),
     )
     c = PAPER_CLAIMS["atss inference time saved"]
     row = _find(gains, 2, "previous step", "fps")
