@@ -255,7 +255,7 @@ def test_every_committed_command_trains_its_recorded_config():
     assert checked >= 27 + 26
 
 
-@pytest.mark.parametrize("grid", ["table2", "table2-recipe1", "curve", "curve-recipe1"])
+@pytest.mark.parametrize("grid", ["table2", "table2-recipe1", "curve", "curve-recipe1", "table3"])
 def test_committed_grid_records_match_their_grid(grid):
     """Records of the notebooks' grids were trained with today's grid definition."""
     specs = {s.run_id: s for s in get_grid(grid, "default")}

@@ -1,8 +1,11 @@
-"""Experiments: grids of training runs with paired seeds, their records, and the statistics of Table 2.
+"""Experiments: grids of training runs with paired seeds, their records, and the statistics of
+Tables 2 and 3.
 
 * :mod:`gmaiou.experiments.runner`: :class:`RunSpec`, :func:`run_one`, :func:`run_grid`, records.
-* :mod:`gmaiou.experiments.grids`: the grids of each profile (``table2``, ``curve``, ``recipe-search``).
+* :mod:`gmaiou.experiments.grids`: the grids of each profile (``table2``, ``table3``, ``curve``,
+  ``recipe-search``) and Table 3's steps.
 * :mod:`gmaiou.experiments.stats`: mean ± std tables and paired differences with confidence intervals.
+* :mod:`gmaiou.experiments.table2`, :mod:`gmaiou.experiments.table3`: the reports of Tables 2 and 3.
 """
 
 from gmaiou.experiments.grids import GRIDS, get_grid

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train the runs of a grid (see gmaiou.experiments.grids) one at a time. A run "
         "whose record exists is skipped unless --force; an interrupted run resumes from its checkpoint.",
     )
-    parser.add_argument("--grid", required=True, help="table2, curve or recipe-search")
+    parser.add_argument("--grid", required=True, help="table2, table3, curve, recipe-search, ...")
     parser.add_argument("--profile", default="default", help="smoke, quick or default")
     parser.add_argument(
         "--only", action="append", default=[], metavar="ID", help="run only these ids"

@@ -5,6 +5,8 @@
   three (fixed IoU, ATSS-IoU, ATSS-GmaIoU) also on the set whose share of low-MOB boxes
   matches COCO's (``mix="coco"``).
 * ``table2-recipe1``: Table 2 under the first CPU recipe (stride-4 prototypes, 6 epochs).
+* ``table3``: the GmaYOLACT build-up (paper section 4.3), one configuration per step of
+  :data:`TABLE3_STEPS`, from YOLACT with the fixed IoU rule to GmaYOLACT, paired seeds.
 * ``curve``: the CPU recipe's learning curve (mask AP against training minutes).
 * ``recipe-search``: the variants measured to choose the CPU recipe (``docs/recipe.md``).
 
@@ -15,9 +17,11 @@ functions of the profile, so a notebook and ``gmaiou experiment`` build the same
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from gmaiou.configs import Config, apply_settings, get_config, settings_between
 from gmaiou.experiments.runner import RunSpec, SyntheticData
 
 __all__ = [
@@ -25,9 +29,14 @@ __all__ = [
     "CORE_ASSIGNERS",
     "GRIDS",
     "TABLE2_ASSIGNERS",
+    "TABLE3_SEEDS",
     "Scale",
+    "Step",
     "get_grid",
+    "paper_step_decay",
     "scale_of",
+    "table3_configs",
+    "table3_steps",
 ]
 
 #: Table 2's assigners, in the paper's order (preset part -> label).
@@ -296,12 +305,201 @@ def recipe_search(profile: str) -> list[RunSpec]:
     ]
 
 
+# --------------------------------------------------------------------------- Table 3
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of Table 3's build-up from YOLACT to GmaYOLACT (paper section 4.3).
+
+    Attributes:
+        key: a short tag; the variant of the step's runs (none where a step is a preset exactly).
+        label: the step's row in the tables, e.g. ``"+ CARAFE"``.
+        adds: what the step adds, in words, with everything that has to change with it.
+        settings: the ``section.field=value`` settings that turn the previous step into this
+            one (:func:`gmaiou.configs.apply_settings`); for the first step, those that turn
+            its preset into it.
+        preset: the preset part (``<model>-<assigner>``) the step's runs are named after and
+            start from; their ``--set`` settings are what separates the step from that preset.
+    """
+
+    key: str
+    label: str
+    adds: str
+    settings: tuple[str, ...]
+    preset: str
+
+
+def paper_step_decay(epochs: int) -> tuple[float, ...]:
+    """The paper presets' step-decay epochs (20, 42, 49, 52 of 55) as the same fractions of
+    ``epochs``, rounded to 4 decimals (e.g. 1.4545, 3.0545, 3.5636, 3.7818 of 4 epochs)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    paper = get_config("yolact-fixed-r50-550").train
+    return tuple(round(s * epochs / paper.epochs, 4) for s in paper.steps)
+
+
+def table3_steps(epochs: int = 4) -> tuple[Step, ...]:
+    """Table 3's steps, in the paper's order, for a schedule of ``epochs`` epochs.
+
+    The CPU recipe anneals its learning rate with a cosine already; since cosine is a step
+    of the build-up, the steps before it decay the rate by 0.1 at the paper presets' step
+    epochs taken as fractions of this schedule (:func:`paper_step_decay`). The last step is
+    ``gmayolact-atss-gmaiou-<backbone>-<size>`` exactly.
+    """
+    step_decay = json.dumps(list(paper_step_decay(epochs)))
+    return (
+        Step(
+            "step1-yolact",
+            "YOLACT (fixed IoU)",
+            "YOLACT of the CPU recipe: the fixed IoU rule (positive at IoU 0.5, negative below "
+            "0.4) with 3 anchors per location (aspect ratios 0.5, 1, 2). The recipe's cosine "
+            "decay is replaced by the paper presets' step decay (x0.1 at epochs 20, 42, 49 and "
+            "52 of 55, here the same fractions of the schedule), since cosine is a later step.",
+            ("train.schedule=step", f"train.steps={step_decay}"),
+            "yolact-fixed",
+        ),
+        Step(
+            "step2-gmaiou-atss",
+            "+ GmaIoU-ATSS",
+            "ATSS with GmaIoU (P = M) instead of the fixed rule. With it come ATSS's anchors "
+            "(one square anchor per location, 4 x stride, sized with the image) and the mask "
+            "loss weight 8 instead of 6.125 (paper section 4.1, for ATSS with any IoU variant).",
+            (
+                "model.anchors=atss",
+                "model.anchor_scaling=image",
+                "assigner.kind=atss",
+                "assigner.measure=gmaiou-mask",
+                "loss.mask_weight=8.0",
+            ),
+            "yolact-atss-gmaiou",
+        ),
+        Step(
+            "step3-carafe",
+            "+ CARAFE",
+            "CARAFE instead of bilinear upsampling in the FPN's top-down path (P6 and P7 "
+            "stay stride-2 convs after it, as in every CPU preset).",
+            ("model.upsample=carafe",),
+            "yolact-atss-gmaiou",
+        ),
+        Step(
+            "step4-dcn",
+            "+ DCNv2",
+            "Modulated deformable convolutions (DCNv2, 4 offset groups) in the backbone's last "
+            "three stages.",
+            ("model.dcn=true",),
+            "yolact-atss-gmaiou",
+        ),
+        Step(
+            "step5-cosine",
+            "+ cosine",
+            "Cosine annealing to 0 over the whole schedule instead of the step decay (the "
+            "CPU recipe's own schedule: same AdamW learning rate 1e-3 and 50-iteration warm-up).",
+            ("train.schedule=cosine", "train.steps=[]"),
+            "yolact-atss-gmaiou",
+        ),
+        Step(
+            "step6-two-scales",
+            "+ two anchor scales",
+            "Two ATSS anchors per location (sides 4 and 4·√2 x stride), twice the anchors; "
+            "ATSS still takes its 9 nearest candidates per level and GT, now among both scales.",
+            ("model.anchor_scales=2",),
+            "yolact-atss-gmaiou",
+        ),
+        Step(
+            "",
+            "+ RS loss (GmaYOLACT)",
+            "The Rank & Sort loss as the objective, which brings: a sigmoid classifier (C "
+            "logits, no background logit) and sigmoid scores at test time; GIoU box and Dice "
+            "mask terms self-balanced to the classification loss (their fixed weights unused; "
+            "no OHEM); the semantic weight 1 kept; the score threshold before NMS raised from "
+            "0.05 to 0.40 (RS Loss gives higher confidences). model.arch becomes gmayolact (a "
+            "name, no computation). The step is the GmaYOLACT preset exactly.",
+            (
+                "model.arch=gmayolact",
+                "model.classifier=sigmoid",
+                "loss.kind=ranksort",
+                "loss.self_balance=true",
+                "postprocess.score_activation=sigmoid",
+                "postprocess.score_thr=0.4",
+            ),
+            "gmayolact-atss-gmaiou",
+        ),
+    )
+
+
+#: Paired seeds per step of Table 3 (``table3`` grid) on the ``default`` profile.
+TABLE3_SEEDS = 2
+
+
+def table3_configs(
+    backbone: str = "r18", size: int = 160, epochs: int | None = None
+) -> list[tuple[Step, Config]]:
+    """Each step with its config, built as a chain: the first step's preset plus its settings,
+    then every later step's settings applied to the step before (names: the first preset's).
+
+    ``epochs``: the schedule (``None``: the preset's), as ``gmaiou train --epochs`` sets it.
+    """
+    from gmaiou.training.trainer import apply_overrides
+
+    first = get_config(f"yolact-fixed-{backbone}-{size}")
+    if epochs is not None:
+        first = apply_overrides(first, {"epochs": epochs})
+    chain, config = [], first
+    for step in table3_steps(first.train.epochs):
+        config = apply_settings(config, step.settings)
+        chain.append((step, config))
+    return chain
+
+
+def table3(profile: str) -> list[RunSpec]:
+    """The GmaYOLACT build-up: one configuration per step of :func:`table3_steps`, paired seeds.
+
+    Each step's runs are its preset plus the ``--set`` settings between that preset and the
+    step's config (:func:`table3_configs`), so every record names its exact config.
+    """
+    from gmaiou.training.trainer import apply_overrides
+
+    sc = scale_of(profile)
+    seeds = TABLE3_SEEDS if profile == "default" else sc.seeds
+    overrides = {"epochs": sc.epochs} if sc.epochs is not None else {}
+    steps = []
+    for step, config in table3_configs(sc.backbone, sc.size, sc.epochs):
+        preset = f"{step.preset}-{sc.backbone}-{sc.size}"
+        steps.append(
+            (step, preset, settings_between(apply_overrides(get_config(preset), overrides), config))
+        )
+    # smoke: 14 runs within the notebook's minute under nbval: one iteration at batch 2 each,
+    # loading data in the main process.
+    smoke = profile == "smoke"
+    # Seed by seed, so that a grid stopped halfway already holds whole paired sets.
+    return [
+        RunSpec(
+            grid="table3",
+            profile=profile,
+            preset=preset,
+            seed=seed,
+            data=SyntheticData(sc.images, sc.size),
+            label=step.label,
+            variant=step.key,
+            epochs=sc.epochs,
+            batch_size=2 if smoke else None,
+            settings=settings,
+            max_iters=1 if smoke else sc.max_iters,
+            workers=0 if smoke else 2,
+        )
+        for seed in range(seeds)
+        for step, preset, settings in steps
+    ]
+
+
 GRIDS: dict[str, Callable[[str], list[RunSpec]]] = {
     "table2": table2,
     "table2-recipe1": table2_recipe1,
     "curve": curve,
     "curve-recipe1": curve_recipe1,
     "recipe-search": recipe_search,
+    "table3": table3,
 }
 
 

@@ -1,5 +1,5 @@
 """Figures of the experiments: paired differences against the paper's claims, learning curves,
-the recipe search. Each function returns a matplotlib figure; the notebooks save it."""
+the recipe search, Table 3's build-up. Each function returns a matplotlib figure; the notebooks save it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_learning_curve", "plot_paired_differences", "plot_recipe_search"]
+__all__ = [
+    "plot_build_up",
+    "plot_learning_curve",
+    "plot_paired_differences",
+    "plot_recipe_search",
+]
 
 
 def plot_paired_differences(
@@ -116,5 +121,64 @@ def plot_recipe_search(frame: pd.DataFrame):
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("Recipe search (ATSS-IoU YOLACT unless named, seed 0)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_build_up(frame: pd.DataFrame, gains: pd.DataFrame, labels: Sequence[str]):
+    """Table 3's build-up in three panels: mask and box AP per step (mean, seeds as dots);
+    each step's paired mask-AP and box-AP gain over the step before with its 95% interval;
+    training s/iteration and inference fps per step (where speed records exist).
+
+    Args:
+        frame: :func:`gmaiou.experiments.table3.step_frame` (columns ``step``, ``label``,
+            ``mask AP``, ``box AP``, ``train s/it``, ``fps``).
+        gains: :func:`gmaiou.experiments.table3.step_gains`.
+        labels: the steps' labels in order (x axis).
+    """
+    if frame.empty:
+        raise ValueError("no Table 3 records to plot")
+    x = np.arange(1, len(labels) + 1)
+    ticks = [f"{i}. {label}" for i, label in zip(x, labels)]
+    fig, axes = plt.subplots(1, 3, figsize=(16.0, 4.6))
+    ax = axes[0]
+    for metric, colour in (("mask AP", "tab:blue"), ("box AP", "tab:orange")):
+        means = frame.groupby("step")[metric].mean()
+        ax.plot(means.index, means.values, "o-", color=colour, label=f"{metric} (mean)")
+        ax.plot(frame["step"], frame[metric], ".", color=colour, alpha=0.45)
+    ax.set_ylabel("COCO AP on the val split (dots: seeds)")
+    ax.set_title("Accuracy per step")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    prev = gains[gains["over"] == "previous step"]
+    for metric, colour, dx in (("mask AP", "tab:blue", -0.12), ("box AP", "tab:orange", 0.12)):
+        rows = prev[prev["metric"] == metric]
+        for _, r in rows.iterrows():
+            err = np.array([[r["mean"] - r["ci low"]], [r["ci high"] - r["mean"]]])
+            ax.errorbar(r["step"] + dx, r["mean"], yerr=None if np.isnan(err).any() else err,
+                        fmt="o", color=colour, capsize=4)  # fmt: skip
+        ax.plot([], [], "o", color=colour, label=f"{metric} gain")
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_ylabel("paired gain over the step before (95% t interval)")
+    ax.set_title("What each step adds")
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    speed = frame.groupby("step")[["train s/it", "fps"]].mean()
+    if speed.notna().any().any():
+        ax.plot(speed.index, speed["train s/it"], "s-", color="tab:red", label="train s/iteration")
+        ax.set_ylabel("training s/iteration (median)", color="tab:red")
+        twin = ax.twinx()
+        twin.plot(speed.index, speed["fps"], "^-", color="tab:green", label="inference fps")
+        twin.set_ylabel("inference images/s (batch 1, val split)", color="tab:green")
+        twin.set_ylim(bottom=0)
+        ax.set_ylim(bottom=0)
+    else:
+        ax.text(0.5, 0.5, "no speed records", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title("Speed per step")
+    for ax in axes:
+        ax.set_xticks(x, ticks, rotation=35, ha="right", fontsize=8)
+        ax.set_xlim(0.5, len(labels) + 0.5)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Table 3: the GmaYOLACT build-up at CPU scale", fontsize=11)
     fig.tight_layout()
     return fig
