@@ -77,7 +77,8 @@ def synthetic_batch(
 )
 def test_output_shapes(name, anchors_per_location, outputs):
     torch.manual_seed(0)
-    model = build_model(small_config(name))
+    config = small_config(name)
+    model = build_model(config)
     assert isinstance(model, YOLACT)
     sides = feature_map_sizes(SIZE)
     num_anchors = anchors_per_location * sum(s * s for s in sides)
@@ -91,7 +92,8 @@ def test_output_shapes(name, anchors_per_location, outputs):
     assert out["box_deltas"].shape == (2, num_anchors, 4)
     assert out["coeffs"].shape == (2, num_anchors, 32)
     assert out["coeffs"].abs().max() <= 1  # tanh
-    assert out["protos"].shape == (2, 2 * sides[0], 2 * sides[0], 32)
+    scale = config.model.proto_scale  # CPU presets: 8 (prototypes at stride 1)
+    assert out["protos"].shape == (2, scale * sides[0], scale * sides[0], 32)
     assert out["protos"].min() >= 0  # ReLU
     assert out["semantic"].shape == (2, NUM_CLASSES, sides[0], sides[0])
     model.eval()
