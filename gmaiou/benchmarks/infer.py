@@ -94,12 +94,28 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
     return time.perf_counter() - tic, out
 
 
+def timed_inference(
+    model: Any, images: torch.Tensor, device: torch.device
+) -> tuple[float, float, Any, Any]:
+    """One timed forward pass and its post-processing: ``(network s, post s, outputs, detections)``."""
+    from gmaiou.models import postprocess
+
+    net_s, outputs = _timed(lambda: model(images), device)
+    post_s, dets = _timed(
+        lambda: postprocess(
+            outputs, model.anchor_boxes, model.config.postprocess, model.image_size
+        ),
+        device,
+    )
+    return net_s, post_s, outputs, dets
+
+
 def _median_ms(values: list[float], per: int = 1) -> float:
     return 1000.0 * statistics.median(values) / per
 
 
 def _inference(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    from gmaiou.models import build_model, postprocess
+    from gmaiou.models import build_model
     from gmaiou.models.postprocess import class_scores
 
     torch.manual_seed(args.seed)
@@ -115,13 +131,7 @@ def _inference(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     with torch.inference_mode():
         for r in tqdm(range(rounds), desc="bench infer", disable=args.no_progress):
             for key, model in models.items():
-                net_s, outputs = _timed(lambda m=model: m(images), device)
-                post_s, dets = _timed(
-                    lambda m=model, o=outputs: postprocess(
-                        o, m.anchor_boxes, m.config.postprocess, m.image_size
-                    ),
-                    device,
-                )
+                net_s, post_s, outputs, dets = timed_inference(model, images, device)
                 if r >= args.warmup:
                     times[key]["network"].append(net_s)
                     times[key]["post"].append(post_s)

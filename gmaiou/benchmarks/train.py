@@ -38,7 +38,14 @@ import torch
 from tqdm.auto import tqdm
 
 from gmaiou.benchmarks import device_name, write_record
-from gmaiou.benchmarks.infer import _median_ms, _run_dir, _timed, _to_device, training_batches
+from gmaiou.benchmarks.infer import (
+    _median_ms,
+    _run_dir,
+    _timed,
+    _to_device,
+    timed_inference,
+    training_batches,
+)
 
 __all__ = [
     "MODELS",
@@ -338,7 +345,7 @@ def _measure_size(
     progress: bool,
 ) -> dict[str, Any]:
     """Every model at ``size``, side by side: anchors, training s/iteration, inference fps."""
-    from gmaiou.models import build_model, postprocess
+    from gmaiou.models import build_model
     from gmaiou.training.schedule import build_optimizer
 
     root = _data_root(settings, size, runs)
@@ -422,13 +429,7 @@ def _measure_size(
         for r in tqdm(range(rounds), desc=f"infer {size}px", disable=not progress):
             x = images[r % len(images)]
             for key, model in models.items():
-                net_s, outputs = _timed(lambda m=model, x=x: m(x), device)
-                post_s, dets = _timed(
-                    lambda m=model, o=outputs: postprocess(
-                        o, m.anchor_boxes, m.config.postprocess, m.image_size
-                    ),
-                    device,
-                )
+                net_s, post_s, _, dets = timed_inference(model, x, device)
                 if r >= settings.warmup:
                     timing[key]["network"].append(net_s)
                     timing[key]["post"].append(post_s)
