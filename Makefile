@@ -9,7 +9,6 @@ PROFILE ?= default
 FORCE ?=
 # RECORDED=1: train nothing; plot the runs that have a record (a grid completed across sittings)
 RECORDED ?=
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
 .PHONY: reproduce test install lint readme clean-venv
 
@@ -24,12 +23,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 reproduce: $(STAMP)
-	@mkdir -p figures build/notebooks
-	@for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb (profile=$(PROFILE))"; \
-	  GMAIOU_FORCE=$(FORCE) GMAIOU_RECORDED_ONLY=$(RECORDED) $(BIN)/papermill --cwd notebooks -k python3 -p profile $(PROFILE) \
-	    "$$nb" "build/notebooks/$$(basename $$nb)" || exit 1; \
-	done
+	@# every notebook in order; each one's minutes go to figures/reproduce_times_$(PROFILE).md
+	GMAIOU_FORCE=$(FORCE) GMAIOU_RECORDED_ONLY=$(RECORDED) $(BIN)/python -m gmaiou.reproduce --profile $(PROFILE)
 	@echo "figures written to figures/; executed notebooks in build/notebooks/"
 
 test: $(STAMP)

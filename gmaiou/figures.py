@@ -50,7 +50,8 @@ def save_figure(
     )
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    # No creation date in the PDF: re-running a notebook leaves unchanged figures unchanged.
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
     return paths
 
 

@@ -460,9 +460,37 @@ def test_table2_report_computes_the_paired_gains_and_says_them():
     assert "compatible with the paper's claimed +1.0 to +1.5" in lines[1]
     assert "not distinguishable from zero" in lines[0]
     assert "do not overlap" in lines[2]  # the two sets' intervals are apart
+    # box AP and oLRP move with mask AP in these records: the uniform set's are clear, lower
+    # oLRP counting as better
+    assert "2 of the 4 paired differences exclude zero" in lines[3]
+    assert "+1.20 box AP" in lines[3] and "-1.20 mask oLRP" in lines[3]
+    assert "worse" not in lines[3]
     assert set(report.table["seeds"]) == {3}
     with pytest.raises(ValueError, match="at least one run record"):
         table2_report([])
+
+
+def test_other_metrics_sentence_counts_only_the_intervals_that_exclude_zero():
+    from gmaiou.experiments.table2 import other_metrics_sentence
+
+    def row(metric, mean, lo, hi):
+        return {"metric": metric, "data": "uniform", "comparison": "A − B", "mean": mean,
+                "ci low": lo, "ci high": hi}  # fmt: skip
+
+    diffs = pd.DataFrame(
+        [
+            row("mask AP", 3.0, 1.0, 5.0),
+            row("box AP", -0.5, -1.0, -0.1),
+            row("mask oLRP", 0.4, -0.2, 1.0),
+            row("box AP", 0.2, None, None),
+        ]  # fmt: skip
+    )
+    sentence = other_metrics_sentence(diffs)
+    assert "1 of the 2 paired differences" in sentence
+    assert "-0.50 box AP (95% CI -1.00 to -0.10; worse for GmaIoU-ATSS)" in sentence
+    calm = other_metrics_sentence(diffs.iloc[[0, 2]])
+    assert "none of the 1 paired differences" in calm
+    assert "no comparison" in other_metrics_sentence(diffs.iloc[[3]])
 
 
 def test_run_grid_recorded_only_trains_nothing_and_names_the_missing(tmp_path, capsys):

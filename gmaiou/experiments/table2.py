@@ -20,7 +20,14 @@ from gmaiou.experiments.stats import (
     summary_table,
 )
 
-__all__ = ["CLAIMS", "TREATMENT", "Table2Report", "gain_vs_mob_share", "table2_report"]
+__all__ = [
+    "CLAIMS",
+    "TREATMENT",
+    "Table2Report",
+    "gain_vs_mob_share",
+    "other_metrics_sentence",
+    "table2_report",
+]
 
 TREATMENT = ASSIGNER_LABELS["atss-gmaiou"]
 #: The paper's claimed mask AP gains of GmaIoU-ATSS over these baselines (spec section 5).
@@ -37,9 +44,9 @@ class Table2Report:
     Attributes:
         table: mean ± std over seeds per assigner and dataset (:func:`summary_table`).
         diffs: GmaIoU-ATSS minus each assigner, seed by seed, for mask AP, box AP and mask
-            oLRP (:func:`paired_differences`; oLRP signed so that positive is better).
-        findings: one sentence per mask-AP comparison and one on the share of low-MOB
-            objects, as markdown bullet lines.
+            oLRP (:func:`paired_differences`; lower oLRP is better, so a gain there is negative).
+        findings: one sentence per mask-AP comparison, one on the share of low-MOB
+            objects and one on the box-AP and oLRP differences, as markdown bullet lines.
     """
 
     table: pd.DataFrame
@@ -96,4 +103,37 @@ def table2_report(
     lines = [describe_difference(row, CLAIMS.get(row["baseline"])) for _, row in mask.iterrows()]
     if shares is not None and (sentence := gain_vs_mob_share(mask, shares)):
         lines.append(sentence)
+    lines.append(other_metrics_sentence(diffs))
     return Table2Report(table, diffs, "\n".join(f"- {line}" for line in lines))
+
+
+def other_metrics_sentence(diffs: pd.DataFrame) -> str:
+    """A sentence naming the box-AP and mask-oLRP differences whose 95% interval excludes zero.
+
+    ``diffs``: :func:`paired_differences` rows (``metric``, ``data``, ``comparison``, ``mean``,
+    ``ci low``, ``ci high``: treatment minus baseline; lower oLRP is better). Comparisons
+    with a single pair have no interval and are not counted.
+    """
+    other = diffs[(diffs["metric"] != "mask AP") & diffs["ci low"].notna()]
+    clear = other[(other["ci low"] > 0) | (other["ci high"] < 0)]
+    if other.empty:
+        return "Box AP and mask oLRP: no comparison has two or more paired seeds."
+    if clear.empty:
+        return (
+            f"Box AP and mask oLRP: none of the {len(other)} paired differences is "
+            "distinguishable from zero at 95% confidence."
+        )
+    parts = [
+        f"{r['comparison']} on the {r['data'].split(' ')[0]} set: {r['mean']:+.2f} {r['metric']} "
+        f"(95% CI {r['ci low']:+.2f} to {r['ci high']:+.2f}; "
+        + ("better" if (r["mean"] > 0) != ("oLRP" in r["metric"]) else "worse")
+        + " for GmaIoU-ATSS)"
+        for _, r in clear.iterrows()
+    ]
+    return (
+        f"Box AP and mask oLRP: {len(clear)} of the "
+        f"{len(other)} paired differences exclude zero at 95% confidence: "
+        + "; ".join(parts)
+        + ". (With no real difference, about one comparison in twenty would exclude zero"
+        " by chance.)"
+    )
