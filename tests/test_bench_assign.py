@@ -36,6 +36,7 @@ def test_benchmark_rows_and_ratios():
         datasets=("synthetic",),
         progress=False,
     )
+    assert result.threads == 1  # timed with one thread by default, as in a loader worker
     methods = {r["method"] for r in result.rows}
     assert {
         "ATSS IoU",
@@ -88,3 +89,14 @@ def test_bench_assign_command(tmp_path, capsys):
     assert "ATSS GmaIoU / ATSS IoU" in printed and "torch thread" in printed
     markdown = (tmp_path / "assign.md").read_text()
     assert "| synthetic | 96 |" in markdown and "Alg. 1 / box IoU (goal <= 2)" in markdown
+
+
+def test_benchmark_sets_its_thread_count_and_restores_it():
+    before = torch.get_num_threads()
+    result = run_assign_benchmark(
+        sizes=(64,), num_images=1, bruteforce_images=0, repeats=1, datasets=("synthetic",),
+        progress=False, threads=2,
+    )  # fmt: skip
+    assert result.threads == 2 and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        run_assign_benchmark(threads=0)

@@ -212,6 +212,8 @@ def test_summary_table_mean_std_and_missing():
     frame["mask APl"] = np.nan
     table = summary_table(frame, ["mask AP", "mask APl"])
     assert table.loc[0, "mask AP"] == "2.0 ± 1.4" and table.loc[0, "mask APl"] == "n/a"
+    one = summary_table(frame.iloc[:1], ["mask AP"])
+    assert one.loc[0, "mask AP"] == "1.0"  # a single seed: no "± 0.0"
     with pytest.raises(ValueError, match="no records"):
         summary_table(frame.iloc[:0])
 

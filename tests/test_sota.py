@@ -164,6 +164,25 @@ def test_pick_records_keeps_comparable_models_in_one_grid():
     assert pick_records(coco_only, [FIXED], grids=("new",))[FIXED] == ("", "", [])
 
 
+def test_a_variant_with_another_model_does_not_stand_in_for_its_preset():
+    from gmaiou.configs import apply_settings, get_config
+
+    own = get_config(GMA).to_dict()
+    schedule = apply_settings(get_config(GMA), ["train.lr=0.0005"]).to_dict()
+    carafe = apply_settings(get_config(GMA), ["model.upsample=carafe"]).to_dict()
+    by_grid = {
+        "t3": [
+            dict(_record(GMA, 0, 23, 32, variant="step2"), config=schedule),
+            dict(_record(GMA, 0, 27, 35, variant="step3"), config=carafe),
+            dict(_record(GMA, 1, 27, 35, variant="step3"), config=carafe),
+            dict(_record(GMAY, 0, 31, 38), config=own),  # no variant: always the preset
+        ]
+    }
+    picked = pick_records(by_grid, [GMA, GMAY], grids=("t3",))
+    assert picked[GMA][:2] == ("t3", "step2")  # not step 3, although it has more seeds
+    assert picked[GMAY][:2] == ("t3", "")
+
+
 def test_cpu_accuracy_table_from_records(tmp_path):
     folder = tmp_path / "runs" / "default" / "table2"
     folder.mkdir(parents=True)

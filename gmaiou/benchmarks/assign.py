@@ -262,13 +262,41 @@ def run_assign_benchmark(
     datasets: Sequence[str] = ("coco", "synthetic"),
     device: str = "cpu",
     progress: bool = True,
+    threads: int | None = 1,
 ) -> AssignBenchmark:
-    """Time every method on each dataset and size; see the module docstring."""
-    from tqdm.auto import tqdm
+    """Time every method on each dataset and size; see the module docstring.
 
+    ``threads``: torch's CPU threads while timing, restored afterwards (``None``: as set).
+    One by default: assignment runs image by image in a data-loader worker, which has one
+    thread, and the ratios move with the setting (small ops pay for a second thread).
+    """
     for d in datasets:
         if d not in ("coco", "synthetic"):
             raise ValueError(f"unknown dataset {d!r}; choose 'coco' or 'synthetic'")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1 (or None), got {threads}")
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run_assign_benchmark(
+            sizes, num_images, bruteforce_images, repeats, datasets, device, progress
+        )
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_assign_benchmark(
+    sizes: Sequence[int],
+    num_images: int,
+    bruteforce_images: int,
+    repeats: int,
+    datasets: Sequence[str],
+    device: str,
+    progress: bool,
+) -> AssignBenchmark:
+    from tqdm.auto import tqdm
+
     dev = torch.device(device)
     name = device_name(dev)
     result = AssignBenchmark(

@@ -91,7 +91,8 @@ def summary_table(
     """``mean ± std`` over seeds of each metric, one row per (data, label), plus the seed count.
 
     ``order`` fixes the order of the labels (others follow, sorted). A metric that is NaN
-    for every seed (e.g. APl without large objects) shows ``n/a``.
+    for every seed (e.g. APl without large objects) shows ``n/a``; a metric with one seed
+    shows its value alone (a single run has no spread to state).
     """
     if frame.empty:
         raise ValueError("no records to summarise")
@@ -108,9 +109,12 @@ def summary_table(
                 values = runs[metric].dropna()
                 if values.empty:
                     row[metric] = "n/a"
+                elif len(values) == 1:  # one seed has no spread: no "± 0.0"
+                    row[metric] = f"{values.iloc[0]:.{decimals}f}"
                 else:
-                    std = values.std(ddof=1) if len(values) > 1 else 0.0
-                    row[metric] = f"{values.mean():.{decimals}f} ± {std:.{decimals}f}"
+                    row[metric] = (
+                        f"{values.mean():.{decimals}f} ± {values.std(ddof=1):.{decimals}f}"
+                    )
             out.append(row)
     return pd.DataFrame(out)
 

@@ -34,9 +34,15 @@ def _records_in(
     records: Sequence[Mapping[str, Any]], preset: str, mix: str
 ) -> tuple[str, list[Mapping[str, Any]]]:
     """``preset``'s records on the ``mix`` set in one grid: the runs without a variant (the
-    recipe's own preset) if any, else the variant with the most seeds."""
+    recipe's own preset) if any, else the variant with the most seeds among those that train
+    the preset's own model (:func:`_same_model`: a Table 3 step named after a preset but
+    adding CARAFE or DCN is another model)."""
     matching = [
-        r for r in records if r.get("preset") == preset and r.get("data", {}).get("mix") == mix
+        r
+        for r in records
+        if r.get("preset") == preset
+        and r.get("data", {}).get("mix") == mix
+        and (not r.get("variant") or _same_model(r, preset))
     ]
     if not matching:
         return "", []
@@ -45,6 +51,19 @@ def _records_in(
         variants.setdefault(r.get("variant", "") or "", []).append(r)
     variant = "" if "" in variants else max(variants, key=lambda v: (len(variants[v]), v))
     return variant, sorted(variants[variant], key=lambda r: r["seed"])
+
+
+def _same_model(record: Mapping[str, Any], preset: str) -> bool:
+    """Whether ``record`` trained ``preset``'s model, assigner, losses and post-processing;
+    its training schedule and augmentation may differ. Records without their config are
+    taken at their preset's word."""
+    from gmaiou.configs import get_config
+
+    config = record.get("config")
+    if config is None:
+        return True
+    want = get_config(preset).to_dict()
+    return all(config.get(k) == want[k] for k in ("model", "assigner", "loss", "postprocess"))
 
 
 def pick_records(
@@ -84,8 +103,9 @@ def _mean_std(values: list[float]) -> str:
     s = pd.Series(values, dtype=float).dropna()
     if s.empty:
         return "n/a"
-    std = s.std(ddof=1) if len(s) > 1 else 0.0
-    return f"{s.mean():.1f} ± {std:.1f}"
+    if len(s) == 1:  # one seed has no spread: no "± 0.0"
+        return f"{s.iloc[0]:.1f}"
+    return f"{s.mean():.1f} ± {s.std(ddof=1):.1f}"
 
 
 def cpu_accuracy_table(
