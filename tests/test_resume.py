@@ -17,7 +17,7 @@ import torch
 
 from gmaiou.configs import get_config
 from gmaiou.data.synthetic import ensure_synthetic
-from gmaiou.training.checkpoint import load_checkpoint
+from gmaiou.training.checkpoint import drop_training_state, load_checkpoint
 from gmaiou.training.trainer import RunOptions, apply_overrides, train
 
 CONFIG = "yolact-atss-gmaiou-r18-160"
@@ -129,6 +129,20 @@ def test_resume_refuses_a_different_world_size(tmp_path, data_root):
     ckpt["world_size"] = 2
     torch.save(ckpt, out / "checkpoint.pt")
     with pytest.raises(ValueError, match="written by 2 processes"):
+        train(_config(), _options(out, data_root, max_iters=2, resume=True), config_name=CONFIG)
+
+
+def test_weights_only_checkpoint_keeps_the_weights_and_refuses_to_resume(tmp_path, data_root):
+    out = tmp_path / "run"
+    result = train(_config(), _options(out, data_root, max_iters=1), config_name=CONFIG)
+    full = (out / "checkpoint.pt").stat().st_size
+    saved = drop_training_state(out / "checkpoint.pt")
+    assert 0 < saved < full and drop_training_state(out / "checkpoint.pt") == 0
+    slim = load_checkpoint(out / "checkpoint.pt")
+    assert slim["optimizer"] is None and slim["iteration"] == 1
+    weights = result.model.state_dict()
+    assert all(torch.equal(slim["model"][k], weights[k]) for k in weights)
+    with pytest.raises(ValueError, match="holds the weights only"):
         train(_config(), _options(out, data_root, max_iters=2, resume=True), config_name=CONFIG)
 
 

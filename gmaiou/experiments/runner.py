@@ -20,6 +20,10 @@ same backbone and FPN weights.
 A run with ``curve_points = K`` is trained in ``K`` chunks of its schedule (the schedule is
 that of the whole run: chunks are resumes, not shorter schedules) and evaluated after each,
 which gives its learning curve: mask and box AP against iterations and training minutes.
+
+Once its record is written, a run's checkpoint keeps the weights only (the optimizer state,
+two thirds of the file, is dropped): the run is never resumed again, and evaluation, the
+speed benchmarks and the per-anchor loss analysis load weights alone.
 """
 
 from __future__ import annotations
@@ -229,7 +233,7 @@ def _train_chunks(spec: RunSpec, root: Path, device: str | None, progress: bool)
     total = config.train.epochs * iters_per_epoch
     curve = []
     for end in _chunk_ends(total, spec.curve_points, spec.max_iters):
-        resume = (run_dir / "checkpoint.pt").is_file()
+        resume = _resumable(run_dir)
         options = RunOptions(
             out_dir=run_dir,
             data_root=data_root,
@@ -269,6 +273,33 @@ def _train_chunks(spec: RunSpec, root: Path, device: str | None, progress: bool)
         "iters_per_epoch": iters_per_epoch,
         "device": device_used,
     }
+
+
+def _resumable(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds an interrupted run; a finished run's weights whose record
+    was deleted are trained again (deleting a record is how one asks for that run anew)."""
+    from gmaiou.training.checkpoint import has_training_state, load_checkpoint
+
+    checkpoint = run_dir / "checkpoint.pt"
+    if not checkpoint.is_file():
+        return False
+    if has_training_state(load_checkpoint(checkpoint)):
+        return True
+    warnings.warn(
+        f"{run_dir} holds a finished run's weights but its record is gone: training it again",
+        stacklevel=3,
+    )
+    return False
+
+
+def _keep_weights_only(run_dir: Path) -> None:
+    """Drop a finished run's optimizer state: it is never resumed (its record exists), and
+    the analyses need only its weights; a grid's checkpoints then take a third of the disk."""
+    from gmaiou.training.checkpoint import drop_training_state
+
+    checkpoint = run_dir / "checkpoint.pt"
+    if checkpoint.is_file():
+        drop_training_state(checkpoint)
 
 
 def _count_images(data_root: Path) -> int:
@@ -338,6 +369,7 @@ def run_one(
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(_jsonable(record), indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
+    _keep_weights_only(run_dir)
     return record
 
 

@@ -2,6 +2,7 @@
 
 from gmaiou.training.checkpoint import (
     capture_rng_state,
+    drop_training_state,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -24,6 +25,7 @@ __all__ = [
     "TrainingDiverged",
     "build_scheduler",
     "capture_rng_state",
+    "drop_training_state",
     "init_distributed",
     "load_checkpoint",
     "resolve_device",

@@ -21,7 +21,18 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["capture_rng_state", "load_checkpoint", "restore_rng_state", "save_checkpoint"]
+__all__ = [
+    "TRAINING_STATE_KEYS",
+    "capture_rng_state",
+    "drop_training_state",
+    "has_training_state",
+    "load_checkpoint",
+    "restore_rng_state",
+    "save_checkpoint",
+]
+
+# What only a resume needs: two thirds of an SGD-with-momentum checkpoint are the optimizer's.
+TRAINING_STATE_KEYS = ("optimizer", "scheduler", "scaler")
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -87,3 +98,25 @@ def load_checkpoint(
         return torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
         raise ValueError(f"checkpoint {path} could not be read ({err}); it may be corrupt") from err
+
+
+def has_training_state(state: dict[str, Any]) -> bool:
+    """Whether a loaded checkpoint can resume training (it keeps optimizer, scheduler and scaler)."""
+    return all(state.get(key) is not None for key in TRAINING_STATE_KEYS)
+
+
+def drop_training_state(path: str | os.PathLike) -> int:
+    """Rewrite a finished run's checkpoint with its weights only; returns the bytes saved.
+
+    The optimizer, scheduler and grad-scaler states are set to ``None`` (the keys stay, so
+    a resume can tell why it cannot go on); weights, counters and RNG states are kept, so
+    evaluation, export and the speed and loss analyses load it as before. Written atomically
+    like :func:`save_checkpoint`; a checkpoint already without them is left untouched.
+    """
+    path = Path(path)
+    state = load_checkpoint(path)
+    if not any(state.get(key) is not None for key in TRAINING_STATE_KEYS):
+        return 0
+    before = path.stat().st_size
+    save_checkpoint(path, {**state, **dict.fromkeys(TRAINING_STATE_KEYS)})
+    return before - path.stat().st_size

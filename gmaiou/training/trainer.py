@@ -47,6 +47,7 @@ from gmaiou.measure import MaskIntegrals, is_mask_measure
 from gmaiou.training.batch import per_process_train
 from gmaiou.training.checkpoint import (
     capture_rng_state,
+    has_training_state,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -687,6 +688,12 @@ def _resume(job: _Job) -> None:
         raise ValueError(
             f"the checkpoint in {job.out_dir} was written by {ckpt['world_size']} processes; "
             f"resume it with the same number (got {job.ctx.world_size})"
+        )
+    if not has_training_state(ckpt):
+        raise ValueError(
+            f"the checkpoint in {job.out_dir} holds the weights only (the experiment runner "
+            "drops the optimizer state of a finished run), so training cannot resume from it; "
+            "train again with --overwrite, or evaluate it as it is"
         )
     job.model.load_state_dict(ckpt["model"])
     job.optimizer.load_state_dict(ckpt["optimizer"])
