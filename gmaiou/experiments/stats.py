@@ -19,6 +19,7 @@ import pandas as pd
 __all__ = [
     "METRICS",
     "describe_difference",
+    "format_mean_std",
     "paired_differences",
     "records_frame",
     "summary_table",
@@ -82,6 +83,17 @@ def records_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def format_mean_std(values: Iterable[float | None], decimals: int = 1) -> str:
+    """``"mean ± std"`` (sample std) of the values that are not None/NaN; one value alone
+    (a single seed has no spread to state, so no ``± 0.0``); ``"n/a"`` when none is left."""
+    series = pd.Series(list(values), dtype=float).dropna()
+    if series.empty:
+        return "n/a"
+    if len(series) == 1:
+        return f"{series.iloc[0]:.{decimals}f}"
+    return f"{series.mean():.{decimals}f} ± {series.std(ddof=1):.{decimals}f}"
+
+
 def summary_table(
     frame: pd.DataFrame,
     metrics: Sequence[str] = tuple(METRICS),
@@ -106,15 +118,7 @@ def summary_table(
                 continue
             row: dict[str, Any] = {"data": data, "assigner": label, "seeds": len(runs)}
             for metric in metrics:
-                values = runs[metric].dropna()
-                if values.empty:
-                    row[metric] = "n/a"
-                elif len(values) == 1:  # one seed has no spread: no "± 0.0"
-                    row[metric] = f"{values.iloc[0]:.{decimals}f}"
-                else:
-                    row[metric] = (
-                        f"{values.mean():.{decimals}f} ± {values.std(ddof=1):.{decimals}f}"
-                    )
+                row[metric] = format_mean_std(runs[metric], decimals)
             out.append(row)
     return pd.DataFrame(out)
 

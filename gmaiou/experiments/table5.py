@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from gmaiou.experiments.runner import load_records
+from gmaiou.experiments.stats import format_mean_std
 
 __all__ = ["CPU_MODELS", "GRIDS", "cpu_accuracy_table", "pick_records"]
 
@@ -35,15 +36,12 @@ def _records_in(
 ) -> tuple[str, list[Mapping[str, Any]]]:
     """``preset``'s records on the ``mix`` set in one grid: the runs without a variant (the
     recipe's own preset) if any, else the variant with the most seeds among those that train
-    the preset's own model (:func:`_same_model`: a Table 3 step named after a preset but
-    adding CARAFE or DCN is another model)."""
-    matching = [
-        r
-        for r in records
-        if r.get("preset") == preset
-        and r.get("data", {}).get("mix") == mix
-        and (not r.get("variant") or _same_model(r, preset))
-    ]
+    the preset's own model, assigner, losses and post-processing (its schedule and
+    augmentation may differ; a Table 3 step named after a preset but adding CARAFE or DCN
+    is another model)."""
+    own = [r for r in records if r.get("preset") == preset and r.get("data", {}).get("mix") == mix]
+    parts = _model_parts(preset) if any(r.get("variant") for r in own) else {}
+    matching = [r for r in own if not r.get("variant") or _trains(r, parts)]
     if not matching:
         return "", []
     variants: dict[str, list[Mapping[str, Any]]] = {}
@@ -53,17 +51,22 @@ def _records_in(
     return variant, sorted(variants[variant], key=lambda r: r["seed"])
 
 
-def _same_model(record: Mapping[str, Any], preset: str) -> bool:
-    """Whether ``record`` trained ``preset``'s model, assigner, losses and post-processing;
-    its training schedule and augmentation may differ. Records without their config are
-    taken at their preset's word."""
+#: The parts of a config that make the model what it is (not its schedule or augmentation).
+_MODEL_PARTS: tuple[str, ...] = ("model", "assigner", "loss", "postprocess")
+
+
+def _model_parts(preset: str) -> dict[str, Any]:
     from gmaiou.configs import get_config
 
+    config = get_config(preset).to_dict()
+    return {k: config[k] for k in _MODEL_PARTS}
+
+
+def _trains(record: Mapping[str, Any], parts: Mapping[str, Any]) -> bool:
+    """Whether ``record`` trained the model ``parts`` describe; a record without its config
+    is taken at its preset's word."""
     config = record.get("config")
-    if config is None:
-        return True
-    want = get_config(preset).to_dict()
-    return all(config.get(k) == want[k] for k in ("model", "assigner", "loss", "postprocess"))
+    return config is None or all(config.get(k) == parts[k] for k in _MODEL_PARTS)
 
 
 def pick_records(
@@ -97,15 +100,6 @@ def pick_records(
     for p in remaining:
         out[p] = ("", "", [])
     return out
-
-
-def _mean_std(values: list[float]) -> str:
-    s = pd.Series(values, dtype=float).dropna()
-    if s.empty:
-        return "n/a"
-    if len(s) == 1:  # one seed has no spread: no "± 0.0"
-        return f"{s.iloc[0]:.1f}"
-    return f"{s.mean():.1f} ± {s.std(ddof=1):.1f}"
 
 
 def cpu_accuracy_table(
@@ -160,11 +154,11 @@ def cpu_accuracy_table(
                 "preset": preset,
                 "grid": grid + (f" (+{variant})" if variant else ""),
                 "seeds": len(records),
-                "mask AP": _mean_std([m.get("AP") for m in segm]),
-                "mask AP50": _mean_std([m.get("AP50") for m in segm]),
-                "box AP": _mean_std([m.get("AP") for m in bbox]),
-                "mask oLRP": _mean_std([m.get("oLRP") for m in segm]),
-                "train minutes": _mean_std([r["train_seconds"] / 60 for r in records]),
+                "mask AP": format_mean_std([m.get("AP") for m in segm]),
+                "mask AP50": format_mean_std([m.get("AP50") for m in segm]),
+                "box AP": format_mean_std([m.get("AP") for m in bbox]),
+                "mask oLRP": format_mean_std([m.get("oLRP") for m in segm]),
+                "train minutes": format_mean_std([r["train_seconds"] / 60 for r in records]),
                 "trained on": ", ".join(sorted({r.get("device_name", "?") for r in records})),
             }
         )
