@@ -17,15 +17,18 @@ from gmaiou.cli import build_parser
 from gmaiou.configs import AugmentConfig, Config, apply_settings, get_config
 from gmaiou.data.synthetic import CLASSES, generate, render_scene
 from gmaiou.data.transforms import TrainTransform, mask_tight_boxes, sample_scale_window
+from gmaiou.evaluation.run import load_run
 from gmaiou.experiments.grids import CORE_ASSIGNERS, TABLE2_ASSIGNERS, get_grid
 from gmaiou.experiments.runner import RunSpec, SyntheticData, load_records, record_path, run_one
 from gmaiou.experiments.stats import (
     describe_difference,
+    format_mean_std,
     paired_differences,
     summary_table,
     t_critical,
 )
 from gmaiou.paths import repo_root
+from gmaiou.training.checkpoint import has_training_state, load_checkpoint
 from gmaiou.training.schedule import build_optimizer
 
 # ----------------------------------------------------------------------------- settings
@@ -218,6 +221,11 @@ def test_summary_table_mean_std_and_missing():
         summary_table(frame.iloc[:0])
 
 
+def test_format_mean_std_by_hand():
+    assert format_mean_std([1.0, None, 3.0, float("nan")]) == "2.0 ± 1.4"
+    assert format_mean_std([2.345], decimals=2) == "2.35" and format_mean_std([]) == "n/a"
+
+
 # ----------------------------------------------------------------------------- grids
 
 
@@ -319,10 +327,27 @@ def test_run_one_writes_a_record_and_skips_it_next_time(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a run with a record must not train again")
 
+    # A finished run keeps its weights only: a third of the disk, and they still evaluate.
+    checkpoint = load_checkpoint(spec.run_dir(tmp_path) / "checkpoint.pt")
+    assert not has_training_state(checkpoint) and checkpoint["model"]
+    model, _, _ = load_run(spec.run_dir(tmp_path))
+    assert sum(p.numel() for p in model.parameters()) > 0
+
     monkeypatch.setattr(runner, "_train_chunks", boom)
     assert run_one(spec, root=tmp_path, figures=tmp_path / "figures")["id"] == spec.run_id
     with pytest.raises(AssertionError, match="must not train"):
         run_one(spec, root=tmp_path, figures=tmp_path / "figures", force=True)
+
+
+def test_a_finished_run_whose_record_is_deleted_trains_again(tmp_path):
+    spec = _tiny_spec(tmp_path)
+    first = run_one(spec, root=tmp_path, figures=tmp_path / "figures", progress=False)
+    record_path(spec, tmp_path / "figures").unlink()
+    with pytest.warns(UserWarning, match="record is gone: training it again"):
+        again = run_one(spec, root=tmp_path, figures=tmp_path / "figures", progress=False)
+    assert again["iterations"] == first["iterations"] == 2
+    assert record_path(spec, tmp_path / "figures").is_file()
+    assert not has_training_state(load_checkpoint(spec.run_dir(tmp_path) / "checkpoint.pt"))
 
 
 def test_run_one_resumes_an_interrupted_run(tmp_path):
