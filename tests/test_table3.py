@@ -296,6 +296,17 @@ def test_report_tables_have_no_nan_and_say_when_seeds_are_missing():
     assert claims.filter(like="single-GPU").iloc[0].startswith("not tested")
 
 
+def test_a_wide_fps_interval_is_not_read_as_support_for_the_claim():
+    records, speeds = _records()
+    seed1 = {**records[-1], "id": "s7-seed1", "seed": 1}
+    # GmaYOLACT - YOLACT fps: -10 with seed 0, +10 with seed 1: no detectable change.
+    records, speeds = records + [seed1], speeds + [{**speeds[-1], "id": "s7-seed1",
+                                                    "images_per_s": 30.0}]  # fmt: skip
+    claims = table3_report(records, speeds).claims.set_index("claim")["result"]
+    result = claims.filter(like="keeps YOLACT's inference time").iloc[0]
+    assert "no detectable change" in result and "too wide to confirm or rule out" in result
+
+
 def test_report_without_speed_records_says_so():
     records, _ = _records()
     report = table3_report(records)
