@@ -12,6 +12,7 @@ import pytest
 
 from gmaiou.configs import SECTIONS, apply_settings, get_config, settings_between
 from gmaiou.experiments.grids import (
+    TABLE3_EXTRA_SEEDS,
     TABLE3_SEEDS,
     get_grid,
     paper_step_decay,
@@ -134,8 +135,13 @@ def test_table3_grid_pairs_every_step_over_the_same_seeds(profile):
         seeds.setdefault(s.label, set()).add(s.seed)
     assert list(seeds) == LABELS
     expected = set(range(TABLE3_SEEDS.get(profile, 2)))
-    assert all(v == expected for v in seeds.values())
+    more, extra_steps = TABLE3_EXTRA_SEEDS.get(profile, (0, ()))
+    for number, label in enumerate(LABELS, start=1):
+        extra = set(range(len(expected), len(expected) + more)) if number in extra_steps else set()
+        assert seeds[label] == expected | extra, label
     assert len(expected) == (1 if profile == "quick" else 2)  # quick: within its 20 minutes
+    # default: a third seed for YOLACT, ATSS-YOLACT (GmaIoU) and GmaYOLACT only
+    assert (profile != "default") or (more, extra_steps) == (1, (1, 2, 7))
     assert len({s.data for s in specs}) == 1
     # Each run trains its step's config, through the CLI command its record will keep.
     epochs = specs[0].epochs
