@@ -441,7 +441,8 @@ TABLE3_SEEDS: dict[str, int] = {"default": 2, "quick": 1}
 #: the steps by number). On ``default``: YOLACT (1), ATSS-YOLACT with GmaIoU (2) and
 #: GmaYOLACT (7), the steps the paper gives numbers for (+1.5 to +2 mask AP for step 2 over
 #: step 1, about +7 for step 7 over step 1): a third seed shrinks Student's t from 12.7 to
-#: 4.3 for those comparisons at about 45 minutes of training, a sixth of a third full seed's.
+#: 4.3 for those comparisons for 51 one-thread training minutes (the records' train_seconds),
+#: against about 120 for a full seed of all 7 steps.
 TABLE3_EXTRA_SEEDS: dict[str, tuple[int, tuple[int, ...]]] = {"default": (1, (1, 2, 7))}
 
 
@@ -486,11 +487,12 @@ def table3(profile: str) -> list[RunSpec]:
     # loading data in the main process.
     smoke = profile == "smoke"
     more, extra_steps = TABLE3_EXTRA_SEEDS.get(profile, (0, ()))
-    runs = [(seed, step) for seed in range(seeds) for step in steps]
+    # (seed, (step, preset, settings)) per run
+    runs = [(seed, entry) for seed in range(seeds) for entry in steps]
     runs += [
-        (seed, step)
+        (seed, entry)
         for seed in range(seeds, seeds + more)
-        for number, step in enumerate(steps, start=1)
+        for number, entry in enumerate(steps, start=1)
         if number in extra_steps
     ]
     # Seed by seed, so that a grid stopped halfway already holds whole paired sets.

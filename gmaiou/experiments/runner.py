@@ -279,8 +279,9 @@ def _resumable(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds an interrupted run; a finished run's weights whose record
     was deleted are trained again (deleting a record is how one asks for that run anew)."""
     from gmaiou.training.checkpoint import has_training_state, load_checkpoint
+    from gmaiou.training.trainer import CHECKPOINT_FILE
 
-    checkpoint = run_dir / "checkpoint.pt"
+    checkpoint = run_dir / CHECKPOINT_FILE
     if not checkpoint.is_file():
         return False
     if has_training_state(load_checkpoint(checkpoint)):
@@ -296,8 +297,9 @@ def _keep_weights_only(run_dir: Path) -> None:
     """Drop a finished run's optimizer state: it is never resumed (its record exists), and
     the analyses need only its weights; a grid's checkpoints then take a third of the disk."""
     from gmaiou.training.checkpoint import drop_training_state
+    from gmaiou.training.trainer import CHECKPOINT_FILE
 
-    checkpoint = run_dir / "checkpoint.pt"
+    checkpoint = run_dir / CHECKPOINT_FILE
     if checkpoint.is_file():
         drop_training_state(checkpoint)
 

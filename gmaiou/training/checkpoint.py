@@ -31,7 +31,7 @@ __all__ = [
     "save_checkpoint",
 ]
 
-# What only a resume needs: two thirds of an SGD-with-momentum checkpoint are the optimizer's.
+# What only a resume needs: AdamW's two moments make two thirds of a CPU preset's checkpoint.
 TRAINING_STATE_KEYS = ("optimizer", "scheduler", "scaler")
 
 
