@@ -118,6 +118,7 @@ class MaskIntegrals:
         self.height, self.width = h, w
         self.device = masks.device
         self._params: Tensor | None = None
+        self._np_params: np.ndarray | None = None
         self._numpy_lookups = backend == "numpy"
         if backend == "numpy":
             if masks.device.type != "cpu":
@@ -142,11 +143,23 @@ class MaskIntegrals:
         preparation it is, e.g. in a data-loader worker.
         """
         if self._params is None:
-            params = torch.cat([self._origin, self._size, self._offset[:, None]], dim=1)
             # int32 look-up arithmetic (half the memory traffic) whenever every index fits.
             small = self._table.numel() < 2**31 and max(self.height, self.width) < 2**30
-            self._params = params.to(torch.int32) if small else params
+            if self._numpy_lookups:  # NumPy: torch's small operations cost ~10 us each
+                columns = (self._origin.numpy(), self._size.numpy(), self._offset.numpy()[:, None])
+                params = np.concatenate(columns, axis=1)
+                self._params = torch.from_numpy(params.astype(np.int32) if small else params)
+            else:
+                params = torch.cat([self._origin, self._size, self._offset[:, None]], dim=1)
+                self._params = params.to(torch.int32) if small else params
         return self
+
+    def _numpy_params(self) -> np.ndarray:
+        """The look-up parameters as a ``[5, G]`` NumPy array: rows r0, c0, h, w, offset."""
+        if self._np_params is None:
+            self.build()
+            self._np_params = np.ascontiguousarray(self._params.numpy().T)
+        return self._np_params
 
     def to(self, device: torch.device | str) -> MaskIntegrals:
         """The same tables on ``device`` (e.g. built in a data-loader worker, used on the GPU)."""
@@ -156,6 +169,7 @@ class MaskIntegrals:
         out._table, out._origin = self._table.to(device), self._origin.to(device)
         out._size, out._offset = self._size.to(device), self._offset.to(device)
         out._params = self._params.to(device)
+        out._np_params = None
         out._numpy_lookups = self._numpy_lookups and out.device.type == "cpu"
         out.mask_area = self.mask_area.to(device)
         return out
@@ -167,6 +181,12 @@ class MaskIntegrals:
         corner ``(x, y)`` of mask ``g`` sits at ``offset[g] + x * (h_g + 1) + y``.
         """
         self.build()
+        if self._numpy_lookups and gt_index.device.type == "cpu":
+            params = self._numpy_params()
+            columns = bounds.numpy().T.astype(params.dtype)  # [4, P]
+            return torch.from_numpy(
+                _counts_numpy(self._table.numpy(), params, gt_index.numpy(), columns)
+            )
         # index_select rather than fancy indexing, and one-dimensional operations only
         # (broadcasting over tiny trailing dimensions is several times slower on the CPU).
         r0, c0, hh, ww, base = self._params.index_select(0, gt_index).unbind(1)  # [P] each
@@ -209,11 +229,13 @@ class MaskIntegrals:
             empty = torch.zeros(0, dtype=torch.long, device=self.device)
             return empty, empty.clone(), empty.clone()
         bounds = _rounded_pixel_bounds(boxes, self.height, self.width)  # [N, 4]
-        if self._numpy_lookups:  # NumPy's compares and flatnonzero: ~3x faster than torch here
-            gi_np, bi_np = _hits_numpy(
-                self._origin.numpy(), self._size.numpy(), self.mask_area.numpy(), bounds.numpy()
+        if self._numpy_lookups:  # NumPy: ~3x faster than torch on vectors this short
+            _, gi_np, bi_np, counts = self._sparse_counts_numpy(bounds.numpy().T)
+            return (
+                torch.from_numpy(gi_np).long(),
+                torch.from_numpy(bi_np).long(),
+                torch.from_numpy(counts),
             )
-            gi, bi = torch.from_numpy(gi_np), torch.from_numpy(bi_np)
         else:
             b32 = bounds.to(torch.int32).t()
             lo = self._origin.to(torch.int32)  # [G, 2] (r0, c0)
@@ -226,6 +248,31 @@ class MaskIntegrals:
             gi, bi = hit.nonzero(as_tuple=True)
         self.build()
         return gi, bi, self._count(gi, bounds.to(self._params.dtype).index_select(0, bi))
+
+    def _sparse_counts_numpy(
+        self, bounds: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`sparse_intersection` in NumPy on integer pixel bounds, ``[4, N]`` columns (c1, r1, c2, r2).
+
+        Returns ``(flat, mask_index, box_index, counts)``, ``flat`` being each pair's
+        position in a row-major ``[G, N]`` matrix.
+        """
+        params = self._numpy_params()
+        g, n = params.shape[1], bounds.shape[1]
+        flat = _hits_numpy(
+            self._origin.numpy(),
+            self._size.numpy(),
+            self.mask_area.numpy(),
+            bounds,
+            max(self.height, self.width),
+        )
+        # flat is sorted: each mask's pairs are one run (cheaper than a division per pair).
+        ends = np.searchsorted(flat, np.arange(1, g + 1) * n)
+        gi = np.repeat(np.arange(g, dtype=params.dtype), np.diff(ends, prepend=0))
+        bi = (flat - gi.astype(np.int64) * n).astype(params.dtype)
+        bounds = bounds.astype(params.dtype, copy=False)
+        counts = _counts_numpy(self._table.numpy(), params, gi, bounds.take(bi, axis=1))
+        return flat, gi, bi, counts
 
     def grouped_intersection(self, boxes: Tensor) -> Tensor:
         """``|box ∩ M_g|`` for ``K`` boxes per mask: ``[G, K, 4]`` -> ``[G, K]`` int64 counts."""
@@ -252,15 +299,15 @@ class MaskIntegrals:
 
 
 def _hits_numpy(
-    origin: np.ndarray, size: np.ndarray, area: np.ndarray, bounds: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(mask, box) index pairs where a box's pixel bounds (c1, r1, c2, r2) meet a non-empty mask's crop."""
-    dtype = (
-        np.int16
-        if max(int(bounds.max(initial=0)), int((origin + size).max(initial=0))) < 2**15
-        else np.int64
-    )
-    b = np.ascontiguousarray(bounds.T, dtype=dtype)  # [4, N]
+    origin: np.ndarray, size: np.ndarray, area: np.ndarray, bounds: np.ndarray, extent: int
+) -> np.ndarray:
+    """Flat positions ``g * N + n``, in increasing order, of the (mask, box) pairs where box
+    ``n``'s pixel bounds (``bounds [4, N]``: c1, r1, c2, r2) meet non-empty mask ``g``'s crop.
+
+    ``extent`` bounds every coordinate (the image's larger side: bounds are clamped to it).
+    """
+    dtype = np.int16 if extent < 2**15 else np.int64
+    b = np.ascontiguousarray(bounds, dtype=dtype)  # [4, N]
     lo = origin.astype(dtype)
     hi = lo + size.astype(dtype)
     empty = area == 0
@@ -269,9 +316,35 @@ def _hits_numpy(
     hit &= b[2][None] > lo[:, 1:2]
     hit &= b[1][None] < hi[:, 0:1]
     hit &= b[3][None] > lo[:, 0:1]
-    flat = np.flatnonzero(hit)
-    n = bounds.shape[0]
-    return flat // n, flat % n
+    return np.flatnonzero(hit)
+
+
+def _counts_numpy(
+    table: np.ndarray, params: np.ndarray, gt_index: np.ndarray, bounds: np.ndarray
+) -> np.ndarray:
+    """Mask pixels of masks ``gt_index [P]`` inside integer pixel bounds: ``[P]`` int64.
+
+    ``bounds`` is ``[4, P]`` (rows c1, r1, c2, r2; overwritten) and ``params`` the
+    ``[5, G]`` rows of :meth:`MaskIntegrals._numpy_params`, of one integer dtype. Same
+    arithmetic as :meth:`MaskIntegrals._count`, on stacked NumPy rows: a dozen
+    operations whose fixed cost is a microsecond each, not torch's ten.
+    """
+    r0, c0, hh, ww, base = params.take(gt_index, axis=1)  # [P] each
+    xs, ys = bounds[0::2], bounds[1::2]  # [2, P] each: (c1, c2), (r1, r2)
+    xs -= c0  # crop-local, clamped to the crop
+    ys -= r0
+    np.maximum(bounds, 0, out=bounds)
+    np.minimum(xs, ww, out=xs)
+    np.minimum(ys, hh, out=ys)
+    hh += 1  # a column's stride
+    xs *= hh
+    xs += base  # the first entry of columns x1, x2
+    v = table.take(xs[:, None, :] + ys[None, :, :])  # [2 (x1, x2), 2 (y1, y2), P]
+    out = v[1, 1].astype(np.int64)
+    out -= v[1, 0]
+    out -= v[0, 1]
+    out += v[0, 0]
+    return out
 
 
 def _hint_crops(boxes: np.ndarray, h: int, w: int, margin: int = 1) -> np.ndarray:
@@ -712,6 +785,8 @@ def _gmaiou_dense(
     integrals: MaskIntegrals, gt_boxes: Tensor, anchors: Tensor, polygon: Polygon
 ) -> Tensor:
     # GmaIoU is 0 wherever |A ∩ M| is: evaluate the formula on the pairs that meet a mask only.
+    if integrals._numpy_lookups and anchors.device.type == "cpu" and len(integrals):
+        return torch.from_numpy(_gmaiou_dense_numpy(integrals, gt_boxes, anchors, polygon))
     gi, ai, inter = integrals.sparse_intersection(anchors)
     ax1, ay1, ax2, ay2 = anchors.index_select(0, ai).unbind(1)  # [P] each: 1-D ops are faster
     a_area, b_area = (ax2 - ax1) * (ay2 - ay1), box_area(gt_boxes).index_select(0, gi)
@@ -727,6 +802,53 @@ def _gmaiou_dense(
     out = anchors.new_zeros(gt_boxes.shape[0], anchors.shape[0])
     out[gi, ai] = values
     return out
+
+
+def _gmaiou_dense_numpy(
+    integrals: MaskIntegrals, gt_boxes: Tensor, anchors: Tensor, polygon: Polygon
+) -> np.ndarray:
+    """:func:`_gmaiou_dense` in NumPy: the same operations in the same order, hence equal values.
+
+    The pairs come as flat positions in the ``[G, A]`` output, so that the values are
+    written with one ``put``; per-anchor quantities are computed once and gathered.
+    """
+    g, n = gt_boxes.shape[0], anchors.shape[0]
+    a = np.ascontiguousarray(anchors.detach().numpy().T)  # [4, A]
+    b = np.ascontiguousarray(gt_boxes.detach().numpy().T, dtype=a.dtype)  # [4, G]
+    flat, gi, ai, counts = integrals._sparse_counts_numpy(
+        _rounded_pixel_bounds_numpy(a, integrals.height, integrals.width)
+    )
+    a_area = ((a[2] - a[0]) * (a[3] - a[1])).take(ai)
+    b_area = ((b[2] - b[0]) * (b[3] - b[1])).take(gi)
+    inter = counts.astype(a.dtype)
+    m = integrals.mask_area.numpy().astype(a.dtype).take(gi)
+    if polygon == "box":
+        pa, pb = a.take(ai, axis=1), b.take(gi, axis=1)  # [4, P] each
+        lo = np.maximum(pa[:2], pb[:2])
+        wh = np.minimum(pa[2:], pb[2:], out=pa[2:])
+        wh -= lo
+        np.maximum(wh, 0, out=wh)
+        union = a_area + b_area
+        union -= wh[0] * wh[1]
+        num, den = inter * b_area, m * union
+    else:
+        num, den = inter, a_area + m - inter
+    valid = (m > 0) & (den > 0)  # |M| = 0 forces |A ∩ M| = 0: the value is 0, never 0/0
+    np.copyto(den, 1, where=~valid)
+    values = np.divide(num, den, out=num)
+    values[~valid] = 0
+    out = np.zeros(g * n, dtype=a.dtype)
+    out.put(flat, values)
+    return out.reshape(g, n)
+
+
+def _rounded_pixel_bounds_numpy(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """:func:`_rounded_pixel_bounds` of ``[4, N]`` box columns, as ``[4, N]`` int32 (or int64) rows."""
+    r = np.rint(boxes)  # half to even, as torch.round
+    np.maximum(r, 0, out=r)
+    np.minimum(r[0::2], width, out=r[0::2])
+    np.minimum(r[1::2], height, out=r[1::2])
+    return r.astype(np.int32 if max(height, width) < 2**30 else np.int64)
 
 
 def maiou(

@@ -130,6 +130,29 @@ def test_efficient_matches_bruteforce_property(
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("polygon", ["mask", "box"])
+def test_numpy_and_torch_lookups_are_bitwise_equal(rng, dtype, polygon):
+    """The CPU's NumPy look-ups and formula do torch's operations in torch's order."""
+    h, w = 90, 70
+    boxes, masks = random_instances(rng, 9, h, w)
+    masks[4] = False  # an empty mask: no pair of it is looked up
+    anchors = random_anchors(rng, 500, h, w).to(dtype)
+    anchors[:5] -= 200.0  # wholly off the image
+    by = {b: MaskIntegrals(masks, boxes, backend=b) for b in BACKENDS}
+    # The backends crop differently (box hints, tight extents), so the pair lists differ.
+    dense = [by[b].intersection(anchors) for b in BACKENDS]
+    assert dense[0].dtype == torch.long and torch.equal(*dense)
+    values = {b: gmaiou(boxes.to(dtype), by[b], anchors, polygon) for b in BACKENDS}
+    assert values["numpy"].dtype == dtype
+    assert torch.equal(values["numpy"], values["torch"])
+    idx = torch.from_numpy(rng.integers(0, 500, (9, 12)))
+    grouped = [by[b].grouped_intersection(anchors[idx]) for b in BACKENDS]
+    assert torch.equal(*grouped)
+    nothing = MaskIntegrals(masks[:0], boxes[:0], backend="numpy")
+    assert gmaiou(boxes[:0], nothing, anchors, polygon).shape == (0, 500)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_grouped_and_paired_counts_match_dense(rng, backend):
     h, w = 50, 70
@@ -314,6 +337,23 @@ def test_empty_inputs(rng, num_gt, num_anchors):
         assert gmaiou_bruteforce(boxes, masks, anchors, polygon).shape == (num_gt, num_anchors)
     assert mob_ratio(anchors, masks).shape == (num_gt, num_anchors)
     assert pairwise_overlaps("iou", boxes, anchors).shape == (num_gt, num_anchors)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_box_checks_name_the_bad_box_in_every_dtype(dtype):
+    """The CPU's NumPy fast path (float32, float64) and torch's (others) find the same box."""
+    from gmaiou._validation import check_boxes
+
+    good = torch.tensor([[0.0, 0.0, 4.0, 4.0]] * 3, dtype=dtype, requires_grad=True)
+    assert check_boxes(good, "anchors") is good
+    for row, value, match in [
+        (2, float("inf"), r"anchors\[2\] has a non-finite"),
+        (1, -1.0, r"anchors\[1\] .* x2 < x1"),
+    ]:
+        bad = good.detach().clone()
+        bad[row, 2] = value
+        with pytest.raises(ValueError, match=match):
+            check_boxes(bad.requires_grad_(), "anchors")
 
 
 def test_uint8_masks_accepted():
