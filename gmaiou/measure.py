@@ -56,6 +56,10 @@ __all__ = [
 ]
 
 
+#: Float dtypes the CPU's NumPy paths take (NumPy has no bfloat16).
+_NUMPY_FLOATS = (torch.float32, torch.float64)
+
+
 def box_area(boxes: Tensor) -> Tensor:
     """Continuous areas of ``[N, 4]`` boxes, shape ``[N]``."""
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -785,7 +789,13 @@ def _gmaiou_dense(
     integrals: MaskIntegrals, gt_boxes: Tensor, anchors: Tensor, polygon: Polygon
 ) -> Tensor:
     # GmaIoU is 0 wherever |A ∩ M| is: evaluate the formula on the pairs that meet a mask only.
-    if integrals._numpy_lookups and anchors.device.type == "cpu" and len(integrals):
+    if (
+        integrals._numpy_lookups
+        and anchors.device.type == "cpu"
+        and len(integrals)
+        and anchors.dtype in _NUMPY_FLOATS
+        and gt_boxes.dtype == anchors.dtype
+    ):
         return torch.from_numpy(_gmaiou_dense_numpy(integrals, gt_boxes, anchors, polygon))
     gi, ai, inter = integrals.sparse_intersection(anchors)
     ax1, ay1, ax2, ay2 = anchors.index_select(0, ai).unbind(1)  # [P] each: 1-D ops are faster
@@ -808,6 +818,8 @@ def _gmaiou_dense_numpy(
     integrals: MaskIntegrals, gt_boxes: Tensor, anchors: Tensor, polygon: Polygon
 ) -> np.ndarray:
     """:func:`_gmaiou_dense` in NumPy: the same operations in the same order, hence equal values.
+
+    For float32 or float64 boxes and anchors of one dtype (others take the torch path).
 
     The pairs come as flat positions in the ``[G, A]`` output, so that the values are
     written with one ``put``; per-anchor quantities are computed once and gathered.

@@ -149,6 +149,12 @@ def test_numpy_and_torch_lookups_are_bitwise_equal(rng, dtype, polygon):
     idx = torch.from_numpy(rng.integers(0, 500, (9, 12)))
     grouped = [by[b].grouped_intersection(anchors[idx]) for b in BACKENDS]
     assert torch.equal(*grouped)
+    # Mixed or half dtypes take the torch path on NumPy tables; values agree to rounding.
+    for gt_dtype, anchor_dtype in [(torch.float64, torch.float32), (dtype, torch.bfloat16)]:
+        mixed = gmaiou(boxes.to(gt_dtype), by["numpy"], anchors.to(anchor_dtype), polygon)
+        assert mixed.dtype == anchor_dtype
+        ref = gmaiou(boxes.to(gt_dtype), by["torch"], anchors.to(anchor_dtype), polygon)
+        torch.testing.assert_close(mixed, ref)
     nothing = MaskIntegrals(masks[:0], boxes[:0], backend="numpy")
     assert gmaiou(boxes[:0], nothing, anchors, polygon).shape == (0, 500)
 
