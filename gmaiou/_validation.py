@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-_NUMPY_FLOATS = (torch.float32, torch.float64)
+#: Float dtypes that CPU fast paths hand to NumPy (NumPy has no bfloat16).
+NUMPY_FLOATS = (torch.float32, torch.float64)
 
 
 def check_boxes(boxes: Tensor, name: str) -> Tensor:
@@ -30,7 +31,7 @@ def check_boxes(boxes: Tensor, name: str) -> Tensor:
         boxes = boxes.float()
     if boxes.numel() == 0:
         return boxes
-    if boxes.device.type == "cpu" and boxes.dtype in _NUMPY_FLOATS:
+    if boxes.device.type == "cpu" and boxes.dtype in NUMPY_FLOATS:
         # NumPy's checks take a tenth of torch's on a CPU anchor set (~100 us at 10k boxes).
         a = boxes.detach().numpy()
         if np.isfinite(a).all() and not ((a[:, 2] < a[:, 0]) | (a[:, 3] < a[:, 1])).any():

@@ -152,6 +152,7 @@ def measure_speed(
     from gmaiou.benchmarks.infer import run_infer_benchmark
     from gmaiou.cli import build_parser
     from gmaiou.paths import repo_root
+    from gmaiou.training.trainer import CHECKPOINT_FILE
 
     path = speed_path(spec, figures)
     if path.is_file() and not force:
@@ -159,9 +160,9 @@ def measure_speed(
         if cached.get("run_finished_at") == record.get("finished_at"):
             return cached
     run_dir = spec.run_dir(Path(root) if root is not None else repo_root())
-    if not (run_dir / "checkpoint.pt").is_file():
+    if not (run_dir / CHECKPOINT_FILE).is_file():
         raise FileNotFoundError(
-            f"{run_dir} has no checkpoint.pt: run {spec.run_id} cannot be timed here (train it "
+            f"{run_dir} has no {CHECKPOINT_FILE}: run {spec.run_id} cannot be timed here (train it "
             f"with `gmaiou experiment --grid {spec.grid} --profile {spec.profile} --only "
             f"{spec.run_id} --force`, or copy its run folder)"
         )
