@@ -199,6 +199,68 @@ def test_grouped_counts_from_raw_masks(rng, hint):
     assert empty.shape == (9, 0) and empty_area.tolist() == area.tolist()
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    num_gt=st.integers(1, 6),
+    k=st.integers(0, 12),
+    height=st.integers(1, 40),
+    width=st.integers(1, 40),
+    polygon=st.sampled_from(["mask", "box"]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    hint=st.sampled_from(["tight", "wrong", "shifted"]),
+    halves=st.booleans(),
+)
+def test_grouped_gmaiou_from_raw_masks_matches_bruteforce_property(
+    seed, num_gt, k, height, width, polygon, dtype, hint, halves
+):
+    """ATSS's raw-mask path (16-bit column sums, rows marked, not sorted) is the brute force's value."""
+    from gmaiou.measure import grouped_gmaiou
+
+    rng = np.random.default_rng(seed)
+    boxes, masks = random_instances(rng, num_gt, height, width)
+    anchors = random_anchors(rng, 40, height, width)
+    if halves:  # coordinates on .5, where rounding goes half to even
+        anchors = torch.round(anchors * 2) / 2
+    idx = torch.from_numpy(rng.integers(0, 40, (num_gt, k)))
+    hint_boxes = {"tight": boxes, "wrong": boxes.flip(0), "shifted": boxes + 3.0}[hint]
+    # The hint is the GT box itself here: a wrong one only moves the crops.
+    got = grouped_gmaiou(hint_boxes.to(dtype), masks, anchors[idx].to(dtype), polygon)
+    ref = gmaiou_bruteforce(hint_boxes.double(), masks, anchors.double(), polygon).gather(1, idx)
+    assert got.dtype == dtype and got.shape == (num_gt, k)
+    torch.testing.assert_close(got.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("hint", [True, False])
+def test_grouped_paths_take_no_gts(hint):
+    from gmaiou.measure import grouped_counts_from_masks, grouped_gmaiou
+
+    masks, boxes, query = (
+        torch.zeros(0, 20, 20, dtype=torch.bool),
+        torch.zeros(0, 4),
+        torch.zeros(0, 5, 4),
+    )
+    area, counts = grouped_counts_from_masks(masks, boxes if hint else None, query)
+    assert area.shape == (0,) and counts.shape == (0, 5)
+    assert grouped_gmaiou(boxes, masks, query).shape == (0, 5)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 2**16 - 1, 2**16])
+def test_column_sums_in_16_bit_lanes_are_exact(rng, rows):
+    """Column prefix sums for every padding of the width, up to a lane's limit and past it (int64)."""
+    from gmaiou.measure import _column_sums
+
+    for width in range(1, 10) if rows < 2**15 else (3,):
+        crop = rng.random((rows, width)) < 0.5
+        if rows >= 2**15:
+            crop[:, 0] = True  # a column that fills the lane to `rows`
+        got = _column_sums(crop)
+        ref = np.zeros((rows + 1, width), dtype=np.int64)
+        ref[1:] = np.cumsum(crop, axis=0)
+        assert got.shape == ref.shape
+        np.testing.assert_array_equal(got, ref)
+
+
 @pytest.mark.parametrize("polygon", ["mask", "box"])
 def test_grouped_gmaiou_equals_gmaiou_row_by_row(rng, polygon):
     from gmaiou.measure import grouped_gmaiou
