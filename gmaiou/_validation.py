@@ -13,6 +13,18 @@ from torch import Tensor
 
 #: Float dtypes that CPU fast paths hand to NumPy (NumPy has no bfloat16).
 NUMPY_FLOATS = (torch.float32, torch.float64)
+#: Half-precision dtypes, which the measures and assigners compute in float32.
+HALF_FLOATS = (torch.float16, torch.bfloat16)
+
+
+def widened(boxes: Tensor) -> Tensor:
+    """``boxes`` in float32 if half precision, else ``boxes`` itself.
+
+    float16 overflows past 65,504: the area of a 256-pixel square, a mask's pixel count,
+    a squared centre distance. bfloat16 keeps 8 bits, so a count of 300,001 pixels reads
+    299,008. Values computed in float32 are then rounded once, to the caller's dtype.
+    """
+    return boxes.float() if boxes.dtype in HALF_FLOATS else boxes
 
 
 def check_boxes(boxes: Tensor, name: str) -> Tensor:

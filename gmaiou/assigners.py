@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gmaiou._validation import check_boxes, check_same_device
+from gmaiou._validation import check_boxes, check_same_device, widened
 from gmaiou.anchors import AnchorGrid
 from gmaiou.measure import (
     MaskIntegrals,
@@ -38,7 +38,8 @@ class AssignResult:
 
     Attributes:
         gt_inds: ``[A]`` int64: ``g >= 0`` positive for GT ``g``; ``-1`` negative; ``-2`` ignored.
-        max_overlaps: ``[A]`` overlap that decided each label (see the assigner).
+        max_overlaps: ``[A]`` overlap that decided each label (see the assigner), in the
+            anchors' dtype (half-precision anchors are assigned in float32).
     """
 
     gt_inds: Tensor
@@ -65,7 +66,7 @@ def _check_assign_inputs(
     gt_boxes: Tensor | None,
     gt_masks: Tensor | MaskIntegrals | None,
     measure: str,
-) -> tuple[Tensor, Sequence[int], Tensor, Tensor | MaskIntegrals | None]:
+) -> tuple[Tensor, Sequence[int], Tensor, Tensor | MaskIntegrals | None, torch.dtype]:
     if isinstance(anchors, AnchorGrid):
         if num_level_anchors is not None and tuple(num_level_anchors) != anchors.num_level_anchors:
             raise ValueError(
@@ -97,13 +98,15 @@ def _check_assign_inputs(
                 f"gt_masks is on {gt_masks.device} but anchors are on {anchors.device}; move them to one device"
             )
     check_same_device(anchors=anchors, gt_boxes=gt_boxes)
-    return anchors, num_level_anchors, gt_boxes, gt_masks
+    # Half-precision boxes are assigned in float32 (see widened); the result keeps their dtype.
+    return widened(anchors), num_level_anchors, widened(gt_boxes), gt_masks, anchors.dtype
 
 
-def _all_negative(anchors: Tensor) -> AssignResult:
+def _all_negative(anchors: Tensor, dtype: torch.dtype) -> AssignResult:
     n = anchors.shape[0]
     return AssignResult(
-        torch.full((n,), NEGATIVE, dtype=torch.long, device=anchors.device), anchors.new_zeros(n)
+        torch.full((n,), NEGATIVE, dtype=torch.long, device=anchors.device),
+        anchors.new_zeros(n, dtype=dtype),
     )
 
 
@@ -147,12 +150,12 @@ class MaxIoUAssigner:
         ``anchors`` may be an :class:`~gmaiou.anchors.AnchorGrid`, whose level counts
         then stand for ``num_level_anchors``: ``assign(grid, gt_boxes=b, gt_masks=m)``.
         """
-        anchors, num_level_anchors, gt_boxes, gt_masks = _check_assign_inputs(
+        anchors, num_level_anchors, gt_boxes, gt_masks, dtype = _check_assign_inputs(
             anchors, num_level_anchors, gt_boxes, gt_masks, self.measure
         )
         num_gt, num_anchors = gt_boxes.shape[0], anchors.shape[0]
         if num_gt == 0 or num_anchors == 0:
-            return _all_negative(anchors)
+            return _all_negative(anchors, dtype)
         overlaps = pairwise_overlaps(self.measure, gt_boxes, anchors, gt_masks)  # [G, A]
         max_overlaps, argmax = overlaps.max(dim=0)
         gt_inds = torch.full((num_anchors,), IGNORED, dtype=torch.long, device=anchors.device)
@@ -168,7 +171,7 @@ class MaxIoUAssigner:
             gt_ids = torch.arange(num_gt, device=anchors.device)[eligible]
             claim = claim.scatter_reduce(0, best_anchor[eligible], gt_ids, reduce="amax")
             gt_inds = torch.where(claim >= 0, claim, gt_inds)
-        return AssignResult(gt_inds, max_overlaps)
+        return AssignResult(gt_inds, max_overlaps.to(dtype))
 
 
 def _nearest(dist: Tensor, k: int) -> Tensor:
@@ -254,12 +257,12 @@ class ATSSAssigner:
         with an :class:`~gmaiou.anchors.AnchorGrid` for ``anchors`` it may be left out:
         ``assign(grid, gt_boxes=b, gt_masks=m)``.
         """
-        anchors, num_level_anchors, gt_boxes, gt_masks = _check_assign_inputs(
+        anchors, num_level_anchors, gt_boxes, gt_masks, dtype = _check_assign_inputs(
             anchors, num_level_anchors, gt_boxes, gt_masks, self.measure
         )
         num_gt, num_anchors = gt_boxes.shape[0], anchors.shape[0]
         if num_gt == 0 or num_anchors == 0:
-            return _all_negative(anchors)
+            return _all_negative(anchors, dtype)
 
         anchor_ctr = (anchors[:, :2] + anchors[:, 2:]) / 2
         gt_ctr = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
@@ -294,4 +297,4 @@ class ATSSAssigner:
         )
         seen = torch.where(seen > neg_inf, seen, torch.zeros_like(seen))
         max_overlaps = torch.where(positive, best, seen)
-        return AssignResult(gt_inds, max_overlaps)
+        return AssignResult(gt_inds, max_overlaps.to(dtype))

@@ -36,7 +36,14 @@ import torch
 import torchvision.ops as tvops
 from torch import Tensor
 
-from gmaiou._validation import NUMPY_FLOATS, check_boxes, check_masks, check_same_device
+from gmaiou._validation import (
+    HALF_FLOATS,
+    NUMPY_FLOATS,
+    check_boxes,
+    check_masks,
+    check_same_device,
+    widened,
+)
 from gmaiou.anchors import AnchorGrid
 
 Polygon = Literal["mask", "box"]
@@ -636,10 +643,13 @@ def _grouped_gmaiou(
     gt_boxes: Tensor, gt_masks: Tensor | MaskIntegrals, boxes: Tensor, polygon: Polygon
 ) -> Tensor:
     """:func:`grouped_gmaiou` on validated inputs (the assigners check theirs once)."""
+    if boxes.dtype in HALF_FLOATS or gt_boxes.dtype in HALF_FLOATS:
+        out = _grouped_gmaiou(widened(gt_boxes), gt_masks, widened(boxes), polygon)
+        return out.to(boxes.dtype)
     if (
         isinstance(gt_masks, Tensor)
         and gt_masks.device.type == "cpu"
-        and boxes.dtype in NUMPY_FLOATS  # NumPy has no bfloat16; float16 areas overflow
+        and boxes.dtype in NUMPY_FLOATS
         and gt_boxes.dtype in NUMPY_FLOATS
     ):
         return torch.from_numpy(_grouped_gmaiou_numpy(gt_boxes, gt_masks, boxes, polygon))
@@ -821,7 +831,8 @@ def gmaiou(
     """
     gt_boxes, gt_masks, anchors = _check_measure_inputs(gt_boxes, gt_masks, anchors, polygon)
     integrals = as_integrals(gt_masks, gt_boxes)
-    return _gmaiou_dense(integrals, gt_boxes, anchors, polygon)
+    out = _gmaiou_dense(integrals, widened(gt_boxes), widened(anchors), polygon)
+    return out.to(anchors.dtype)
 
 
 def _gmaiou_dense(
@@ -938,11 +949,13 @@ def mob_ratio(boxes: Tensor | AnchorGrid, gt_masks: Tensor | MaskIntegrals) -> T
             raise ValueError(f"gt_masks must have shape [G, H, W], got {shape}")
         integrals = MaskIntegrals(check_masks(gt_masks, gt_masks.shape[0]))
     check_same_device(boxes=boxes, gt_masks=integrals.mask_area)
-    inter = integrals.intersection(boxes).to(boxes.dtype)
-    area = box_area(boxes)[None, :].expand_as(inter)
-    return torch.where(
-        area > 0, inter / area.clamp(min=torch.finfo(boxes.dtype).tiny), torch.zeros_like(inter)
+    wide = widened(boxes)
+    inter = integrals.intersection(wide).to(wide.dtype)
+    area = box_area(wide)[None, :].expand_as(inter)
+    ratio = torch.where(
+        area > 0, inter / area.clamp(min=torch.finfo(wide.dtype).tiny), torch.zeros_like(inter)
     )
+    return ratio.to(boxes.dtype)
 
 
 def gmaiou_bruteforce(
@@ -1072,11 +1085,13 @@ def box_overlaps(measure: str, gt_boxes: Tensor, anchors: Tensor) -> Tensor:
     fn = _BOX_FUNCTIONS[measure]
     if gt_boxes.shape[0] == 0 or anchors.shape[0] == 0:
         return anchors.new_zeros(gt_boxes.shape[0], anchors.shape[0])
+    dtype = anchors.dtype
+    gt_boxes, anchors = widened(gt_boxes), widened(anchors)
     out = fn(gt_boxes, anchors)
     bad = ~torch.isfinite(out)
     if bool(bad.any()):
         out = torch.where(bad, _degenerate_box_measure(measure, gt_boxes, anchors), out)
-    return out
+    return out.to(dtype)
 
 
 def pairwise_overlaps(

@@ -284,3 +284,21 @@ def test_atss_candidates_break_distance_ties_by_lowest_index():
     )
     p3 = cand[0, :3].sort().values.tolist()
     assert p3 == [2 * 8 + 2, 2 * 8 + 3, 3 * 8 + 2]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("measure", ALL_MEASURES)
+def test_half_precision_anchors_assign_as_float32(rng, dtype, measure):
+    """float16 overflows past 65,504 (a 256-px anchor's area, a squared distance of 256 px):
+    half-precision boxes are assigned in float32 and the overlaps returned in their dtype."""
+    grid = atss_anchors(640)  # anchors up to 512 px
+    boxes, masks = random_instances(rng, 4, 640, 640)
+    # Coordinates that half precision holds exactly (multiples of 8 up to 2048 for bfloat16).
+    anchors = (grid.anchors / 8).round() * 8
+    boxes = (boxes / 8).round() * 8
+    for assigner in (ATSSAssigner(measure=measure), MaxIoUAssigner(measure=measure)):
+        ref = assigner.assign(anchors, grid.num_level_anchors, boxes, masks)
+        got = assigner.assign(anchors.to(dtype), grid.num_level_anchors, boxes.to(dtype), masks)
+        assert torch.equal(got.gt_inds, ref.gt_inds), assigner
+        assert got.max_overlaps.dtype == dtype
+        torch.testing.assert_close(got.max_overlaps, ref.max_overlaps.to(dtype), atol=0, rtol=0)

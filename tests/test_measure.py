@@ -231,6 +231,34 @@ def test_grouped_gmaiou_from_raw_masks_matches_bruteforce_property(
     torch.testing.assert_close(got.double(), ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_computed_in_float32(dtype):
+    """float16 overflows past 65,504 (a 300-px box's area, a 90,000-pixel mask) and bfloat16
+    rounds such counts: every measure computes in float32 and returns the boxes' dtype."""
+    from gmaiou.measure import grouped_gmaiou
+
+    h = w = 512
+    masks = torch.zeros(2, h, w, dtype=torch.bool)
+    masks[0, :400, :300] = True
+    masks[1, 100:150, 200:500] = True
+    boxes = torch.tensor([[0.0, 0.0, 304.0, 400.0], [200.0, 96.0, 504.0, 152.0]])
+    anchors = torch.tensor([[0.0, 0.0, 400.0, 400.0], [8.0, 16.0, 320.0, 512.0], [0, 0, 0, 0.0]])
+    for polygon in ("mask", "box"):
+        ref = gmaiou(boxes, masks, anchors, polygon)
+        got = gmaiou(boxes.to(dtype), masks, anchors.to(dtype), polygon)
+        assert got.dtype == dtype and ref[0, 0] > 0.5
+        torch.testing.assert_close(got, ref.to(dtype), atol=0, rtol=0)
+        idx = torch.tensor([[0, 1], [1, 2]])
+        got = grouped_gmaiou(boxes.to(dtype), masks, anchors[idx].to(dtype), polygon)
+        torch.testing.assert_close(got, ref.gather(1, idx).to(dtype), atol=0, rtol=0)
+    got = mob_ratio(anchors.to(dtype), masks)
+    torch.testing.assert_close(got, mob_ratio(anchors, masks).to(dtype), atol=0, rtol=0)
+    for measure in ("iou", "giou", "diou", "ciou"):
+        ref = pairwise_overlaps(measure, boxes, anchors + 100)
+        got = pairwise_overlaps(measure, boxes.to(dtype), (anchors + 100).to(dtype))
+        torch.testing.assert_close(got, ref.to(dtype), atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("hint", [True, False])
 def test_grouped_paths_take_no_gts(hint):
     from gmaiou.measure import grouped_counts_from_masks, grouped_gmaiou
