@@ -137,22 +137,18 @@ class _OverlapsGiven(ATSSAssigner):
 
     def __init__(self) -> None:
         super().__init__(measure="iou")
-        self._given: dict[int, Tensor] = {}
-        self._preparing = False
+        # Keyed by the GT boxes tensor itself (hashed by identity), which the key keeps alive.
+        self._given: dict[Tensor, Tensor] = {}
 
     def prepare(self, anchors: Tensor, num_level_anchors: Sequence[int], images: Instances) -> None:
-        self._given.clear()
-        self._preparing = True
+        """Compute and keep every image's candidate overlaps."""
         for boxes, masks in images:
             self.assign(anchors, num_level_anchors, boxes, masks)
-        self._preparing = False
 
     def _candidate_overlaps(self, cand, anchors, gt_boxes, gt_masks):  # type: ignore[override]
-        if self._preparing:  # keyed by the GT boxes' identity: the images are kept alive
-            self._given[id(gt_boxes)] = super()._candidate_overlaps(
-                cand, anchors, gt_boxes, gt_masks
-            )
-        return self._given[id(gt_boxes)]
+        if gt_boxes not in self._given:
+            self._given[gt_boxes] = super()._candidate_overlaps(cand, anchors, gt_boxes, gt_masks)
+        return self._given[gt_boxes]
 
 
 @dataclass
