@@ -37,7 +37,6 @@ import torchvision.ops as tvops
 from torch import Tensor
 
 from gmaiou._validation import (
-    HALF_FLOATS,
     NUMPY_FLOATS,
     check_boxes,
     check_masks,
@@ -636,16 +635,15 @@ def grouped_gmaiou(
         raise ValueError(f"boxes must have shape [{g}, K, 4], got {list(boxes.shape)}")
     if polygon not in ("mask", "box"):
         raise ValueError(f"polygon must be 'mask' or 'box', got {polygon!r}")
-    return _grouped_gmaiou(gt_boxes, check_mask_input(gt_masks, g), boxes, polygon)
+    masks = check_mask_input(gt_masks, g)
+    return _grouped_gmaiou(widened(gt_boxes), masks, widened(boxes), polygon).to(boxes.dtype)
 
 
 def _grouped_gmaiou(
     gt_boxes: Tensor, gt_masks: Tensor | MaskIntegrals, boxes: Tensor, polygon: Polygon
 ) -> Tensor:
-    """:func:`grouped_gmaiou` on validated inputs (the assigners check theirs once)."""
-    if boxes.dtype in HALF_FLOATS or gt_boxes.dtype in HALF_FLOATS:
-        out = _grouped_gmaiou(widened(gt_boxes), gt_masks, widened(boxes), polygon)
-        return out.to(boxes.dtype)
+    """:func:`grouped_gmaiou` on validated inputs, half precision already widened (the
+    assigners check and widen theirs once)."""
     if (
         isinstance(gt_masks, Tensor)
         and gt_masks.device.type == "cpu"
