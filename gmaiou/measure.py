@@ -397,8 +397,8 @@ def _column_sums(crop: np.ndarray) -> np.ndarray:
     """``s [hh + 1, ww]`` with ``s[y, c] = sum_{r < y} crop[r, c]``, for a ``[hh, ww]`` bool crop.
 
     NumPy accumulates along rows element by element, so the sums run in 16-bit lanes
-    of 64-bit words: four columns per add, three to four times faster on a large crop
-    than int32. A lane holds at most ``hh`` (no carry into its neighbour); crops of
+    of 64-bit words: four columns per add instead of one (int32), which is what makes a
+    large crop fast. A lane holds at most ``hh`` (no carry into its neighbour); crops of
     2**16 rows or more take int64.
     """
     hh, ww = crop.shape
