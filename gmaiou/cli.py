@@ -29,6 +29,7 @@ BENCHMARKS: tuple[str, ...] = (
     "gmaiou.benchmarks.assign",
     "gmaiou.benchmarks.carafe",
     "gmaiou.benchmarks.data",
+    "gmaiou.benchmarks.gpu",
     "gmaiou.benchmarks.infer",
     "gmaiou.benchmarks.train",
 )
