@@ -171,8 +171,9 @@ class MaskIntegrals:
         """The same tables on ``device`` (e.g. built in a data-loader worker, used on the GPU)."""
         self.build()
         out = object.__new__(MaskIntegrals)
-        out.height, out.width, out.device = self.height, self.width, torch.device(device)
+        out.height, out.width = self.height, self.width
         out._table, out._origin = self._table.to(device), self._origin.to(device)
+        out.device = out._table.device  # "cuda" resolved to "cuda:0", as tensors report it
         out._size, out._offset = self._size.to(device), self._offset.to(device)
         out._params = self._params.to(device)
         out._np_params = None

@@ -632,3 +632,16 @@ def test_measures_accept_an_anchor_grid():
         pairwise_overlaps("iou", boxes, grid), pairwise_overlaps("iou", boxes, grid.anchors)
     )
     torch.testing.assert_close(mob_ratio(grid, masks), mob_ratio(grid.anchors, masks))
+
+
+def test_integrals_moved_to_a_device_report_the_device_their_tensors_are_on():
+    # "cuda" moves tensors to "cuda:0": the integrals must report that, or every device
+    # comparison with a tensor fails ("cuda" != "cuda:0"); "cpu:0" shows the same on the CPU.
+    from gmaiou.anchors import atss_anchors
+    from gmaiou.assigners import ATSSAssigner
+
+    boxes, masks = random_instances(np.random.default_rng(0), 3, 64, 64)
+    moved = MaskIntegrals(masks, boxes).to("cpu:0")
+    assert moved.device == boxes.device == torch.device("cpu")
+    grid = atss_anchors(64)
+    ATSSAssigner(measure="gmaiou-mask").assign(grid, gt_boxes=boxes, gt_masks=moved)
