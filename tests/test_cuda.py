@@ -125,6 +125,9 @@ def test_mask_assembly_on_cuda_equals_the_cpu(paste_in_box):
         protos.to(CUDA), coeffs.to(CUDA), boxes.to(CUDA), 160, (300, 400), paste_in_box=paste_in_box
     )
     assert gpu.device.type == "cuda"
+    if not paste_in_box:  # the default on CUDA: the whole map, one batched kernel
+        default = assemble_masks(protos.to(CUDA), coeffs.to(CUDA), boxes.to(CUDA), 160, (300, 400))
+        assert torch.equal(default, gpu)
     # bilinear weights may round differently on the GPU: ties on the threshold only
     assert (gpu.cpu() ^ cpu).sum() <= max(1, cpu.sum() // 10_000)
     assert cpu.any()

@@ -227,3 +227,22 @@ def test_postprocess_rejects_wrong_inputs():
     del out["protos"]
     with pytest.raises(ValueError, match="protos"):
         postprocess(out, torch.zeros(3, 4), PostprocessConfig(), 32)
+
+
+def test_mask_assembly_default_is_paste_in_box_on_the_cpu(monkeypatch):
+    import importlib
+
+    pp = importlib.import_module("gmaiou.models.postprocess")  # the module, not the function
+    calls = []
+    original = pp._paste_in_box
+    monkeypatch.setattr(pp, "_paste_in_box", lambda *a: calls.append(1) or original(*a))
+    g = torch.Generator().manual_seed(3)
+    protos, coeffs = torch.randn(20, 20, 4, generator=g) * 3, torch.randn(5, 4, generator=g)
+    boxes = torch.tensor([[10.0, 12.0, 50.0, 70.0]]).repeat(5, 1) + torch.arange(5.0)[:, None]
+    default = assemble_masks(protos, coeffs, boxes, 80, (90, 110))
+    assert calls == [1]
+    assert torch.equal(
+        default, assemble_masks(protos, coeffs, boxes, 80, (90, 110), paste_in_box=True)
+    )
+    assemble_masks(protos, coeffs, boxes, 80, (90, 110), paste_in_box=False)
+    assert calls == [1, 1]  # the explicit paste above, not the whole-map assembly

@@ -402,7 +402,9 @@ def format_trained_table(record: dict[str, Any]) -> str:
     lines = [
         f"Inference on {where} (torch {record['torch']}), trained weights; "
         f"batch 1, median over the {record['split']} images; post-processing at each image's "
-        "original size.",
+        "original size, each mask assembled inside its box (post ms/img, fps) and by upsampling "
+        "its whole map (full upsampling); the default on this device: "
+        + ("inside the box." if record.get("device_type") == "cpu" else "the whole map."),
         "",
         head,
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

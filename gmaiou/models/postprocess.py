@@ -96,7 +96,7 @@ def assemble_masks(
     image_size: int,
     out_size: tuple[int, int] | None = None,
     threshold: float = 0.5,
-    paste_in_box: bool = True,
+    paste_in_box: bool | None = None,
 ) -> Tensor:
     """Instance masks: ``sigmoid(protos @ coeffs)``, cropped by the boxes, upsampled, thresholded.
 
@@ -108,7 +108,10 @@ def assemble_masks(
     upsampled map is 0, below any threshold ``>= 0``. The values are the same
     interpolation written as two small matrix products, so a pixel whose probability
     sits on the threshold may round the other way. ``paste_in_box=False`` upsamples
-    every detection's whole map.
+    every detection's whole map. ``None`` (the default) picks by device: inside the boxes
+    on the CPU, where it saves most of the work, and the whole map elsewhere, where one
+    batched kernel beats a few small launches per detection (measured side by side on
+    an H100 in ``figures/table4_inference_cuda_*.md``).
 
     Args:
         protos: ``[Hp, Wp, P]`` prototypes of one image.
@@ -116,7 +119,7 @@ def assemble_masks(
         boxes: ``[N, 4]`` their boxes in input pixels (``image_size`` square).
         out_size: ``(height, width)`` of the output masks; ``None``: ``(image_size, image_size)``.
         threshold: probability above which a pixel is in the mask.
-        paste_in_box: compute each mask inside its crop's reach only.
+        paste_in_box: compute each mask inside its crop's reach only; ``None``: on the CPU only.
 
     Returns:
         ``[N, height, width]`` bool.
@@ -125,6 +128,8 @@ def assemble_masks(
     n = coeffs.shape[0]
     if n == 0:
         return torch.zeros(0, height, width, dtype=torch.bool, device=protos.device)
+    if paste_in_box is None:
+        paste_in_box = protos.device.type == "cpu"
     hp, wp = protos.shape[:2]
     probs = torch.sigmoid(protos @ coeffs.t()).permute(2, 0, 1)  # [N, Hp, Wp]
     scale = boxes.new_tensor([wp / image_size, hp / image_size, wp / image_size, hp / image_size])
@@ -231,7 +236,7 @@ def postprocess(
     config: PostprocessConfig,
     image_size: int,
     out_size: tuple[int, int] | None = None,
-    paste_in_box: bool = True,
+    paste_in_box: bool | None = None,
 ) -> list[dict[str, Tensor]]:
     """Detections of every image in a batch.
 
@@ -245,7 +250,8 @@ def postprocess(
         out_size: ``(height, width)`` to report boxes and masks in (e.g. the original
             image); ``None``: the input's ``S x S`` pixels.
         paste_in_box: assemble each mask inside its box only (see :func:`assemble_masks`);
-            ``False``: upsample every detection's whole map (the former assembly).
+            ``False``: upsample every detection's whole map (the former assembly);
+            ``None``: inside the box on the CPU, the whole map on other devices.
 
     Returns:
         Per image ``{"boxes" [N, 4] xyxy, "scores" [N], "labels" [N] in [0, C), "masks" [N, H, W] bool}``,
