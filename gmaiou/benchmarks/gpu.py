@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from gmaiou.benchmarks import device_name, write_record
 
-__all__ = ["Step", "gpu_steps", "run_steps"]
+__all__ = ["GPU_TABLES", "Step", "gpu_findings", "gpu_steps", "gpu_tables", "run_steps"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +129,91 @@ def run(args: argparse.Namespace) -> int:
     failed = [r["step"] for r in results if r["exit"] != 0]
     print(f"written {log}; " + (f"failed: {', '.join(failed)}" if failed else "every step passed"))
     return 1 if failed else 0
+
+
+#: The records ``gmaiou bench gpu`` writes, as glob patterns of their Markdown tables.
+GPU_TABLES: tuple[str, ...] = (
+    "table4_inference_cuda*.md",
+    "table4_efficiency_cuda.md",
+    "table4_speed_*_cuda.md",
+    "table5_speed_*_cuda.md",
+)
+
+
+def gpu_tables(folder: Path) -> list[Path]:
+    """The GPU records' Markdown tables present in ``folder``, in :data:`GPU_TABLES`' order."""
+    return [p for pattern in GPU_TABLES for p in sorted(Path(folder).glob(pattern))]
+
+
+def _assembly_line(record: dict) -> list[str]:
+    lines = []
+    for r in record["trained"]:
+        lines.append(
+            f"{r['model']} on {record['device']}: post-processing {r['post_ms_per_image']:.1f} ms "
+            f"per image with each mask assembled inside its box against "
+            f"{r['post_full_upsampling_ms_per_image']:.1f} ms with the whole maps upsampled "
+            f"({r['detections_per_image']:.0f} detections per image); mask AP "
+            f"{r['mask_ap']:.2f} against {r['mask_ap_full_upsampling']:.2f}."
+        )
+    return lines
+
+
+def _versus_cpu(record: dict, cpu: dict | None) -> list[str]:
+    """Each GPU-timed model against the same config in the CPU record, at each device's default."""
+    if cpu is None:
+        return []
+    on_cpu = {r["config"]: r for r in cpu["trained"]}
+    lines = []
+    for r in record["trained"]:
+        c = on_cpu.get(r["config"])
+        if c is None:
+            continue
+        gpu_fps = r["images_per_s_full_upsampling"]  # the default off the CPU
+        lines.append(
+            f"{r['model']}: {gpu_fps:.0f} fps on {record['device']} "
+            f"({r['network_ms_per_image']:.1f} ms network) against {c['images_per_s']:.1f} fps "
+            f"on {cpu['device']} ({c['network_ms_per_image']:.1f} ms network); mask AP "
+            f"{r['mask_ap_full_upsampling']:.2f} on the GPU, {c['mask_ap']:.2f} on the CPU "
+            f"({r['mask_ap_full_upsampling'] - c['mask_ap']:+.2f})."
+        )
+    return lines
+
+
+def _assign_lines(record: dict) -> list[str]:
+    from gmaiou.benchmarks.assign import GOALS
+
+    lines = []
+    for ratio in record["ratios"]:
+        parts = [
+            f"{name} {ratio[name]:.2f} ({'met' if ratio[f'{name} met'] else 'missed'}, "
+            f"goal {ratio[f'{name} goal']})"
+            for name in GOALS
+        ]
+        lines.append(
+            f"Assignment on {record['device']}, {ratio['dataset']} at {ratio['size']} px: "
+            + "; ".join(parts)
+            + "."
+        )
+    return lines
+
+
+def gpu_findings(folder: Path) -> list[str]:
+    """Sentences computed from the GPU records in ``folder`` (and the CPU inference record)."""
+    folder = Path(folder)
+
+    def load(name: str) -> dict | None:
+        path = folder / name
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    cpu = load("table4_inference.json")
+    lines: list[str] = []
+    for path in sorted(folder.glob("table4_inference_cuda*.json")):
+        record = json.loads(path.read_text())
+        lines += _assembly_line(record) + _versus_cpu(record, cpu)
+    assign = load("table4_efficiency_cuda.json")
+    if assign is not None:
+        lines += _assign_lines(assign)
+    return lines
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
