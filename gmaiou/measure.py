@@ -84,17 +84,71 @@ def _rounded_pixel_bounds(boxes: Tensor, height: int, width: int) -> Tensor:
     return torch.minimum(r, r.new_tensor([width, height, width, height]), out=r).long()
 
 
+def _pixel_corners(boxes: Tensor, extent: int, dtype: torch.dtype) -> Tensor:
+    """``boxes [..., 4]`` rounded (half to even) and clamped to ``[0, extent]``, as ``dtype``.
+
+    ``extent`` is the image's larger side: the look-ups clamp again to each mask's crop,
+    which lies inside the image, so clamping x to ``H`` rather than ``W`` changes no count
+    (one scalar clamp over the whole tensor, no per-axis limits to copy to the device).
+    """
+    return boxes.round().clamp_(min=0, max=extent).to(dtype)
+
+
+def _make_lookup_frame(
+    origin: Tensor, size: Tensor, offset: Tensor, table_numel: int, height: int, width: int
+) -> Tensor:
+    """Per mask, what a torch look-up reads, as one ``[G, 10]`` integer tensor.
+
+    Columns 0-3: the crop's low corner ``(c0, r0, c0, r0)``; 4-7: its high corner
+    ``(c0 + w, r0 + h, c0 + w, r0 + h)``; 8: a table column's stride ``h + 1``; 9:
+    ``offset - c0 * (h + 1) - r0``, so that the image corner ``(x, y)``, once clamped to
+    the crop, sits at ``column 9 + x * column 8 + y`` of the flat table buffer.
+
+    int32 (half the memory traffic) when every position, and every partial sum on the
+    way to one (``x * (h + 1)`` with ``x <= W``), fits; else int64.
+    """
+    small = table_numel < 2**31 and (height + 1) * (width + 1) < 2**31
+    lo = origin.flip(1)  # (c0, r0)
+    stride = size[:, :1] + 1
+    base = torch.addcmul(offset[:, None] - lo[:, 1:], lo[:, :1], stride, value=-1)
+    hi = lo + size.flip(1)
+    frame = torch.cat([lo, lo, hi, hi, stride, base], dim=1)  # [G, 10]
+    return frame.to(torch.int32 if small else torch.int64)
+
+
+def _frame_counts(table: Tensor, frame: Tensor, corners: Tensor) -> Tensor:
+    """Mask pixels inside integer pixel bounds: four reads of the flat ``table`` each.
+
+    Args:
+        table: the tables' flat buffer (:class:`MaskIntegrals`).
+        frame: ``[..., 10]`` look-up rows (:func:`_make_lookup_frame`) of the masks.
+        corners: ``[..., 4]`` integer bounds ``(c1, r1, c2, r2)`` of the frame's dtype,
+            broadcastable against ``frame``: ``[A, 4]`` with ``[G, 1, 10]`` counts every
+            pair, ``[G, K, 4]`` with ``[G, 1, 10]`` K boxes per mask.
+
+    Returns:
+        The counts, of the broadcast shape, in the table's dtype.
+    """
+    b = torch.clamp(corners, min=frame[..., 0:4], max=frame[..., 4:8])  # clamped to the crop
+    cols = torch.addcmul(frame[..., 9:10], b[..., 0::2], frame[..., 8:9])  # [..., 2]: x1, x2
+    flat = cols[..., :, None] + b[..., None, 1::2]  # [..., 2 (x1, x2), 2 (y1, y2)]
+    v = table.index_select(0, flat.view(-1)).view(flat.shape)
+    d = v[..., 1, :] - v[..., 0, :]  # [..., 2]: T[x2, y] - T[x1, y] at y1 and y2
+    return d[..., 1] - d[..., 0]
+
+
 class MaskIntegrals:
     """Summed-area tables of ``G`` binary masks, each cropped to a region holding the whole mask.
 
     Build once per image, then count mask pixels under any number of boxes with
-    four look-ups per (mask, box) pair. Memory is O(sum of crop areas), not
-    O(G * H * W). The tables live on the masks' device.
+    four look-ups per (mask, box) pair. The tables live on the masks' device.
 
-    Each mask's crop is its box hint rounded outwards, when a hint is given and the
-    crop holds every pixel of the mask (checked by counting); otherwise the mask's
-    own tight extent. Annotated boxes do not always hold every pixel of their
-    rasterised polygon, so a hint never changes a result, only the time to build.
+    Memory is O(sum of crop areas), not O(G * H * W). With the NumPy backend each
+    mask's crop is its box hint rounded outwards, when a hint is given and the crop
+    holds every pixel of the mask (checked by counting); otherwise the mask's own tight
+    extent. Annotated boxes do not always hold every pixel of their rasterised polygon,
+    so a hint never changes a result, only the time to build. The torch backend (the
+    GPU's) crops to the tight extents, cut out of whole-image tables by one gather.
 
     Args:
         masks: ``[G, H, W]`` binary masks: bool, or integers holding only 0 and 1
@@ -125,6 +179,7 @@ class MaskIntegrals:
         self.device = masks.device
         self._params: Tensor | None = None
         self._np_params: np.ndarray | None = None
+        self._frame: Tensor | None = None
         self._numpy_lookups = backend == "numpy"
         if backend == "numpy":
             if masks.device.type != "cpu":
@@ -158,7 +213,23 @@ class MaskIntegrals:
             else:
                 params = torch.cat([self._origin, self._size, self._offset[:, None]], dim=1)
                 self._params = params.to(torch.int32) if small else params
+        if not self._numpy_lookups:
+            self._lookup_frame()
         return self
+
+    def _lookup_frame(self) -> Tensor:
+        """The torch look-ups' ``[G, 10]`` parameters (:func:`_make_lookup_frame`), made once."""
+        if self._frame is None:
+            self._frame = _make_lookup_frame(
+                self._origin, self._size, self._offset, self._table.numel(), self.height, self.width
+            )
+        return self._frame
+
+    def _torch_counts(self, boxes: Tensor, frame: Tensor) -> Tensor:
+        """Mask pixels inside ``boxes [..., 4]`` (continuous) of the masks whose look-up rows
+        ``frame [..., 10]`` broadcast against them; in the tables' integer dtype."""
+        q = _pixel_corners(boxes, max(self.height, self.width), frame.dtype)
+        return _frame_counts(self._table, frame, q)
 
     def _numpy_params(self) -> np.ndarray:
         """The look-up parameters as a ``[5, G]`` NumPy array: rows r0, c0, h, w, offset."""
@@ -178,6 +249,8 @@ class MaskIntegrals:
         out._params = self._params.to(device)
         out._np_params = None
         out._numpy_lookups = self._numpy_lookups and out.device.type == "cpu"
+        # Made here, where the tables are prepared, not in the look-ups' hot path.
+        out._frame = None if out._numpy_lookups else self._lookup_frame().to(device)
         out.mask_area = self.mask_area.to(device)
         return out
 
@@ -187,32 +260,21 @@ class MaskIntegrals:
         Tables are stored transposed, ``T[x, y] = sum_{c < x, r < y} m[r, c]``, so the
         corner ``(x, y)`` of mask ``g`` sits at ``offset[g] + x * (h_g + 1) + y``.
         """
-        self.build()
         if self._numpy_lookups and gt_index.device.type == "cpu":
             params = self._numpy_params()
             columns = bounds.numpy().T.astype(params.dtype)  # [4, P]
             return torch.from_numpy(
                 _counts_numpy(self._table.numpy(), params, gt_index.numpy(), columns)
             )
-        # index_select rather than fancy indexing, and one-dimensional operations only
-        # (broadcasting over tiny trailing dimensions is several times slower on the CPU).
-        r0, c0, hh, ww, base = self._params.index_select(0, gt_index).unbind(1)  # [P] each
-        c1, r1, c2, r2 = bounds.to(r0.dtype).unbind(1)
-
-        def local(v: Tensor, origin: Tensor, extent: Tensor) -> Tensor:
-            return torch.minimum((v - origin).clamp_(min=0), extent)
-
-        stride = hh + 1
-        col1 = torch.addcmul(base, local(c1, c0, ww), stride)
-        col2 = torch.addcmul(base, local(c2, c0, ww), stride)
-        y1, y2 = local(r1, r0, hh), local(r2, r0, hh)
-        corners = torch.stack([col1 + y1, col1 + y2, col2 + y1, col2 + y2], dim=1).view(-1)
-        v = self._table.index_select(0, corners).view(-1, 4)  # (x1,y1) (x1,y2) (x2,y1) (x2,y2)
-        return (v[:, 3] - v[:, 1] - v[:, 2] + v[:, 0]).long()
+        frame = self._lookup_frame().index_select(0, gt_index)  # [P, 10]
+        return _frame_counts(self._table, frame, bounds.to(frame.dtype)).long()
 
     def intersection(self, boxes: Tensor) -> Tensor:
         """``|box ∩ M|`` for every mask and box: ``[N, 4]`` boxes -> ``[G, N]`` int64 counts."""
         boxes = check_boxes(boxes, "boxes")
+        if not self._numpy_lookups:  # every pair at once: no host synchronisation
+            frame = self._lookup_frame()[:, None]  # [G, 1, 10]
+            return self._torch_counts(boxes, frame).long()
         gi, bi, counts = self.sparse_intersection(boxes)
         out = torch.zeros(len(self), boxes.shape[0], dtype=torch.long, device=self.device)
         out[gi, bi] = counts
@@ -253,8 +315,7 @@ class MaskIntegrals:
             hit &= b32[3][None] > lo[:, 0:1]
             hit &= (self.mask_area > 0)[:, None]
             gi, bi = hit.nonzero(as_tuple=True)
-        self.build()
-        return gi, bi, self._count(gi, bounds.to(self._params.dtype).index_select(0, bi))
+        return gi, bi, self._count(gi, bounds.index_select(0, bi))
 
     def _sparse_counts_numpy(
         self, bounds: np.ndarray
@@ -288,6 +349,8 @@ class MaskIntegrals:
             raise ValueError(f"boxes must have shape [{g}, K, 4], got {list(boxes.shape)}")
         if boxes.shape[1] == 0 or g == 0:
             return torch.zeros(g, boxes.shape[1], dtype=torch.long, device=self.device)
+        if not self._numpy_lookups:
+            return self._torch_counts(boxes, self._lookup_frame()[:, None]).long()
         bounds = _rounded_pixel_bounds(boxes.reshape(-1, 4), self.height, self.width).view(g, -1, 4)
         k = boxes.shape[1]
         gi = torch.arange(g, device=self.device).repeat_interleave(k)
@@ -653,6 +716,12 @@ def _grouped_gmaiou(
     ):
         return torch.from_numpy(_grouped_gmaiou_numpy(gt_boxes, gt_masks, boxes, polygon))
     integrals = as_integrals(gt_masks, gt_boxes)
+    if not integrals._numpy_lookups:
+        if boxes.shape[1] == 0 or gt_boxes.shape[0] == 0:
+            return boxes.new_zeros(boxes.shape[:2])
+        inter = integrals._torch_counts(boxes, integrals._lookup_frame()[:, None])  # [G, K]
+        return _gmaiou_torch(inter, integrals.mask_area, gt_boxes, boxes, polygon)
+    # NumPy tables on the CPU: their look-ups, then the formula in one-dimensional steps.
     inter = integrals.grouped_intersection(boxes)
     anchor_area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
     gt_area = box_area(gt_boxes)[:, None]
@@ -690,8 +759,112 @@ def _grouped_gmaiou_numpy(
     return np.where(valid, num / np.where(valid, den, 1), 0).astype(b.dtype, copy=False)
 
 
+#: Largest ``G * (H + 1) * (W + 1)`` for which the torch backend stacks whole-image
+#: tables (256 MiB in int32; 100 masks of 700 x 700 take 49M entries). Larger stacks are
+#: built mask by mask.
+_STACK_MAX_NUMEL = 2**26
+
+
+def _fits_stack(masks: Tensor) -> bool:
+    g, h, w = masks.shape
+    return g * (h + 1) * (w + 1) <= _STACK_MAX_NUMEL
+
+
+def _whole_image_tables(masks: Tensor) -> Tensor:
+    """Transposed summed-area tables of whole masks, ``[G, W + 1, H + 1]``:
+    ``T[g, x, y] = sum_{c < x, r < y} masks[g, r, c]``; two prefix sums over the stack.
+
+    Every size is known to the host, so no kernel waits on the device.
+    """
+    g, h, w = masks.shape
+    dtype = torch.int32 if h * w < 2**31 else torch.int64
+    table = torch.zeros(g, w + 1, h + 1, dtype=dtype, device=masks.device)
+    table[:, 1:, 1:] = masks.transpose(1, 2).cumsum(2, dtype=dtype).cumsum_(1)
+    return table
+
+
+def _whole_image_integrals(masks: Tensor) -> MaskIntegrals:
+    """:class:`MaskIntegrals` whose every crop is the whole image, without a host
+    synchronisation: for one call on raw masks on a GPU (``masks [G, H, W]`` bool, with
+    :func:`_fits_stack`), where a cropped build waits on the device for its buffer's size.
+    Memory O(G * H * W) while the call lasts; counts as the cropped tables'.
+    """
+    g, h, w = masks.shape
+    device = masks.device
+    table = _whole_image_tables(masks)
+    numel = (h + 1) * (w + 1)
+    out = object.__new__(MaskIntegrals)
+    out.height, out.width, out.device = h, w, device
+    out._params, out._np_params, out._numpy_lookups = None, None, False
+    out._table = table.view(-1)
+    out._origin = torch.zeros(g, 2, dtype=torch.long, device=device)
+    out._size = torch.full((g, 2), h, dtype=torch.long, device=device)
+    if w != h:
+        out._size[:, 1] = w
+    out._offset = torch.arange(0, g * numel, numel, dtype=torch.long, device=device)
+    out.mask_area = table[:, w, h].long()  # each table's last corner: the whole mask
+    # The look-up rows of _make_lookup_frame, written directly: low corners 0, high (W, H).
+    index = torch.int32 if g * numel < 2**31 else torch.int64
+    frame = torch.zeros(g, 10, dtype=index, device=device)
+    frame[:, 4:8:2] = w
+    frame[:, 5:8:2] = h
+    frame[:, 8] = h + 1
+    frame[:, 9] = out._offset
+    out._frame = frame
+    return out
+
+
+def _occupied(cum: Tensor, total: Tensor) -> tuple[Tensor, Tensor]:
+    """Start and stop ``[G]`` of the occupied lines from cumulative counts ``cum [G, L + 1]``
+    (``cum[:, i]``: pixels before line ``i``) and ``total [G]``; an empty mask gives (L, 0)."""
+    start = (cum == 0).sum(1) - 1  # the last line with nothing before it
+    stop = cum.shape[1] - (cum == total[:, None]).sum(1)  # the first with everything before it
+    return start, stop
+
+
 def _build_tables_torch(masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Device-side tables: extents from two reductions over the stack, then a loop over masks."""
+    """Tables cropped to the masks' tight extents, on the masks' device:
+    ``(table, origin [G, 2], size [G, 2], offset [G], area [G])`` as :func:`_build_tables_numpy`.
+
+    Cut out of whole-image tables (:func:`_whole_image_tables`) by one gather: no
+    pixel lies above or left of a tight crop, so its table is the whole one's, shifted.
+    The buffer's size is the one host synchronisation. Stacks too large to build whole
+    are built mask by mask.
+    """
+    g, h, w = masks.shape
+    if g == 0 or not _fits_stack(masks):
+        return _build_tables_torch_per_mask(masks)
+    device = masks.device
+    whole = _whole_image_tables(masks)
+    area = whole[:, w, h]
+    r0, r1 = _occupied(whole[:, w, :], area)
+    c0, c1 = _occupied(whole[:, :, h], area)
+    origin = torch.stack([r0, c0], dim=1)
+    size = torch.stack([r1 - r0, c1 - c0], dim=1).clamp_(min=0)
+    stride = size[:, 0] + 1  # a table column's length
+    numel = stride * (size[:, 1] + 1)
+    ends = numel.cumsum(0)
+    total = int(ends[-1])  # the one host synchronisation
+    offset = ends - numel
+    # Entry (x, y) of mask g's crop is whole[g, c0 + x, r0 + y]. Positions in int32 (they
+    # are below _STACK_MAX_NUMEL): the per-entry vectors are the build's largest buffers.
+    first = torch.arange(0, g * (h + 1) * (w + 1), (h + 1) * (w + 1), device=device)
+    first = torch.add(first, c0, alpha=h + 1).add_(r0)
+    per = torch.stack([offset, stride, first], dim=1).to(torch.int32)  # [G, 3]
+    owner = torch.repeat_interleave(numel.to(torch.int32), output_size=total)  # each entry's mask
+    per = per.index_select(0, owner)  # [N, 3]
+    local = torch.arange(total, dtype=torch.int32, device=device) - per[:, 0]
+    x = local.div(per[:, 1], rounding_mode="floor")
+    y = local.remainder(per[:, 1])
+    table = whole.view(-1).index_select(0, torch.add(per[:, 2], x, alpha=h + 1).add_(y))
+    return table, origin, size, offset, area.long()
+
+
+def _build_tables_torch_per_mask(
+    masks: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """:func:`_build_tables_torch` for stacks too large to build whole: extents from two
+    reductions over the stack, one host synchronisation, then a loop over masks."""
     g, h, w = masks.shape
     device = masks.device
     dtype = torch.int32 if h * w < 2**31 else torch.int64
@@ -749,8 +922,11 @@ def gmaiou_from_counts(
         polygon: ``"box"`` (P = B, maIoU) or ``"mask"`` (P = M).
     """
     dtype = anchor_area.dtype if anchor_area.is_floating_point() else torch.float32
-    inter = inter.to(dtype)
-    m = mask_area.to(dtype)
+    # Integer counts are converted where they meet a float operand (type promotion: the
+    # same cast inside that kernel, one kernel fewer each).
+    if inter.is_floating_point():
+        inter = inter.to(dtype)
+    m = mask_area.to(dtype) if mask_area.is_floating_point() else mask_area
     if polygon == "box":
         assert union_box is not None
         num = inter * gt_area.to(dtype)
@@ -760,11 +936,9 @@ def gmaiou_from_counts(
         den = anchor_area.to(dtype) + m - inter
     else:
         raise ValueError(f"polygon must be 'mask' or 'box', got {polygon!r}")
-    # |M| = 0 forces |A ∩ M| = 0: the value is 0, never 0/0.
+    # |M| = 0 forces |A ∩ M| = 0: the value is 0, never 0/0 (computed, then not selected).
     valid = (m > 0) & (den > 0)
-    return torch.where(
-        valid, num / torch.where(valid, den, torch.ones_like(den)), torch.zeros_like(num)
-    )
+    return torch.where(valid, num / den, 0.0)
 
 
 def anchor_boxes(anchors: Tensor | AnchorGrid) -> Tensor:
@@ -804,8 +978,13 @@ def check_mask_input(gt_masks: Tensor | MaskIntegrals, num_boxes: int) -> Tensor
 
 
 def as_integrals(gt_masks: Tensor | MaskIntegrals, gt_boxes: Tensor | None = None) -> MaskIntegrals:
-    """``gt_masks`` itself if it is already :class:`MaskIntegrals`, else tables built from it."""
-    return gt_masks if isinstance(gt_masks, MaskIntegrals) else MaskIntegrals(gt_masks, gt_boxes)
+    """``gt_masks`` itself if it is already :class:`MaskIntegrals`, else tables built from it
+    for this call (on a GPU, whole-image ones when they fit: :func:`_whole_image_integrals`)."""
+    if isinstance(gt_masks, MaskIntegrals):
+        return gt_masks
+    if gt_masks.device.type != "cpu" and _fits_stack(gt_masks):
+        return _whole_image_integrals(gt_masks)
+    return MaskIntegrals(gt_masks, gt_boxes)
 
 
 def gmaiou(
@@ -834,10 +1013,50 @@ def gmaiou(
     return out.to(anchors.dtype)
 
 
+def _gmaiou_torch(
+    inter: Tensor, mask_area: Tensor, gt_boxes: Tensor, boxes: Tensor, polygon: Polygon
+) -> Tensor:
+    """GmaIoU of GT ``g`` and ``boxes[..., k, :]`` from the counts, for the torch look-ups.
+
+    Args:
+        inter: ``[G, K]`` counts ``|A ∩ M|`` (integers).
+        mask_area: ``[G]`` pixel counts ``|M|``.
+        gt_boxes: ``[G, 4]``.
+        boxes: ``[K, 4]`` (every GT with every box) or ``[G, K, 4]`` (K boxes per GT).
+
+    Returns:
+        ``[G, K]`` in ``boxes``' dtype: per pair the operations, in the order, of
+        :func:`gmaiou_from_counts` on the NumPy tables' pairs (values bit for bit), and
+        0 on the pairs that path skips (their count is 0).
+    """
+    wh = boxes[..., 2:] - boxes[..., :2]
+    anchor_area = wh[..., 0] * wh[..., 1]  # [K] or [G, K]
+    m = mask_area[:, None]
+    if polygon == "box":
+        gt_wh = gt_boxes[:, 2:] - gt_boxes[:, :2]
+        gt_area = (gt_wh[:, 0] * gt_wh[:, 1])[:, None]  # [G, 1]
+        gt = gt_boxes[:, None, :]
+        overlap = torch.minimum(boxes[..., 2:], gt[..., 2:]) - torch.maximum(
+            boxes[..., :2], gt[..., :2]
+        )
+        overlap = overlap.clamp_(min=0)  # [G, K, 2]
+        union = anchor_area + gt_area - overlap[..., 0] * overlap[..., 1]
+        # Integer counts convert inside these kernels (type promotion), as .to() would.
+        num = inter * gt_area.to(boxes.dtype)
+        den = m * union.to(boxes.dtype)
+    else:
+        num, den = inter, anchor_area + m - inter
+    # gmaiou_from_counts's (m > 0) & (den > 0) is den > 0 here: with m = 0, den is 0 (or
+    # NaN) for P = B, and for P = M the count is 0 too (an empty mask's table is zeros),
+    # so num / den is 0 where den > 0.
+    return torch.where(den > 0, num / den, 0.0)
+
+
 def _gmaiou_dense(
     integrals: MaskIntegrals, gt_boxes: Tensor, anchors: Tensor, polygon: Polygon
 ) -> Tensor:
-    # GmaIoU is 0 wherever |A ∩ M| is: evaluate the formula on the pairs that meet a mask only.
+    # GmaIoU is 0 wherever |A ∩ M| is: on the CPU, evaluate the formula on the pairs that
+    # meet a mask only; on a GPU, every pair (cheaper than finding those pairs).
     if (
         integrals._numpy_lookups
         and anchors.device.type == "cpu"
@@ -846,6 +1065,10 @@ def _gmaiou_dense(
         and gt_boxes.dtype == anchors.dtype
     ):
         return torch.from_numpy(_gmaiou_dense_numpy(integrals, gt_boxes, anchors, polygon))
+    if not integrals._numpy_lookups:  # every pair: no host synchronisation, no scatter
+        inter = integrals._torch_counts(anchors, integrals._lookup_frame()[:, None])  # [G, A]
+        return _gmaiou_torch(inter, integrals.mask_area, gt_boxes, anchors, polygon)
+    # NumPy tables with mixed dtypes or no GTs: the pairs that meet a crop only.
     gi, ai, inter = integrals.sparse_intersection(anchors)
     ax1, ay1, ax2, ay2 = anchors.index_select(0, ai).unbind(1)  # [P] each: 1-D ops are faster
     a_area, b_area = (ax2 - ax1) * (ay2 - ay1), box_area(gt_boxes).index_select(0, gi)
