@@ -175,24 +175,33 @@ class MaskIntegrals:
         if backend not in ("numpy", "torch"):
             raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
         g, h, w = masks.shape
-        self.height, self.width = h, w
-        self.device = masks.device
-        self._params: Tensor | None = None
-        self._np_params: np.ndarray | None = None
-        self._frame: Tensor | None = None
-        self._numpy_lookups = backend == "numpy"
         if backend == "numpy":
             if masks.device.type != "cpu":
                 raise ValueError("the numpy backend needs masks on the CPU")
             hint = None if boxes is None else boxes.detach().cpu().double().numpy()
-            built = _build_tables_numpy(masks.numpy(), hint)
-            self._table, self._origin, self._size, self._offset, self.mask_area = map(
-                torch.from_numpy, built
-            )
+            built = tuple(map(torch.from_numpy, _build_tables_numpy(masks.numpy(), hint)))
         else:
-            self._table, self._origin, self._size, self._offset, self.mask_area = (
-                _build_tables_torch(masks)
-            )
+            built = _build_tables_torch(masks)
+        self._adopt(built, h, w, numpy_lookups=backend == "numpy")
+
+    def _adopt(
+        self,
+        tables: tuple[Tensor, Tensor, Tensor, Tensor, Tensor],
+        height: int,
+        width: int,
+        numpy_lookups: bool,
+    ) -> None:
+        """Take built ``(table, origin, size, offset, area)``; look-up parameters come later.
+
+        The device is the tables' own, as tensors report it (``"cuda"`` -> ``cuda:0``).
+        """
+        self._table, self._origin, self._size, self._offset, self.mask_area = tables
+        self.height, self.width = height, width
+        self.device = self._table.device
+        self._numpy_lookups = numpy_lookups
+        self._params: Tensor | None = None
+        self._np_params: np.ndarray | None = None
+        self._frame: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self._origin.shape[0])
@@ -242,16 +251,12 @@ class MaskIntegrals:
         """The same tables on ``device`` (e.g. built in a data-loader worker, used on the GPU)."""
         self.build()
         out = object.__new__(MaskIntegrals)
-        out.height, out.width = self.height, self.width
-        out._table, out._origin = self._table.to(device), self._origin.to(device)
-        out.device = out._table.device  # "cuda" resolved to "cuda:0", as tensors report it
-        out._size, out._offset = self._size.to(device), self._offset.to(device)
+        tables = (self._table, self._origin, self._size, self._offset, self.mask_area)
+        numpy_lookups = self._numpy_lookups and torch.device(device).type == "cpu"
+        out._adopt(tuple(t.to(device) for t in tables), self.height, self.width, numpy_lookups)
         out._params = self._params.to(device)
-        out._np_params = None
-        out._numpy_lookups = self._numpy_lookups and out.device.type == "cpu"
         # Made here, where the tables are prepared, not in the look-ups' hot path.
         out._frame = None if out._numpy_lookups else self._lookup_frame().to(device)
-        out.mask_area = self.mask_area.to(device)
         return out
 
     def _count(self, gt_index: Tensor, bounds: Tensor) -> Tensor:
@@ -721,19 +726,9 @@ def _grouped_gmaiou(
             return boxes.new_zeros(boxes.shape[:2])
         inter = integrals._torch_counts(boxes, integrals._lookup_frame()[:, None])  # [G, K]
         return _gmaiou_torch(inter, integrals.mask_area, gt_boxes, boxes, polygon)
-    # NumPy tables on the CPU: their look-ups, then the formula in one-dimensional steps.
+    # NumPy tables on the CPU: their look-ups, then the same formula.
     inter = integrals.grouped_intersection(boxes)
-    anchor_area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-    gt_area = box_area(gt_boxes)[:, None]
-    union = None
-    if polygon == "box":
-        gt = gt_boxes[:, None, :]
-        iw = torch.minimum(gt[..., 2], boxes[..., 2]) - torch.maximum(gt[..., 0], boxes[..., 0])
-        ih = torch.minimum(gt[..., 3], boxes[..., 3]) - torch.maximum(gt[..., 1], boxes[..., 1])
-        union = gt_area + anchor_area - iw.clamp(min=0) * ih.clamp(min=0)
-    return gmaiou_from_counts(
-        inter, integrals.mask_area[:, None], gt_area, anchor_area, union, polygon
-    )
+    return _gmaiou_torch(inter, integrals.mask_area, gt_boxes, boxes, polygon)
 
 
 def _grouped_gmaiou_numpy(
@@ -793,23 +788,22 @@ def _whole_image_integrals(masks: Tensor) -> MaskIntegrals:
     device = masks.device
     table = _whole_image_tables(masks)
     numel = (h + 1) * (w + 1)
-    out = object.__new__(MaskIntegrals)
-    out.height, out.width, out.device = h, w, device
-    out._params, out._np_params, out._numpy_lookups = None, None, False
-    out._table = table.view(-1)
-    out._origin = torch.zeros(g, 2, dtype=torch.long, device=device)
-    out._size = torch.full((g, 2), h, dtype=torch.long, device=device)
+    origin = torch.zeros(g, 2, dtype=torch.long, device=device)
+    size = torch.full((g, 2), h, dtype=torch.long, device=device)
     if w != h:
-        out._size[:, 1] = w
-    out._offset = torch.arange(0, g * numel, numel, dtype=torch.long, device=device)
-    out.mask_area = table[:, w, h].long()  # each table's last corner: the whole mask
-    # The look-up rows of _make_lookup_frame, written directly: low corners 0, high (W, H).
+        size[:, 1] = w
+    offset = torch.arange(0, g * numel, numel, dtype=torch.long, device=device)
+    area = table[:, w, h].long()  # each table's last corner: the whole mask
+    out = object.__new__(MaskIntegrals)
+    out._adopt((table.view(-1), origin, size, offset, area), h, w, numpy_lookups=False)
+    # The look-up rows of _make_lookup_frame, written directly (fewer kernels in this
+    # per-call path): low corners 0, high (W, H), stride H + 1, base the offset.
     index = torch.int32 if g * numel < 2**31 else torch.int64
     frame = torch.zeros(g, 10, dtype=index, device=device)
     frame[:, 4:8:2] = w
     frame[:, 5:8:2] = h
     frame[:, 8] = h + 1
-    frame[:, 9] = out._offset
+    frame[:, 9] = offset
     out._frame = frame
     return out
 
@@ -906,7 +900,7 @@ def _build_tables_torch_per_mask(
 def gmaiou_from_counts(
     inter: Tensor,
     mask_area: Tensor,
-    gt_area: Tensor,
+    gt_area: Tensor | None,
     anchor_area: Tensor,
     union_box: Tensor | None,
     polygon: Polygon,
@@ -916,7 +910,7 @@ def gmaiou_from_counts(
     Args:
         inter: ``|A ∩ M|`` pixel counts.
         mask_area: ``|M|`` pixel counts.
-        gt_area: ``|B|``, continuous.
+        gt_area: ``|B|``, continuous (only read for ``polygon="box"``).
         anchor_area: ``|A|``, continuous.
         union_box: ``|A ∪ B|``, continuous (only read for ``polygon="box"``).
         polygon: ``"box"`` (P = B, maIoU) or ``"mask"`` (P = M).
@@ -928,7 +922,7 @@ def gmaiou_from_counts(
         inter = inter.to(dtype)
     m = mask_area.to(dtype) if mask_area.is_floating_point() else mask_area
     if polygon == "box":
-        assert union_box is not None
+        assert gt_area is not None and union_box is not None
         num = inter * gt_area.to(dtype)
         den = m * union_box.to(dtype)
     elif polygon == "mask":
@@ -1016,7 +1010,8 @@ def gmaiou(
 def _gmaiou_torch(
     inter: Tensor, mask_area: Tensor, gt_boxes: Tensor, boxes: Tensor, polygon: Polygon
 ) -> Tensor:
-    """GmaIoU of GT ``g`` and ``boxes[..., k, :]`` from the counts, for the torch look-ups.
+    """GmaIoU of GT ``g`` and ``boxes[..., k, :]`` from the counts of torch look-ups: the
+    areas and, for P = B, the box union, then :func:`gmaiou_from_counts`.
 
     Args:
         inter: ``[G, K]`` counts ``|A ∩ M|`` (integers).
@@ -1025,13 +1020,12 @@ def _gmaiou_torch(
         boxes: ``[K, 4]`` (every GT with every box) or ``[G, K, 4]`` (K boxes per GT).
 
     Returns:
-        ``[G, K]`` in ``boxes``' dtype: per pair the operations, in the order, of
-        :func:`gmaiou_from_counts` on the NumPy tables' pairs (values bit for bit), and
-        0 on the pairs that path skips (their count is 0).
+        ``[G, K]`` in ``boxes``' dtype, bit for bit the NumPy tables' values on the pairs
+        that path evaluates, and 0 on those it skips (their count is 0).
     """
     wh = boxes[..., 2:] - boxes[..., :2]
     anchor_area = wh[..., 0] * wh[..., 1]  # [K] or [G, K]
-    m = mask_area[:, None]
+    gt_area = union = None
     if polygon == "box":
         gt_wh = gt_boxes[:, 2:] - gt_boxes[:, :2]
         gt_area = (gt_wh[:, 0] * gt_wh[:, 1])[:, None]  # [G, 1]
@@ -1041,15 +1035,7 @@ def _gmaiou_torch(
         )
         overlap = overlap.clamp_(min=0)  # [G, K, 2]
         union = anchor_area + gt_area - overlap[..., 0] * overlap[..., 1]
-        # Integer counts convert inside these kernels (type promotion), as .to() would.
-        num = inter * gt_area.to(boxes.dtype)
-        den = m * union.to(boxes.dtype)
-    else:
-        num, den = inter, anchor_area + m - inter
-    # gmaiou_from_counts's (m > 0) & (den > 0) is den > 0 here: with m = 0, den is 0 (or
-    # NaN) for P = B, and for P = M the count is 0 too (an empty mask's table is zeros),
-    # so num / den is 0 where den > 0.
-    return torch.where(den > 0, num / den, 0.0)
+    return gmaiou_from_counts(inter, mask_area[:, None], gt_area, anchor_area, union, polygon)
 
 
 def _gmaiou_dense(
