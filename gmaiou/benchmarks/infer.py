@@ -390,6 +390,8 @@ def _trained(args: argparse.Namespace, device: torch.device) -> list[dict[str, A
 
 def format_trained_table(record: dict[str, Any]) -> str:
     """Markdown: one row per trained run, times per image and mask AP of both assemblies."""
+    from gmaiou.models.postprocess import pastes_in_box
+
     head = (
         "| model | config | anchors | network ms/img | post ms/img | fps "
         "| post ms/img, full upsampling | fps, full upsampling | dets/img "
@@ -404,7 +406,7 @@ def format_trained_table(record: dict[str, Any]) -> str:
         f"batch 1, median over the {record['split']} images; post-processing at each image's "
         "original size, each mask assembled inside its box (post ms/img, fps) and by upsampling "
         "its whole map (full upsampling); the default on this device: "
-        + ("inside the box." if record.get("device_type") == "cpu" else "the whole map."),
+        + ("inside the box." if pastes_in_box(record["device_type"]) else "the whole map."),
         "",
         head,
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

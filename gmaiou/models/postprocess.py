@@ -15,7 +15,14 @@ from gmaiou.anchors import feature_map_sizes
 from gmaiou.configs import PostprocessConfig
 from gmaiou.models.box_coder import decode_boxes
 
-__all__ = ["assemble_masks", "crop_masks", "fast_nms", "postprocess", "top_k_per_level"]
+__all__ = [
+    "assemble_masks",
+    "crop_masks",
+    "fast_nms",
+    "pastes_in_box",
+    "postprocess",
+    "top_k_per_level",
+]
 
 _batched_box_iou = torch.vmap(torchvision.ops.box_iou)
 
@@ -129,7 +136,7 @@ def assemble_masks(
     if n == 0:
         return torch.zeros(0, height, width, dtype=torch.bool, device=protos.device)
     if paste_in_box is None:
-        paste_in_box = protos.device.type == "cpu"
+        paste_in_box = pastes_in_box(protos.device)
     hp, wp = protos.shape[:2]
     probs = torch.sigmoid(protos @ coeffs.t()).permute(2, 0, 1)  # [N, Hp, Wp]
     scale = boxes.new_tensor([wp / image_size, hp / image_size, wp / image_size, hp / image_size])
@@ -141,6 +148,11 @@ def assemble_masks(
         )[0]
         return probs > threshold
     return _paste_in_box(probs, proto_boxes, (height, width), threshold)
+
+
+def pastes_in_box(device: torch.device | str) -> bool:
+    """The default of ``paste_in_box`` on ``device``: inside the boxes on the CPU only."""
+    return torch.device(device).type == "cpu"
 
 
 def _bilinear_weights(out_len: int, in_len: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
