@@ -14,9 +14,10 @@ that fails or runs out of time is recorded and the next one starts:
    s/iteration and fps at the paper's sizes (-> ``table4_speed_r50-550_<device>``,
    ``table5_speed_r50_<device>``).
 
-Each step's command, exit status and seconds go to ``gpu_checks.json`` in ``--out-dir``
-(default ``figures/``). ``--device cpu --profile smoke`` runs the same sequence on the CPU
-in seconds (the tests check that the sequence works where no GPU is).
+Each step's command, exit status and seconds go to ``gpu_checks_<device>.json`` in
+``--out-dir`` (default ``figures/``, or ``$GMAIOU_FIGURES`` as for the other benchmarks).
+``--device cpu --profile smoke`` runs the same sequence on the CPU in seconds (the tests
+check that the sequence works where no GPU is).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gmaiou.benchmarks import device_name, write_record
+from gmaiou.paths import figures_dir, repo_root
 
 __all__ = ["GPU_TABLES", "Step", "gpu_findings", "gpu_steps", "gpu_tables", "run_steps"]
 
@@ -64,7 +66,7 @@ def gpu_steps(
     limits.update(timeouts or {})
     smoke = profile == "smoke"
     tests = ("tests/test_cuda.py", "tests/test_measure.py", "tests/test_assigners.py")
-    root = Path(__file__).resolve().parents[2]
+    root = repo_root()
     pytest = (*py, "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda")
     steps = [Step("tests", (*pytest, *(str(root / t) for t in tests)), limits["tests"])]
     if runs:
@@ -112,9 +114,7 @@ def run_steps(steps: Sequence[Step], log: Path | None = None) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    out_dir = (
-        Path(args.out_dir) if args.out_dir else Path(__file__).resolve().parents[2] / "figures"
-    )
+    out_dir = Path(args.out_dir) if args.out_dir else figures_dir()
     runs = args.run
     if runs is None:
         from gmaiou.benchmarks.train import find_trained_runs
@@ -236,5 +236,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--only", nargs="+", help="run only these steps (tests infer assign paper table5)"
     )
-    p.add_argument("--out-dir", help="where the records go (default figures/)")
+    p.add_argument("--out-dir", help="where the records go (default figures/, or $GMAIOU_FIGURES)")
     p.set_defaults(func=run)
