@@ -8,6 +8,9 @@ products are compared with the CPU's at float32 tolerance.
 from __future__ import annotations
 
 import copy
+import json
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,35 +136,38 @@ def test_mask_assembly_on_cuda_equals_the_cpu(paste_in_box):
     assert cpu.any()
 
 
-def test_a_training_run_on_cuda_trains_evaluates_and_resumes(tmp_path):
-    """The trainer end to end on CUDA: loader, GmaIoU tables, steps, checkpoint, evaluation."""
-    import json
-    import math
-
+def _train_on_cuda(
+    out_dir: Path, max_iters: int, resume: bool = False, **overrides: object
+) -> tuple[object, list[dict]]:
+    """``gmaiou train`` of GmaYOLACT (r18, 160 px) on 10 synthetic images on CUDA, with
+    ``overrides`` of its training settings: the result and the metrics lines."""
     from gmaiou.configs import get_config
     from gmaiou.data.synthetic import ensure_synthetic
     from gmaiou.training.trainer import RunOptions, apply_overrides, train
 
     name = "gmayolact-atss-gmaiou-r18-160"
     root = ensure_synthetic(num_images=10, size=160, progress=False)
-    config = apply_overrides(get_config(name), {"epochs": 1, "batch_size": 2})
+    config = apply_overrides(get_config(name), {"epochs": 1, "batch_size": 2, **overrides})
+    options = RunOptions(
+        out_dir=out_dir,
+        data_root=root,
+        device="cuda",
+        num_workers=0,
+        max_iters=max_iters,
+        progress=False,
+        eval_batch_size=2,
+        resume=resume,
+    )
+    result = train(config, options, config_name=name)
+    rows = [json.loads(r) for r in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return result, rows
 
-    def options(max_iters: int, resume: bool = False) -> RunOptions:
-        return RunOptions(
-            out_dir=tmp_path / "run",
-            data_root=root,
-            device="cuda",
-            num_workers=0,
-            max_iters=max_iters,
-            progress=False,
-            eval_batch_size=2,
-            resume=resume,
-        )
 
-    assert train(config, options(2), config_name=name).iterations == 2
-    result = train(config, options(3, resume=True), config_name=name)
+def test_a_training_run_on_cuda_trains_evaluates_and_resumes(tmp_path):
+    """The trainer end to end on CUDA: loader, GmaIoU tables, steps, checkpoint, evaluation."""
+    assert _train_on_cuda(tmp_path / "run", 2)[0].iterations == 2
+    result, rows = _train_on_cuda(tmp_path / "run", 3, resume=True)
     assert result.iterations == 3
-    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2, 3]
     assert all(math.isfinite(r["loss"]) for r in rows)
     assert math.isfinite(result.metrics["segm"]["oLRP"])
@@ -198,26 +204,6 @@ def test_paper_presets_train_under_mixed_precision_on_cuda(name):
 
 
 def test_an_amp_training_run_on_cuda(tmp_path):
-    import json
-    import math
-
-    from gmaiou.configs import get_config
-    from gmaiou.data.synthetic import ensure_synthetic
-    from gmaiou.training.trainer import RunOptions, apply_overrides, train
-
-    name = "gmayolact-atss-gmaiou-r18-160"
-    root = ensure_synthetic(num_images=10, size=160, progress=False)
-    config = apply_overrides(get_config(name), {"epochs": 1, "batch_size": 2, "amp": True})
-    options = RunOptions(
-        out_dir=tmp_path / "run",
-        data_root=root,
-        device="cuda",
-        num_workers=0,
-        max_iters=3,
-        progress=False,
-        eval_batch_size=2,
-    )
-    result = train(config, options, config_name=name)
-    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    result, rows = _train_on_cuda(tmp_path / "run", 3, amp=True)
     assert len(rows) == 3 and all(math.isfinite(r["loss"]) for r in rows)
     assert math.isfinite(result.metrics["segm"]["oLRP"])
