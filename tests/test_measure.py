@@ -273,20 +273,54 @@ def test_grouped_paths_take_no_gts(hint):
     assert grouped_gmaiou(boxes, masks, query).shape == (0, 5)
 
 
-@pytest.mark.parametrize("rows", [0, 1, 7, 2**16 - 1, 2**16])
-def test_column_sums_in_16_bit_lanes_are_exact(rng, rows):
-    """Column prefix sums for every padding of the width, up to a lane's limit and past it (int64)."""
-    from gmaiou.measure import _column_sums
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (13, 10)])
+def test_fill_table_writes_the_transposed_summed_area_table(rng, dtype, shape):
+    """OpenCV's table, transposed into the stored layout; int64 tables go through float64."""
+    from gmaiou.measure import _fill_table
 
-    for width in range(1, 10) if rows < 2**15 else (3,):
-        crop = rng.random((rows, width)) < 0.5
-        if rows >= 2**15:
-            crop[:, 0] = True  # a column that fills the lane to `rows`
-        got = _column_sums(crop)
-        ref = np.zeros((rows + 1, width), dtype=np.int64)
-        ref[1:] = np.cumsum(crop, axis=0)
-        assert got.shape == ref.shape
-        np.testing.assert_array_equal(got, ref)
+    big = rng.random((shape[0] + 4, shape[1] + 6)) < 0.5
+    crop = big[2 : 2 + shape[0], 3 : 3 + shape[1]]  # a view with a row stride, as the masks give
+    t = np.full((shape[1] + 1, shape[0] + 1), -1, dtype=dtype)
+    _fill_table(t, crop)
+    ref = np.zeros((shape[0] + 1, shape[1] + 1), dtype=np.int64)
+    ref[1:, 1:] = crop.cumsum(0).cumsum(1)
+    np.testing.assert_array_equal(t, ref.T)
+
+
+def test_integral_refuses_a_destination_of_the_wrong_shape():
+    from gmaiou.measure import _integral
+
+    with pytest.raises(RuntimeError, match="expected"):
+        _integral(np.ones((3, 4), dtype=bool), np.empty((4, 4), dtype=np.int32))
+
+
+@pytest.mark.parametrize("hint", [True, False])
+def test_grouped_counts_with_wide_tables_equal_int32_ones(rng, monkeypatch, hint):
+    """Crops of 2**31 pixels or more get float64 tables: forced here on small masks."""
+    import gmaiou.measure as measure
+
+    boxes, masks = random_instances(rng, 6, 50, 40)
+    query = random_anchors(rng, 6 * 15, 50, 40).view(6, 15, 4)
+    hints = boxes if hint else None
+    area, counts = measure.grouped_counts_from_masks(masks, hints, query)
+    monkeypatch.setattr(measure, "_INT32_PIXELS", 1)
+    wide_area, wide = measure.grouped_counts_from_masks(masks, hints, query)
+    assert torch.equal(area, wide_area) and torch.equal(counts, wide)
+    built = measure.MaskIntegrals(masks, hints)
+    assert built._table.dtype == torch.int64
+    assert torch.equal(built.grouped_intersection(query), counts)
+
+
+def test_grouped_gmaiou_reads_non_contiguous_masks(rng):
+    from gmaiou.measure import grouped_gmaiou
+
+    boxes, masks = random_instances(rng, 5, 48, 36)
+    query = random_anchors(rng, 5 * 12, 48, 36).view(5, 12, 4)
+    strided = masks.transpose(1, 2).contiguous().transpose(1, 2)  # same values, column-major
+    assert not strided.is_contiguous()
+    assert torch.equal(grouped_gmaiou(boxes, strided, query), grouped_gmaiou(boxes, masks, query))
+    assert torch.equal(gmaiou(boxes, strided, query[0]), gmaiou(boxes, masks, query[0]))
 
 
 @pytest.mark.parametrize("polygon", ["mask", "box"])

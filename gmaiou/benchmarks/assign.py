@@ -40,6 +40,7 @@ from gmaiou.assigners import ATSSAssigner, MaxIoUAssigner
 from gmaiou.benchmarks import device_name, write_record
 from gmaiou.measure import (
     MaskIntegrals,
+    _count_pixels,
     box_union,
     gmaiou,
     gmaiou_bruteforce,
@@ -74,9 +75,14 @@ EXTRA_RATIOS = (FLOOR, "ATSS GmaIoU, tables prepared / ATSS IoU", "brute force /
 
 
 def _read_masks(masks: Tensor) -> object:
-    """Count every mask's pixels, the fastest way on its device: one read of the masks."""
+    """Count the masks' pixels, the fastest way on their device: one read of the masks.
+
+    On the CPU this is the count the raw-mask path itself makes (one OpenCV count of
+    all the masks), so the floor it gives is one that path can reach.
+    """
     if masks.device.type == "cpu":
-        return [np.count_nonzero(m) for m in masks.numpy()]
+        g, h, w = masks.shape
+        return _count_pixels(np.ascontiguousarray(masks.numpy()).reshape(g * h, w))
     return torch.count_nonzero(masks, dim=(1, 2))
 
 
