@@ -426,8 +426,8 @@ def _counts_numpy(
 def _count_pixels(mask: np.ndarray) -> int:
     """Pixels set in one ``[H, W]`` bool mask whose rows are contiguous.
 
-    OpenCV's count reads the mask a third faster than ``np.count_nonzero``; reading
-    every mask once is the floor of an exact raw-mask path, so this is its cost.
+    OpenCV's count is faster than ``np.count_nonzero``; reading every mask once is the
+    floor of an exact raw-mask path, so this is its cost.
     """
     if mask.size < 2**31:  # OpenCV counts in an int
         return cv2.countNonZero(mask.view(np.uint8))
