@@ -487,20 +487,20 @@ def _cv_depth(dtype: np.dtype) -> int:
     return cv2.CV_32S if dtype == np.int32 else cv2.CV_64F
 
 
-def _integral(crop: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """OpenCV's summed-area table of a ``[hh, ww]`` bool crop, written into ``out [hh + 1, ww + 1]``
-    (row 0 and column 0 zero): int32, or float64 for larger counts."""
-    got = cv2.integral(crop.view(np.uint8), out, _cv_depth(out.dtype))
-    if got is not out:  # OpenCV reallocates a mismatched destination instead of failing
-        raise RuntimeError(f"integral table of shape {got.shape}, expected {out.shape}")
+def _integral(pixels: np.ndarray, out: np.ndarray, depth: int) -> np.ndarray:
+    """OpenCV's summed-area table of a ``[hh, ww]`` uint8 crop, written into ``out [hh + 1, ww + 1]``
+    (row 0 and column 0 zero) of OpenCV's ``depth`` (:func:`_cv_depth` of its dtype)."""
+    if cv2.integral(pixels, out, depth) is not out:
+        # OpenCV reallocates a mismatched destination instead of failing
+        raise RuntimeError(f"OpenCV did not write the {list(out.shape)} table in place")
     return out
 
 
 def _fill_table(t: np.ndarray, crop: np.ndarray) -> None:
     """Write the transposed summed-area table ``t [ww + 1, hh + 1]`` of ``crop [hh, ww]`` (row 0, column 0: 0)."""
     hh, ww = crop.shape
-    dtype = np.int32 if t.dtype == np.int32 else np.float64
-    t[:] = _integral(crop, np.empty((hh + 1, ww + 1), dtype=dtype)).T
+    out = np.empty((hh + 1, ww + 1), dtype=np.int32 if t.dtype == np.int32 else np.float64)
+    t[:] = _integral(crop.view(np.uint8), out, _cv_depth(out.dtype)).T
 
 
 def _fill_tables(
@@ -608,15 +608,13 @@ def _grouped_counts_numpy(
     total = None if area is not None else _count_pixels(masks.reshape(g * h, w))
     # Python ints: indexing NumPy arrays by scalars costs a microsecond a time.
     origins, sizes, offsets = origin.tolist(), size.tolist(), offset.tolist()
-    pixels, integral, depth = masks.view(np.uint8), cv2.integral, _cv_depth(tables.dtype)
+    pixels, depth = masks.view(np.uint8), _cv_depth(tables.dtype)
     for i, ((r0, c0), (hh, ww)) in enumerate(zip(origins, sizes)):
         t = tables[offsets[i] : offsets[i] + (hh + 1) * (ww + 1)]
         if hh == 0 or ww == 0:
             t[:] = 0
-            continue
-        t = t.reshape(hh + 1, ww + 1)
-        if integral(pixels[i, r0 : r0 + hh, c0 : c0 + ww], t, depth) is not t:
-            raise RuntimeError(f"OpenCV did not write the table of mask {i} in place")
+        else:
+            _integral(pixels[i, r0 : r0 + hh, c0 : c0 + ww], t.reshape(hh + 1, ww + 1), depth)
     missed: list[int] = []
     if area is None:
         held = tables[offset + numel - 1].astype(np.int64)  # each crop's total

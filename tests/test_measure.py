@@ -289,10 +289,12 @@ def test_fill_table_writes_the_transposed_summed_area_table(rng, dtype, shape):
 
 
 def test_integral_refuses_a_destination_of_the_wrong_shape():
+    import cv2
+
     from gmaiou.measure import _integral
 
-    with pytest.raises(RuntimeError, match="expected"):
-        _integral(np.ones((3, 4), dtype=bool), np.empty((4, 4), dtype=np.int32))
+    with pytest.raises(RuntimeError, match="in place"):
+        _integral(np.ones((3, 4), dtype=np.uint8), np.empty((4, 4), dtype=np.int32), cv2.CV_32S)
 
 
 @pytest.mark.parametrize("hint", [True, False])
