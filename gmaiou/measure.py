@@ -473,7 +473,7 @@ def _crops_numpy(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return origin, size, area
 
 
-#: Tables of crops with fewer pixels are int32 (OpenCV's CV_32S); larger ones are wider
+#: Tables of images or crops with fewer pixels are int32 (OpenCV's CV_32S); larger ones are wider
 #: (int64 for the stored tables, float64 from OpenCV, exact below 2**53).
 _INT32_PIXELS = 2**31
 
@@ -521,6 +521,26 @@ def _fill_tables(
             _fill_table(t, masks[i, r0 : r0 + hh, c0 : c0 + ww])
 
 
+def _count_all(masks: np.ndarray) -> int:
+    """Pixels set in all of ``masks [G, H, W]`` (C-contiguous): one streaming read."""
+    g, h, w = masks.shape
+    return _count_pixels(masks.reshape(g * h, w))
+
+
+def _crop_areas(masks: np.ndarray, held: np.ndarray, total: int) -> tuple[np.ndarray, list[int]]:
+    """The masks' pixel counts ``[G]`` and the masks whose crops missed some of their pixels.
+
+    ``held [G]`` are the crops' totals (each table's last corner) and ``total`` the count
+    of all the masks' pixels (:func:`_count_all`). No crop holds more than its mask, so
+    they add up to ``total`` exactly when every crop holds its whole mask: the crops'
+    totals are then the areas. Otherwise each mask is counted.
+    """
+    if int(held.sum()) == total:
+        return held, []
+    area = np.array([_count_pixels(m) for m in masks], dtype=np.int64)
+    return area, np.flatnonzero(area != held).tolist()
+
+
 def _build_tables_numpy(
     masks: np.ndarray, boxes: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -541,16 +561,16 @@ def _build_tables_numpy(
         origin, size = _hint_crops(boxes, h, w)
     numel = (size[:, 0] + 1) * (size[:, 1] + 1)
     offset = np.cumsum(numel) - numel
+    # One streaming read of all the masks first: their crops are then read from the cache.
+    total = None if boxes is None else _count_all(masks)
     # np.empty: every table is written below (zeroed pages would cost a fault each).
     table = np.empty(int(numel.sum()), dtype=dtype)
     _fill_tables(table, masks, list(range(g)), origin, size, offset)
     if boxes is None:
         return table, origin, size, offset, area
-    held = table[offset + numel - 1].astype(np.int64)  # each crop's total
-    if int(held.sum()) == _count_pixels(masks.reshape(g * h, w)):
-        return table, origin, size, offset, held
-    area = np.array([_count_pixels(m) for m in masks], dtype=np.int64)
-    missed = np.flatnonzero(area != held).tolist()
+    area, missed = _crop_areas(masks, table[offset + numel - 1].astype(np.int64), total)
+    if not missed:
+        return table, origin, size, offset, area
     origin[missed], size[missed], _ = _crops_numpy(masks[missed])
     numel = (size[missed, 0] + 1) * (size[missed, 1] + 1)
     offset[missed] = table.size + np.cumsum(numel) - numel
@@ -605,7 +625,7 @@ def _grouped_counts_numpy(
     # A table entry is at most its crop's area, which is at most the image's.
     tables = np.empty(int(numel.sum()), dtype=np.int32 if h * w < _INT32_PIXELS else np.float64)
     # One streaming read of all the masks first: their crops are then read from the cache.
-    total = None if area is not None else _count_pixels(masks.reshape(g * h, w))
+    total = None if area is not None else _count_all(masks)
     # Python ints: indexing NumPy arrays by scalars costs a microsecond a time.
     origins, sizes, offsets = origin.tolist(), size.tolist(), offset.tolist()
     pixels, depth = masks.view(np.uint8), _cv_depth(tables.dtype)
@@ -617,12 +637,7 @@ def _grouped_counts_numpy(
             _integral(pixels[i, r0 : r0 + hh, c0 : c0 + ww], t.reshape(hh + 1, ww + 1), depth)
     missed: list[int] = []
     if area is None:
-        held = tables[offset + numel - 1].astype(np.int64)  # each crop's total
-        if int(held.sum()) == total:
-            area = held
-        else:
-            area = np.array([_count_pixels(m) for m in masks], dtype=np.int64)
-            missed = np.flatnonzero(area != held).tolist()
+        area, missed = _crop_areas(masks, tables[offset + numel - 1].astype(np.int64), total)
     v = tables.take(flat).astype(np.int64)
     return v[..., 1, 1] - v[..., 1, 0] - v[..., 0, 1] + v[..., 0, 0], area, missed
 
@@ -770,7 +785,7 @@ def _whole_image_tables(masks: Tensor) -> Tensor:
     Every size is known to the host, so no kernel waits on the device.
     """
     g, h, w = masks.shape
-    dtype = torch.int32 if h * w < 2**31 else torch.int64
+    dtype = torch.int32 if h * w < _INT32_PIXELS else torch.int64
     table = torch.zeros(g, w + 1, h + 1, dtype=dtype, device=masks.device)
     table[:, 1:, 1:] = masks.transpose(1, 2).cumsum(2, dtype=dtype).cumsum_(1)
     return table
@@ -859,7 +874,7 @@ def _build_tables_torch_per_mask(
     reductions over the stack, one host synchronisation, then a loop over masks."""
     g, h, w = masks.shape
     device = masks.device
-    dtype = torch.int32 if h * w < 2**31 else torch.int64
+    dtype = torch.int32 if h * w < _INT32_PIXELS else torch.int64
     if g == 0:
         z = torch.zeros(0, 2, dtype=torch.long, device=device)
         return (

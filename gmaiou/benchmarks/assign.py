@@ -40,7 +40,7 @@ from gmaiou.assigners import ATSSAssigner, MaxIoUAssigner
 from gmaiou.benchmarks import device_name, write_record
 from gmaiou.measure import (
     MaskIntegrals,
-    _count_pixels,
+    _count_all,
     box_union,
     gmaiou,
     gmaiou_bruteforce,
@@ -81,8 +81,7 @@ def _read_masks(masks: Tensor) -> object:
     all the masks), so the floor it gives is one that path can reach.
     """
     if masks.device.type == "cpu":
-        g, h, w = masks.shape
-        return _count_pixels(np.ascontiguousarray(masks.numpy()).reshape(g * h, w))
+        return _count_all(np.ascontiguousarray(masks.numpy()))
     return torch.count_nonzero(masks, dim=(1, 2))
 
 
