@@ -183,3 +183,9 @@ def test_thread_comparison_and_findings_name_where_each_run_misses():
         "0.80 with 1 torch thread; 0.80 with 2 torch threads."
     )
     assert thread_findings([]) == [] and len(format_thread_comparison([]).splitlines()) == 2
+
+
+def test_a_ratio_that_rounds_onto_its_goal_shows_a_third_decimal():
+    run = _fake_run(1, {400: 1.104, 550: 1.1, 700: 1.0951})
+    cells = [line.split(" | ")[3] for line in format_thread_comparison([run]).splitlines()[2:]]
+    assert cells == ["1.104 ✗", "1.10 ✓", "1.095 ✓"]
