@@ -424,14 +424,19 @@ def describe(result: AssignBenchmark) -> str:
 def format_ratios(result: AssignBenchmark) -> str:
     """A Markdown table of :meth:`AssignBenchmark.ratios`: the goal ratios, then the three others."""
     names = [*GOALS, *EXTRA_RATIOS]
-    head = "| dataset | size | " + " | ".join(
-        f"{n} (goal {GOALS[n][2]} {GOALS[n][3]:g})" if n in GOALS else n for n in names
-    )
+    head = "| dataset | size | " + _ratio_headers(names)
     lines = [head + " |", "|---|---:|" + "---:|" * len(names)]
     for row in result.ratios():
         cells = [_ratio_cell(row, n) for n in names]
         lines.append(f"| {row['dataset']} | {row['size']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _ratio_headers(names: Sequence[str]) -> str:
+    """Column headers of ratio ``names``, each goal ratio with its goal."""
+    return " | ".join(
+        f"{n} (goal {GOALS[n][2]} {GOALS[n][3]:g})" if n in GOALS else n for n in names
+    )
 
 
 def _ratio_cell(row: dict, name: str) -> str:
@@ -462,9 +467,7 @@ def format_thread_comparison(results: Sequence[AssignBenchmark]) -> str:
     One row per (dataset, size, torch threads), from every run in ``results``.
     """
     names = [*GOALS, FLOOR]
-    head = "| dataset | size | torch threads | " + " | ".join(
-        f"{n} (goal {GOALS[n][2]} {GOALS[n][3]:g})" if n in GOALS else n for n in names
-    )
+    head = "| dataset | size | torch threads | " + _ratio_headers(names)
     rows = sorted(
         ((row, result.threads) for result in results for row in result.ratios()),
         key=lambda item: (item[0]["dataset"], item[0]["size"], item[1]),
@@ -485,11 +488,9 @@ def thread_findings(results: Sequence[AssignBenchmark]) -> list[str]:
     one per dataset for the floor (:data:`FLOOR`).
     """
     lines = []
-    for dataset in sorted({r["dataset"] for result in results for r in result.rows}):
-        runs = [
-            (result.threads, [r for r in result.ratios() if r["dataset"] == dataset])
-            for result in results
-        ]
+    ratios = [(result.threads, result.ratios()) for result in results]
+    for dataset in sorted({r["dataset"] for _, rows in ratios for r in rows}):
+        runs = [(t, [r for r in rows if r["dataset"] == dataset]) for t, rows in ratios]
         runs = [(threads, rows) for threads, rows in runs if rows]
         for name, (_, _, sense, goal) in GOALS.items():
             parts = []
