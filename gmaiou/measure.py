@@ -305,7 +305,7 @@ class MaskIntegrals:
             return empty, empty.clone(), empty.clone()
         bounds = _rounded_pixel_bounds(boxes, self.height, self.width)  # [N, 4]
         if self._numpy_lookups:  # NumPy: ~3x faster than torch on vectors this short
-            _, gi_np, bi_np, counts = self._sparse_counts_numpy(bounds.numpy().T)
+            _, gi_np, bi_np, counts, _ = self._sparse_counts_numpy(bounds.numpy().T)
             return (
                 torch.from_numpy(gi_np).long(),
                 torch.from_numpy(bi_np).long(),
@@ -328,8 +328,10 @@ class MaskIntegrals:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`sparse_intersection` in NumPy on integer pixel bounds, ``[4, N]`` columns (c1, r1, c2, r2).
 
-        Returns ``(flat, mask_index, box_index, counts)``, ``flat`` being each pair's
-        position in a row-major ``[G, N]`` matrix.
+        Returns ``(flat, mask_index, box_index, counts, pairs_per_mask)``, ``flat`` being
+        each pair's position in a row-major ``[G, N]`` matrix; the pairs come mask by mask,
+        ``pairs_per_mask [G]`` of each, so that per-mask values reach them by ``repeat``
+        (a copy per run, several times cheaper than a gather per pair).
         """
         params = self._numpy_params()
         g, n = params.shape[1], bounds.shape[1]
@@ -341,12 +343,13 @@ class MaskIntegrals:
             max(self.height, self.width),
         )
         # flat is sorted: each mask's pairs are one run (cheaper than a division per pair).
-        ends = np.searchsorted(flat, np.arange(1, g + 1) * n)
-        gi = np.repeat(np.arange(g, dtype=params.dtype), np.diff(ends, prepend=0))
-        bi = (flat - gi.astype(np.int64) * n).astype(params.dtype)
+        per = np.diff(np.searchsorted(flat, np.arange(1, g + 1) * n), prepend=0)
+        gi = np.repeat(np.arange(g, dtype=params.dtype), per)
+        bi = (flat - np.repeat(np.arange(g, dtype=np.int64) * n, per)).astype(params.dtype)
         bounds = bounds.astype(params.dtype, copy=False)
-        counts = _counts_numpy(self._table.numpy(), params, gi, bounds.take(bi, axis=1))
-        return flat, gi, bi, counts
+        pair_params = params.repeat(per, axis=1)
+        counts = _pair_counts_numpy(self._table.numpy(), pair_params, bounds.take(bi, axis=1))
+        return flat, gi, bi, counts, per
 
     def grouped_intersection(self, boxes: Tensor) -> Tensor:
         """``|box ∩ M_g|`` for ``K`` boxes per mask: ``[G, K, 4]`` -> ``[G, K]`` int64 counts."""
@@ -401,11 +404,20 @@ def _counts_numpy(
     """Mask pixels of masks ``gt_index [P]`` inside integer pixel bounds: ``[P]`` int64.
 
     ``bounds`` is ``[4, P]`` (rows c1, r1, c2, r2; overwritten) and ``params`` the
-    ``[5, G]`` rows of :meth:`MaskIntegrals._numpy_params`, of one integer dtype. Same
-    arithmetic as :meth:`MaskIntegrals._count`, on stacked NumPy rows: a dozen
+    ``[5, G]`` rows of :meth:`MaskIntegrals._numpy_params`, of one integer dtype.
+    """
+    return _pair_counts_numpy(table, params.take(gt_index, axis=1), bounds)
+
+
+def _pair_counts_numpy(
+    table: np.ndarray, pair_params: np.ndarray, bounds: np.ndarray
+) -> np.ndarray:
+    """:func:`_counts_numpy` given each pair's own ``[5, P]`` parameters (overwritten).
+
+    Same arithmetic as :meth:`MaskIntegrals._count`, on stacked NumPy rows: a dozen
     operations whose fixed cost is a microsecond each, not torch's ten.
     """
-    r0, c0, hh, ww, base = params.take(gt_index, axis=1)  # [P] each
+    r0, c0, hh, ww, base = pair_params  # [P] each
     xs, ys = bounds[0::2], bounds[1::2]  # [2, P] each: (c1, c2), (r1, r2)
     xs -= c0  # crop-local, clamped to the crop
     ys -= r0
@@ -498,9 +510,14 @@ def _integral(pixels: np.ndarray, out: np.ndarray, depth: int) -> np.ndarray:
 
 def _fill_table(t: np.ndarray, crop: np.ndarray) -> None:
     """Write the transposed summed-area table ``t [ww + 1, hh + 1]`` of ``crop [hh, ww]`` (row 0, column 0: 0)."""
-    hh, ww = crop.shape
-    out = np.empty((hh + 1, ww + 1), dtype=np.int32 if t.dtype == np.int32 else np.float64)
-    t[:] = _integral(crop.view(np.uint8), out, _cv_depth(out.dtype)).T
+    if t.dtype == np.int32:
+        # The table of the transposed crop is the transposed table: transposing the crop's
+        # bytes costs a quarter of transposing the table's int32 entries.
+        _integral(cv2.transpose(crop.view(np.uint8)), t, cv2.CV_32S)
+        return
+    hh, ww = crop.shape  # int64 tables: OpenCV writes float64 (exact below 2**53), copied in
+    out = np.empty((hh + 1, ww + 1), dtype=np.float64)
+    t[:] = _integral(crop.view(np.uint8), out, cv2.CV_64F).T
 
 
 def _fill_tables(
@@ -521,10 +538,42 @@ def _fill_tables(
             _fill_table(t, masks[i, r0 : r0 + hh, c0 : c0 + ww])
 
 
+#: Words per group in :func:`_count_bytes_torch`: a group's sum holds at most 255 in each byte.
+_WORDS_PER_GROUP = 255
+#: Masks of fewer bytes are counted on one thread: below this, a second thread's start costs
+#: more than it reads.
+_PARALLEL_COUNT_MIN_BYTES = 2**18
+
+
 def _count_all(masks: np.ndarray) -> int:
-    """Pixels set in all of ``masks [G, H, W]`` (C-contiguous): one streaming read."""
+    """Pixels set in all of ``masks [G, H, W]`` (C-contiguous bool): one streaming read.
+
+    With more than one torch thread, torch's threads read the masks
+    (:func:`_count_bytes_torch`); one core's reads do not saturate the memory bus.
+    """
     g, h, w = masks.shape
+    if masks.size >= _PARALLEL_COUNT_MIN_BYTES and torch.get_num_threads() > 1:
+        return _count_bytes_torch(masks.reshape(-1))
     return _count_pixels(masks.reshape(g * h, w))
+
+
+def _count_bytes_torch(flat: np.ndarray) -> int:
+    """The sum of the bytes of a 1-D bool array, on torch's threads.
+
+    torch has no fast parallel count of bytes, but it sums int64 words in parallel at
+    the speed of memory. A bool byte is 0 or 1, so each byte of a sum of 255 words is
+    at most 255 and carries nothing into the next byte: the sum of the bytes of those
+    group sums is the count. The bytes past the last whole group are counted by OpenCV.
+    """
+    step = 8 * _WORDS_PER_GROUP
+    n = flat.size // step
+    tail = flat[n * step :]
+    count = _count_pixels(tail[None]) if tail.size else 0
+    if n:
+        words = torch.from_numpy(flat[: n * step].view(np.uint8)).view(torch.int64)
+        sums = words.view(n, _WORDS_PER_GROUP).sum(dim=1)
+        count += int(sums.numpy().view(np.uint8).sum())  # a few bytes: NumPy's fixed cost is lower
+    return count
 
 
 def _crop_areas(masks: np.ndarray, held: np.ndarray, total: int) -> tuple[np.ndarray, list[int]]:
@@ -585,11 +634,13 @@ def _local_bounds(query: np.ndarray, origin: np.ndarray, size: np.ndarray) -> np
     ``round`` then clamp to the crop; clamping to the image first would change
     nothing, the crop lying inside it.
     """
-    q = np.rint(query)  # half to even, as torch.round
-    q -= origin[:, None, [1, 0, 1, 0]]
+    g, k = query.shape[:2]
+    q = np.rint(query).reshape(g, k, 2, 2)  # half to even, as torch.round; corners (x, y)
+    # (r0, c0) read backwards is (x, y): a view, where a fancy index would copy
+    q -= origin[:, None, None, ::-1]
     np.maximum(q, 0, out=q)
-    np.minimum(q, size[:, None, [1, 0, 1, 0]], out=q)
-    return q.astype(np.int64)
+    np.minimum(q, size[:, None, None, ::-1], out=q)
+    return q.reshape(g, k, 4).astype(np.int64)
 
 
 def _grouped_counts_numpy(
@@ -619,11 +670,12 @@ def _grouped_counts_numpy(
     b = _local_bounds(query, origin, size)
     stride = size[:, 1] + 1  # row-major tables [hh + 1, ww + 1]
     numel = (size[:, 0] + 1) * stride
-    offset = np.cumsum(numel) - numel
+    end = numel.cumsum()
+    offset = end - numel
     rows = b[..., 1::2] * stride[:, None, None] + offset[:, None, None]  # [G, K, 2]: y1, y2
     flat = rows[..., :, None] + b[..., None, 0::2]  # [G, K, 2 (y1, y2), 2 (x1, x2)]
     # A table entry is at most its crop's area, which is at most the image's.
-    tables = np.empty(int(numel.sum()), dtype=np.int32 if h * w < _INT32_PIXELS else np.float64)
+    tables = np.empty(int(end[-1]), dtype=np.int32 if h * w < _INT32_PIXELS else np.float64)
     # One streaming read of all the masks first: their crops are then read from the cache.
     total = None if area is not None else _count_all(masks)
     # Python ints: indexing NumPy arrays by scalars costs a microsecond a time.
@@ -637,7 +689,7 @@ def _grouped_counts_numpy(
             _integral(pixels[i, r0 : r0 + hh, c0 : c0 + ww], t.reshape(hh + 1, ww + 1), depth)
     missed: list[int] = []
     if area is None:
-        area, missed = _crop_areas(masks, tables[offset + numel - 1].astype(np.int64), total)
+        area, missed = _crop_areas(masks, tables.take(end - 1).astype(np.int64), total)
     v = tables.take(flat).astype(np.int64)
     return v[..., 1, 1] - v[..., 1, 0] - v[..., 0, 1] + v[..., 0, 0], area, missed
 
@@ -761,10 +813,9 @@ def _grouped_gmaiou_numpy(
         ih = np.minimum(gt[:, None, 3], b[..., 3]) - np.maximum(gt[:, None, 1], b[..., 1])
         union = gt_area + a_area - np.maximum(iw, 0) * np.maximum(ih, 0)
         num, den = inter * gt_area, m * union
-    # den > 0 is gmaiou_from_counts's (|M| > 0) & (den > 0): |M| = 0 gives den = 0 (P = B)
-    # or |A ∩ M| = 0 (P = M), 0 either way, never 0/0.
-    out = np.zeros_like(den)
-    return np.divide(num, den, out=out, where=den > 0)
+    # den > 0 is gmaiou_from_counts's (|M| > 0) & (den > 0): |M| = 0 gives den = 0 (P = B),
+    # and den = 0 gives |A ∩ M| = 0 (P = M); num is 0 wherever den is, and stays.
+    return np.divide(num, den, out=num, where=den > 0)
 
 
 #: Largest ``G * (H + 1) * (W + 1)`` for which the torch backend stacks whole-image
@@ -1098,15 +1149,15 @@ def _gmaiou_dense_numpy(
     g, n = gt_boxes.shape[0], anchors.shape[0]
     a = np.ascontiguousarray(anchors.detach().numpy().T)  # [4, A]
     b = np.ascontiguousarray(gt_boxes.detach().numpy().T, dtype=a.dtype)  # [4, G]
-    flat, gi, ai, counts = integrals._sparse_counts_numpy(
+    flat, gi, ai, counts, per = integrals._sparse_counts_numpy(
         _rounded_pixel_bounds_numpy(a, integrals.height, integrals.width)
     )
     a_area = ((a[2] - a[0]) * (a[3] - a[1])).take(ai)
-    b_area = ((b[2] - b[0]) * (b[3] - b[1])).take(gi)
+    b_area = ((b[2] - b[0]) * (b[3] - b[1])).repeat(per)  # the pairs come GT by GT
     inter = counts.astype(a.dtype)
-    m = integrals.mask_area.numpy().astype(a.dtype).take(gi)
+    m = integrals.mask_area.numpy().astype(a.dtype).repeat(per)
     if polygon == "box":
-        pa, pb = a.take(ai, axis=1), b.take(gi, axis=1)  # [4, P] each
+        pa, pb = a.take(ai, axis=1), b.repeat(per, axis=1)  # [4, P] each
         lo = np.maximum(pa[:2], pb[:2])
         wh = np.minimum(pa[2:], pb[2:], out=pa[2:])
         wh -= lo
@@ -1116,10 +1167,10 @@ def _gmaiou_dense_numpy(
         num, den = inter * b_area, m * union
     else:
         num, den = inter, a_area + m - inter
-    valid = (m > 0) & (den > 0)  # |M| = 0 forces |A ∩ M| = 0: the value is 0, never 0/0
-    np.copyto(den, 1, where=~valid)
-    values = np.divide(num, den, out=num)
-    values[~valid] = 0
+    # den > 0 is gmaiou_from_counts's (|M| > 0) & (den > 0): |M| = 0 forces |A ∩ M| = 0
+    # and den = 0 (P = B) or a value 0 / den = 0 (P = M); den = 0 (P = M) forces |A ∩ M| = 0.
+    # num is 0 wherever den is, and stays: never 0/0.
+    values = np.divide(num, den, out=num, where=den > 0)
     out = np.zeros(g * n, dtype=a.dtype)
     out.put(flat, values)
     return out.reshape(g, n)

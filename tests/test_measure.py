@@ -288,6 +288,27 @@ def test_fill_table_writes_the_transposed_summed_area_table(rng, dtype, shape):
     np.testing.assert_array_equal(t, ref.T)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 3, 680), (3, 40, 51), (2, 300, 301)])
+@pytest.mark.parametrize("density", [0.0, 0.3, 1.0])
+def test_count_all_on_one_or_two_threads_counts_every_pixel(
+    rng, monkeypatch, threads, shape, density
+):
+    """The parallel count sums 255 int64 words a group: all-ones masks fill every byte of a
+    group's sum to 255 (the most it can hold); sizes off the group length leave a tail."""
+    from gmaiou import measure
+
+    monkeypatch.setattr(measure, "_PARALLEL_COUNT_MIN_BYTES", 1)  # the small shapes too
+    masks = rng.random(shape) < density
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert measure._count_all(masks) == np.count_nonzero(masks)
+        assert measure._count_bytes_torch(masks.reshape(-1)) == np.count_nonzero(masks)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_integral_refuses_a_destination_of_the_wrong_shape():
     import cv2
 
