@@ -325,7 +325,7 @@ class MaskIntegrals:
 
     def _sparse_counts_numpy(
         self, bounds: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`sparse_intersection` in NumPy on integer pixel bounds, ``[4, N]`` columns (c1, r1, c2, r2).
 
         Returns ``(flat, mask_index, box_index, counts, pairs_per_mask)``, ``flat`` being
@@ -335,15 +335,14 @@ class MaskIntegrals:
         """
         params = self._numpy_params()
         g, n = params.shape[1], bounds.shape[1]
-        flat = _hits_numpy(
+        flat, per = _hits_numpy(
             self._origin.numpy(),
             self._size.numpy(),
             self.mask_area.numpy(),
             bounds,
             max(self.height, self.width),
         )
-        # flat is sorted: each mask's pairs are one run (cheaper than a division per pair).
-        per = np.diff(np.searchsorted(flat, np.arange(1, g + 1) * n), prepend=0)
+        # flat is sorted: each mask's pairs are one run, reached by repeat (no division per pair).
         gi = np.repeat(np.arange(g, dtype=params.dtype), per)
         bi = (flat - np.repeat(np.arange(g, dtype=np.int64) * n, per)).astype(params.dtype)
         bounds = bounds.astype(params.dtype, copy=False)
@@ -379,9 +378,10 @@ class MaskIntegrals:
 
 def _hits_numpy(
     origin: np.ndarray, size: np.ndarray, area: np.ndarray, bounds: np.ndarray, extent: int
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Flat positions ``g * N + n``, in increasing order, of the (mask, box) pairs where box
-    ``n``'s pixel bounds (``bounds [4, N]``: c1, r1, c2, r2) meet non-empty mask ``g``'s crop.
+    ``n``'s pixel bounds (``bounds [4, N]``: c1, r1, c2, r2) meet non-empty mask ``g``'s crop,
+    and how many pairs each mask has, ``[G]``.
 
     ``extent`` bounds every coordinate (the image's larger side: bounds are clamped to it).
     """
@@ -395,7 +395,7 @@ def _hits_numpy(
     hit &= b[2][None] > lo[:, 1:2]
     hit &= b[1][None] < hi[:, 0:1]
     hit &= b[3][None] > lo[:, 0:1]
-    return np.flatnonzero(hit)
+    return np.flatnonzero(hit), np.count_nonzero(hit, axis=1)
 
 
 def _counts_numpy(
