@@ -83,8 +83,9 @@ EXTRA_RATIOS = (FLOOR, "ATSS GmaIoU, tables prepared / ATSS IoU", "brute force /
 def _read_masks(masks: Tensor) -> object:
     """Count the masks' pixels, the fastest way on their device: one read of the masks.
 
-    On the CPU this is the count the raw-mask path itself makes (one OpenCV count of
-    all the masks), so the floor it gives is one that path can reach.
+    On the CPU this is the count the raw-mask path itself makes (one count of all the
+    masks: OpenCV's on one thread, torch's threads on more), so the floor it gives is
+    one that path can reach.
     """
     if masks.device.type == "cpu":
         return _count_all(np.ascontiguousarray(masks.numpy()))
