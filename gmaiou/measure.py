@@ -548,22 +548,25 @@ _PARALLEL_COUNT_MIN_BYTES = 2**18
 def _count_all(masks: np.ndarray) -> int:
     """Pixels set in all of ``masks [G, H, W]`` (C-contiguous bool): one streaming read.
 
-    With more than one torch thread, torch's threads read the masks
+    With more than one torch thread, torch's threads read bool masks
     (:func:`_count_bytes_torch`); one core's reads do not saturate the memory bus.
+    Other dtypes (a byte may be any non-zero value) are counted by OpenCV.
     """
     g, h, w = masks.shape
-    if masks.size >= _PARALLEL_COUNT_MIN_BYTES and torch.get_num_threads() > 1:
+    parallel = masks.dtype == np.bool_ and torch.get_num_threads() > 1
+    if parallel and masks.size >= _PARALLEL_COUNT_MIN_BYTES:
         return _count_bytes_torch(masks.reshape(-1))
     return _count_pixels(masks.reshape(g * h, w))
 
 
 def _count_bytes_torch(flat: np.ndarray) -> int:
-    """The sum of the bytes of a 1-D bool array, on torch's threads.
+    """The number of ``True`` in a 1-D bool array, on torch's threads.
 
     torch has no fast parallel count of bytes, but it sums int64 words in parallel at
-    the speed of memory. A bool byte is 0 or 1, so each byte of a sum of 255 words is
-    at most 255 and carries nothing into the next byte: the sum of the bytes of those
-    group sums is the count. The bytes past the last whole group are counted by OpenCV.
+    the speed of memory. A bool byte is 0 or 1 (as NumPy and torch store them), so each
+    byte of a sum of 255 words is at most 255 and carries nothing into the next byte: the
+    sum of the bytes of those group sums is the count. The bytes past the last whole
+    group are counted by OpenCV.
     """
     step = 8 * _WORDS_PER_GROUP
     n = flat.size // step

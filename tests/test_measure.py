@@ -309,6 +309,22 @@ def test_count_all_on_one_or_two_threads_counts_every_pixel(
         torch.set_num_threads(before)
 
 
+def test_count_all_counts_non_bool_bytes_as_set_pixels(monkeypatch):
+    """A uint8 mask may hold 255 for a set pixel: counted once, not summed, on two threads too."""
+    from gmaiou import measure
+
+    monkeypatch.setattr(measure, "_PARALLEL_COUNT_MIN_BYTES", 1)
+    masks = np.zeros((2, 50, 60), dtype=np.uint8)
+    masks[0, 3:7, 5:9] = 255
+    masks[1, 10, :] = 2
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert measure._count_all(masks) == 16 + 60
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_integral_refuses_a_destination_of_the_wrong_shape():
     import cv2
 
