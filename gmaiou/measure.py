@@ -550,10 +550,11 @@ def _count_all(masks: np.ndarray) -> int:
 
     With more than one torch thread, torch's threads read bool masks
     (:func:`_count_bytes_torch`); one core's reads do not saturate the memory bus.
-    Other dtypes (a byte may be any non-zero value) are counted by OpenCV.
+    Other dtypes (a byte may be any non-zero value) and read-only arrays (which torch
+    would warn about wrapping) are counted by OpenCV.
     """
     g, h, w = masks.shape
-    parallel = masks.dtype == np.bool_ and torch.get_num_threads() > 1
+    parallel = masks.dtype == np.bool_ and masks.flags.writeable and torch.get_num_threads() > 1
     if parallel and masks.size >= _PARALLEL_COUNT_MIN_BYTES:
         return _count_bytes_torch(masks.reshape(-1))
     return _count_pixels(masks.reshape(g * h, w))

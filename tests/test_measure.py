@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -310,7 +311,8 @@ def test_count_all_on_one_or_two_threads_counts_every_pixel(
 
 
 def test_count_all_counts_non_bool_bytes_as_set_pixels(monkeypatch):
-    """A uint8 mask may hold 255 for a set pixel: counted once, not summed, on two threads too."""
+    """A uint8 mask may hold 255 for a set pixel: counted once, not summed, on two threads too;
+    a read-only bool array is counted without a warning."""
     from gmaiou import measure
 
     monkeypatch.setattr(measure, "_PARALLEL_COUNT_MIN_BYTES", 1)
@@ -321,6 +323,11 @@ def test_count_all_counts_non_bool_bytes_as_set_pixels(monkeypatch):
     torch.set_num_threads(2)
     try:
         assert measure._count_all(masks) == 16 + 60
+        read_only = masks != 0
+        read_only.flags.writeable = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch warns on wrapping a read-only array
+            assert measure._count_all(read_only) == 16 + 60
     finally:
         torch.set_num_threads(before)
 
