@@ -817,8 +817,18 @@ def _grouped_gmaiou_numpy(
         ih = np.minimum(gt[:, None, 3], b[..., 3]) - np.maximum(gt[:, None, 1], b[..., 1])
         union = gt_area + a_area - np.maximum(iw, 0) * np.maximum(ih, 0)
         num, den = inter * gt_area, m * union
-    # den > 0 is gmaiou_from_counts's (|M| > 0) & (den > 0): |M| = 0 gives den = 0 (P = B),
-    # and den = 0 gives |A ∩ M| = 0 (P = M); num is 0 wherever den is, and stays.
+    return _divide_where_defined(num, den)
+
+
+def _divide_where_defined(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """GmaIoU values ``num / den``, written into ``num`` where ``den > 0``; elsewhere ``num``
+    stays, and is 0 there: never 0/0.
+
+    ``den > 0`` is :func:`gmaiou_from_counts`'s ``(|M| > 0) & (den > 0)``. With P = B,
+    ``num = |A ∩ M| |B|`` and ``den = |M| |A ∪ B|``: ``den = 0`` means ``|M| = 0`` (so
+    ``|A ∩ M| = 0``) or an empty union (so ``|B| = 0``). With P = M, ``den = |A| + |M| -
+    |A ∩ M| = 0`` forces ``|A ∩ M| = 0``, and ``|M| = 0`` gives 0 over a positive ``den``.
+    """
     return np.divide(num, den, out=num, where=den > 0)
 
 
@@ -1153,7 +1163,7 @@ def _gmaiou_dense_numpy(
     g, n = gt_boxes.shape[0], anchors.shape[0]
     a = np.ascontiguousarray(anchors.detach().numpy().T)  # [4, A]
     b = np.ascontiguousarray(gt_boxes.detach().numpy().T, dtype=a.dtype)  # [4, G]
-    flat, gi, ai, counts, per = integrals._sparse_counts_numpy(
+    flat, _, ai, counts, per = integrals._sparse_counts_numpy(
         _rounded_pixel_bounds_numpy(a, integrals.height, integrals.width)
     )
     a_area = ((a[2] - a[0]) * (a[3] - a[1])).take(ai)
@@ -1171,10 +1181,7 @@ def _gmaiou_dense_numpy(
         num, den = inter * b_area, m * union
     else:
         num, den = inter, a_area + m - inter
-    # den > 0 is gmaiou_from_counts's (|M| > 0) & (den > 0): |M| = 0 forces |A ∩ M| = 0
-    # and den = 0 (P = B) or a value 0 / den = 0 (P = M); den = 0 (P = M) forces |A ∩ M| = 0.
-    # num is 0 wherever den is, and stays: never 0/0.
-    values = np.divide(num, den, out=num, where=den > 0)
+    values = _divide_where_defined(num, den)
     out = np.zeros(g * n, dtype=a.dtype)
     out.put(flat, values)
     return out.reshape(g, n)

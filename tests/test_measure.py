@@ -289,11 +289,19 @@ def test_fill_table_writes_the_transposed_summed_area_table(rng, dtype, shape):
     np.testing.assert_array_equal(t, ref.T)
 
 
+@pytest.fixture
+def torch_threads():
+    """``torch.set_num_threads``, with the count as it was restored after the test."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape", [(1, 1, 1), (2, 3, 680), (3, 40, 51), (2, 300, 301)])
 @pytest.mark.parametrize("density", [0.0, 0.3, 1.0])
 def test_count_all_on_one_or_two_threads_counts_every_pixel(
-    rng, monkeypatch, threads, shape, density
+    rng, monkeypatch, torch_threads, threads, shape, density
 ):
     """The parallel count sums 255 int64 words a group: all-ones masks fill every byte of a
     group's sum to 255 (the most it can hold); sizes off the group length leave a tail."""
@@ -301,16 +309,12 @@ def test_count_all_on_one_or_two_threads_counts_every_pixel(
 
     monkeypatch.setattr(measure, "_PARALLEL_COUNT_MIN_BYTES", 1)  # the small shapes too
     masks = rng.random(shape) < density
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        assert measure._count_all(masks) == np.count_nonzero(masks)
-        assert measure._count_bytes_torch(masks.reshape(-1)) == np.count_nonzero(masks)
-    finally:
-        torch.set_num_threads(before)
+    torch_threads(threads)
+    assert measure._count_all(masks) == np.count_nonzero(masks)
+    assert measure._count_bytes_torch(masks.reshape(-1)) == np.count_nonzero(masks)
 
 
-def test_count_all_counts_non_bool_bytes_as_set_pixels(monkeypatch):
+def test_count_all_counts_non_bool_bytes_as_set_pixels(monkeypatch, torch_threads):
     """A uint8 mask may hold 255 for a set pixel: counted once, not summed, on two threads too;
     a read-only bool array is counted without a warning."""
     from gmaiou import measure
@@ -319,17 +323,13 @@ def test_count_all_counts_non_bool_bytes_as_set_pixels(monkeypatch):
     masks = np.zeros((2, 50, 60), dtype=np.uint8)
     masks[0, 3:7, 5:9] = 255
     masks[1, 10, :] = 2
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        assert measure._count_all(masks) == 16 + 60
-        read_only = masks != 0
-        read_only.flags.writeable = False
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # torch warns on wrapping a read-only array
-            assert measure._count_all(read_only) == 16 + 60
-    finally:
-        torch.set_num_threads(before)
+    torch_threads(2)
+    assert measure._count_all(masks) == 16 + 60
+    read_only = masks != 0
+    read_only.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on wrapping a read-only array
+        assert measure._count_all(read_only) == 16 + 60
 
 
 def test_integral_refuses_a_destination_of_the_wrong_shape():
