@@ -21,6 +21,8 @@ class Profile:
         image_sizes: square image sides to evaluate.
         repeats: timing repetitions (best of).
         synthetic_images: images in the generated synthetic dataset.
+        sittings: how many times the benchmarks' goal ratios are measured over, to show
+            how far they move between sittings on a shared machine.
     """
 
     name: str
@@ -28,18 +30,36 @@ class Profile:
     image_sizes: tuple[int, ...]
     repeats: int
     synthetic_images: int
+    sittings: int
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", num_images=6, image_sizes=(550,), repeats=1, synthetic_images=12),
+    "smoke": Profile(
+        "smoke", num_images=6, image_sizes=(550,), repeats=1, synthetic_images=12, sittings=2
+    ),
     "quick": Profile(
-        "quick", num_images=40, image_sizes=(400, 550, 700), repeats=3, synthetic_images=100
+        "quick",
+        num_images=40,
+        image_sizes=(400, 550, 700),
+        repeats=3,
+        synthetic_images=100,
+        sittings=3,
     ),
     "default": Profile(
-        "default", num_images=150, image_sizes=(400, 550, 700), repeats=5, synthetic_images=400
+        "default",
+        num_images=150,
+        image_sizes=(400, 550, 700),
+        repeats=5,
+        synthetic_images=400,
+        sittings=5,
     ),
     "paper": Profile(
-        "paper", num_images=5000, image_sizes=(400, 550, 700), repeats=5, synthetic_images=5000
+        "paper",
+        num_images=5000,
+        image_sizes=(400, 550, 700),
+        repeats=5,
+        synthetic_images=5000,
+        sittings=5,
     ),
 }
 

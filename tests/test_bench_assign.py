@@ -15,9 +15,13 @@ from gmaiou.benchmarks.assign import (
     GOALS,
     AssignBenchmark,
     _OverlapsGiven,
+    format_sittings,
     format_thread_comparison,
     gmaiou_full_image,
+    plot_sittings,
     run_assign_benchmark,
+    run_goal_sittings,
+    sittings_findings,
     thread_findings,
 )
 from gmaiou.cli import main
@@ -189,3 +193,82 @@ def test_a_ratio_that_rounds_onto_its_goal_shows_a_third_decimal():
     run = _fake_run(1, {400: 1.104, 550: 1.1, 700: 1.0951})
     cells = [line.split(" | ")[3] for line in format_thread_comparison([run]).splitlines()[2:]]
     assert cells == ["1.104 ✗", "1.10 ✓", "1.095 ✓"]
+
+
+def test_goal_sittings_time_only_what_the_goals_compare():
+    before = torch.get_num_threads()
+    records = run_goal_sittings(
+        2, sizes=(64, 80), num_images=2, repeats=1, dataset="synthetic", progress=False, threads=2
+    )
+    assert torch.get_num_threads() == before
+    assert len(records) == 2 and all(r.threads == 2 for r in records)
+    needed = {name for num, den, _, _ in GOALS.values() for name in (num, den)}
+    for i, record in enumerate(records):
+        assert {r["method"] for r in record.rows} == needed
+        assert {(r["size"], r["sitting"]) for r in record.rows} == {(64, i), (80, i)}
+        assert [(row["dataset"], row["size"]) for row in record.goal_ratios()] == [
+            ("synthetic", 64),
+            ("synthetic", 80),
+        ]
+    with pytest.raises(ValueError, match="sittings must be at least 1"):
+        run_goal_sittings(0)
+    with pytest.raises(ValueError, match="unknown dataset 'voc'"):
+        run_goal_sittings(1, dataset="voc")
+
+
+def test_sittings_table_and_findings_give_median_range_and_sittings_met():
+    runs = [
+        _fake_run(2, {400: 1.05, 550: 0.95}),
+        _fake_run(2, {400: 1.15, 550: 1.0}),
+        _fake_run(2, {400: 1.08, 550: 0.9}),
+    ]
+    lines = format_sittings(runs).splitlines()
+    assert lines[0].startswith("| dataset | size | torch threads | sittings | ATSS GmaIoU / ATSS")
+    assert [line.split(" | ")[1:5] for line in lines[2:]] == [
+        ["400", "2", "3", "1.08 (1.05-1.15), met in 2/3"],
+        ["550", "2", "3", "0.95 (0.90-1.00), met in 3/3"],
+    ]
+    assert lines[2].endswith("| 20.00, met in 3/3 | 2.00, met in 3/3 |")  # ranges of one value
+    findings = sittings_findings(runs)
+    assert findings[0] == (
+        "coco, ATSS GmaIoU / ATSS IoU (goal <= 1.1), 3 sittings with 2 torch threads: "
+        "not met in every sitting; 400 px: met in 2 of 3 (median 1.08, 1.05-1.15); "
+        "550 px: met in 3 of 3 (median 0.95, 0.90-1.00)."
+    )
+    assert findings[1].startswith(
+        "coco, full-image / Alg. 1 (goal >= 15), 3 sittings with 2 torch threads: "
+        "met in every sitting at every size; "
+    )
+    assert len(findings) == len(GOALS)
+    # A range that two decimals would round onto the goal keeps a third.
+    near = [_fake_run(1, {400: 1.104}), _fake_run(1, {400: 1.096})]
+    assert "1.10 (1.096-1.104), met in 1/2" in format_sittings(near)
+
+
+def test_bench_assign_sittings_command(tmp_path, capsys):
+    out, md = tmp_path / "sittings.json", tmp_path / "sittings.md"
+    args = ["bench", "assign", "--profile", "smoke", "--sizes", "64", "--images", "1"]
+    args += ["--datasets", "synthetic", "--sittings", "2", "--out", str(out), "--markdown", str(md)]
+    assert main(args) == 0
+    data = json.loads(out.read_text())
+    assert len(data["sittings"]) == 2 and data["sittings"][1]["rows"][0]["sitting"] == 1
+    printed = capsys.readouterr().out
+    assert "| synthetic | 64 | 1 | 2 |" in printed and "met in" in printed
+    assert "2 sittings with 1 torch thread" in md.read_text()
+
+
+def test_plot_sittings_draws_each_goal_with_its_line():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runs = [_fake_run(2, {400: 1.05, 550: 0.95}), _fake_run(2, {400: 1.15, 550: 1.0})]
+    fig = plot_sittings(runs)
+    axes = fig.axes
+    assert len(axes) == len(GOALS)
+    for ax, (_, _, _, goal) in zip(axes, GOALS.values()):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["400 px", "550 px"]
+        assert any(list(line.get_ydata()) == [goal, goal] for line in ax.get_lines())
+    dots = [line for line in axes[0].get_lines() if line.get_marker() == "o"]
+    assert sorted(dots[0].get_ydata()) == pytest.approx([1.05, 1.15])
+    with pytest.raises(ValueError, match="no sitting to plot"):
+        plot_sittings([])

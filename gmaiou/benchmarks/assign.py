@@ -20,6 +20,11 @@ gives the torch thread count and the CPU cores the process may run on (pin it, e
 count, one by default), and
 :meth:`AssignBenchmark.ratios` the three ratios the issue sets goals for (:data:`GOALS`)
 and three more (:data:`EXTRA_RATIOS`).
+
+Timings on a shared machine move with its other tenants' load from minute to minute.
+:func:`run_goal_sittings` (``--sittings N``) times only what the goals compare, ``N``
+times over, and :func:`format_sittings` gives each goal ratio's median, range and the
+sittings that met it.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 import torch
@@ -49,17 +56,21 @@ from gmaiou.measure import (
     pairwise_overlaps,
 )
 from gmaiou.paths import coco_sample_dir
-from gmaiou.profiles import get_profile
+from gmaiou.profiles import Profile, get_profile
 
 __all__ = [
     "EXTRA_RATIOS",
     "FLOOR",
     "GOALS",
     "AssignBenchmark",
+    "format_sittings",
     "format_thread_comparison",
     "gmaiou_full_image",
+    "plot_sittings",
     "run",
     "run_assign_benchmark",
+    "run_goal_sittings",
+    "sittings_findings",
     "thread_findings",
 ]
 
@@ -189,8 +200,8 @@ class AssignBenchmark:
         }
         return times[numerator] / times[denominator]
 
-    def ratios(self) -> list[dict]:
-        """Per dataset and size: the goal ratios (with whether each is met) and :data:`EXTRA_RATIOS`."""
+    def goal_ratios(self) -> list[dict]:
+        """Per dataset and size: the ratios of :data:`GOALS`, each with whether it is met."""
         out = []
         for dataset, size in sorted({(r["dataset"], r["size"]) for r in self.rows}):
             row: dict = {"dataset": dataset, "size": size}
@@ -199,6 +210,14 @@ class AssignBenchmark:
                 row[name] = value
                 row[f"{name} goal"] = f"{sense} {goal:g}"
                 row[f"{name} met"] = value <= goal if sense == "<=" else value >= goal
+            out.append(row)
+        return out
+
+    def ratios(self) -> list[dict]:
+        """Per dataset and size: the goal ratios (with whether each is met) and :data:`EXTRA_RATIOS`."""
+        out = []
+        for row in self.goal_ratios():
+            dataset, size = row["dataset"], row["size"]
             row["brute force / Alg. 1"] = self.ratio(dataset, size, _BRUTE, _ALG1)
             row[FLOOR] = self.ratio(dataset, size, _GIVEN_READ, _ATSS_IOU)
             row["ATSS GmaIoU, tables prepared / ATSS IoU"] = self.ratio(
@@ -232,6 +251,34 @@ def _time_methods(
     return {name: sum(times) * 1e3 / len(images) for name, times in best.items()}
 
 
+def _synchronizer(dev: torch.device) -> Callable[[object], object]:
+    """Identity that first waits for ``dev`` (CUDA runs asynchronously), so times are whole."""
+
+    def sync(x: object) -> object:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return x
+
+    return sync
+
+
+def _matrix_methods(anchors: Tensor, sync: Callable) -> dict[str, Callable]:
+    """The three overlap matrices of every GT with ``anchors`` that :data:`GOALS` compares."""
+    return {
+        _BOX: lambda b, m: sync(pairwise_overlaps("iou", b, anchors)),
+        _FULL: lambda b, m: sync(gmaiou_full_image(b, m, anchors, "box")),
+        _ALG1: lambda b, m: sync(gmaiou(b, m, anchors, "box")),
+    }
+
+
+def _assign_methods(assigners: dict[str, tuple], sync: Callable) -> dict[str, Callable]:
+    """``label -> (assigner, anchors, num_level_anchors)`` as timeable ``(boxes, masks)`` calls."""
+    return {
+        label: (lambda b, m, a=asg, anc=anchors, n=nl: sync(a.assign(anc, n, b, m)))
+        for label, (asg, anchors, nl) in assigners.items()
+    }
+
+
 def _bench_one(
     images: Instances, size: int, dev: torch.device, repeats: int, bruteforce_images: int
 ) -> dict:
@@ -240,23 +287,8 @@ def _bench_one(
     atss = atss_anchors(size, device=dev)
     ya, yn = yolact.anchors, yolact.num_level_anchors
     aa, an = atss.anchors, atss.num_level_anchors
-
-    def sync(x):
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        return x
-
-    times = _time_methods(
-        {
-            "box IoU matrix": lambda b, m: sync(pairwise_overlaps("iou", b, ya)),
-            "GmaIoU matrix, full-image tables (public maIoU)": lambda b, m: sync(
-                gmaiou_full_image(b, m, ya, "box")
-            ),
-            "GmaIoU matrix, Alg. 1 (ours)": lambda b, m: sync(gmaiou(b, m, ya, "box")),
-        },
-        images,
-        repeats,
-    )
+    sync = _synchronizer(dev)
+    times = _time_methods(_matrix_methods(ya, sync), images, repeats)
     times.update(
         _time_methods(
             {"GmaIoU matrix, brute force": lambda b, m: gmaiou_bruteforce(b, m, ya, "box")},
@@ -266,22 +298,13 @@ def _bench_one(
     )
     assigners = {
         "fixed IoU (YOLACT)": (MaxIoUAssigner(), ya, yn),
-        "ATSS IoU": (ATSSAssigner(measure="iou"), aa, an),
+        _ATSS_IOU: (ATSSAssigner(measure="iou"), aa, an),
         "ATSS GIoU": (ATSSAssigner(measure="giou"), aa, an),
         "ATSS DIoU": (ATSSAssigner(measure="diou"), aa, an),
         "ATSS maIoU (P=B)": (ATSSAssigner(measure="gmaiou-box"), aa, an),
-        "ATSS GmaIoU (P=M)": (ATSSAssigner(measure="gmaiou-mask"), aa, an),
+        _ATSS_GMA: (ATSSAssigner(measure="gmaiou-mask"), aa, an),
     }
-    times.update(
-        _time_methods(
-            {
-                label: (lambda b, m, a=asg, anc=anchors, n=nl: sync(a.assign(anc, n, b, m)))
-                for label, (asg, anchors, nl) in assigners.items()
-            },
-            images,
-            repeats,
-        )
-    )
+    times.update(_time_methods(_assign_methods(assigners, sync), images, repeats))
     given = _OverlapsGiven()
     given.prepare(aa, an, images)
     times.update(
@@ -334,19 +357,75 @@ def run_assign_benchmark(
     thread, and the ratios move with the setting (small ops pay for a second thread).
     """
     for d in datasets:
-        if d not in ("coco", "synthetic"):
-            raise ValueError(f"unknown dataset {d!r}; choose 'coco' or 'synthetic'")
+        _check_dataset(d)
+    with _torch_threads(threads):
+        return _run_assign_benchmark(
+            sizes, num_images, bruteforce_images, repeats, datasets, device, progress
+        )
+
+
+def _check_dataset(name: str) -> None:
+    if name not in ("coco", "synthetic"):
+        raise ValueError(f"unknown dataset {name!r}; choose 'coco' or 'synthetic'")
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU thread count set to ``threads`` (``None``: left as set), restored after."""
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1 (or None), got {threads}")
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _run_assign_benchmark(
-            sizes, num_images, bruteforce_images, repeats, datasets, device, progress
-        )
+        yield
     finally:
         torch.set_num_threads(before)
+
+
+def _new_record(dev: torch.device, repeats: int) -> AssignBenchmark:
+    """An empty record naming the device, torch, its thread count and the process's cores."""
+    return AssignBenchmark(
+        device=device_name(dev),
+        torch_version=torch.__version__,
+        threads=torch.get_num_threads(),
+        repeats=repeats,
+        cpu_affinity=sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    )
+
+
+def _load_images(dataset: str, size: int, num_images: int, dev: torch.device) -> Instances:
+    """``num_images`` images of ``dataset`` at ``size`` px, on ``dev``."""
+    if dataset == "coco":
+        root = coco_sample_dir()
+        if root is None:
+            raise FileNotFoundError(
+                "the COCO sample is not here (see gmaiou.paths.coco_sample_dir); "
+                "time on dataset 'synthetic' instead"
+            )
+        images = coco_instances(root, size, num_images)
+    else:
+        images = synthetic_instances(size, num_images)
+    return [(b.to(dev), m.to(dev)) for b, m in images]
+
+
+def _add_rows(
+    record: AssignBenchmark, dataset: str, size: int, images: Instances, times: dict, **extra
+) -> None:
+    """One row per timed method of ``dataset`` at ``size``."""
+    gts = float(np.mean([b.shape[0] for b, _ in images]))
+    for method, ms in times.items():
+        record.rows.append(
+            {
+                "dataset": dataset,
+                "size": size,
+                "method": method,
+                "ms_per_image": ms,
+                "images": len(images),
+                "gts_per_image": gts,
+                **extra,
+            }
+        )
 
 
 def _run_assign_benchmark(
@@ -361,38 +440,67 @@ def _run_assign_benchmark(
     from tqdm.auto import tqdm
 
     dev = torch.device(device)
-    name = device_name(dev)
-    result = AssignBenchmark(
-        device=name,
-        torch_version=torch.__version__,
-        threads=torch.get_num_threads(),
-        repeats=repeats,
-        cpu_affinity=sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-    )
+    result = _new_record(dev, repeats)
     coco_root = coco_sample_dir()
     jobs = [(d, s) for d in datasets for s in sizes if d != "coco" or coco_root is not None]
     for dataset, size in tqdm(jobs, desc="bench assign", disable=not progress):
-        if dataset == "coco":
-            images = coco_instances(coco_root, size, num_images)
-        else:
-            images = synthetic_instances(size, num_images)
-        images = [(b.to(dev), m.to(dev)) for b, m in images]
+        images = _load_images(dataset, size, num_images, dev)
         one = _bench_one(images, size, dev, repeats, bruteforce_images)
-        gts = float(np.mean([b.shape[0] for b, _ in images]))
-        for method, ms in one["times"].items():
-            result.rows.append(
-                {
-                    "dataset": dataset,
-                    "size": size,
-                    "method": method,
-                    "ms_per_image": ms,
-                    "images": len(images),
-                    "gts_per_image": gts,
-                    "anchors_yolact": one["anchors_yolact"],
-                    "anchors_atss": one["anchors_atss"],
-                }
-            )
+        anchors = {"anchors_yolact": one["anchors_yolact"], "anchors_atss": one["anchors_atss"]}
+        _add_rows(result, dataset, size, images, one["times"], **anchors)
     return result
+
+
+def run_goal_sittings(
+    sittings: int,
+    sizes: Sequence[int] = (400, 550, 700),
+    num_images: int = 50,
+    repeats: int = 5,
+    dataset: str = "coco",
+    device: str = "cpu",
+    threads: int | None = 2,
+    progress: bool = True,
+) -> list[AssignBenchmark]:
+    """The ratios of :data:`GOALS` measured ``sittings`` times over: one record per sitting.
+
+    A sitting times what the goals compare, as :func:`run_assign_benchmark` does (the
+    three overlap matrices, then ATSS with IoU and with GmaIoU from raw masks; each
+    image's best of ``repeats`` passes), on each size in turn. The sittings follow one
+    another, so the spread of a ratio over them is how far it moves with the machine's
+    state from minute to minute: on a shared machine, one record's ratio near its goal
+    can land on either side of it.
+    """
+    if sittings < 1:
+        raise ValueError(f"sittings must be at least 1, got {sittings}")
+    _check_dataset(dataset)
+    from tqdm.auto import tqdm
+
+    dev = torch.device(device)
+    with _torch_threads(threads):
+        images = {size: _load_images(dataset, size, num_images, dev) for size in sizes}
+        records = []
+        jobs = [(i, size) for i in range(sittings) for size in sizes]
+        for i, size in tqdm(jobs, desc="goal sittings", disable=not progress):
+            if i == len(records):
+                records.append(_new_record(dev, repeats))
+            times = _bench_goals(images[size], size, dev, repeats)
+            _add_rows(records[i], dataset, size, images[size], times, sitting=i)
+    return records
+
+
+def _bench_goals(images: Instances, size: int, dev: torch.device, repeats: int) -> dict:
+    """ms per image of the methods :data:`GOALS` compares, timed as :func:`_bench_one` does."""
+    ya = yolact_anchors(size, device=dev).anchors
+    atss = atss_anchors(size, device=dev)
+    sync = _synchronizer(dev)
+    times = _time_methods(_matrix_methods(ya, sync), images, repeats)
+    aa, an = atss.anchors, atss.num_level_anchors
+    assigners = {
+        _ATSS_IOU: (ATSSAssigner(measure="iou"), aa, an),
+        _ATSS_GMA: (ATSSAssigner(measure="gmaiou-mask"), aa, an),
+    }
+    times.update(_time_methods(_assign_methods(assigners, sync), images, repeats))
+    return times
 
 
 def summarise(result: AssignBenchmark) -> list[str]:
@@ -446,11 +554,16 @@ def _ratio_cell(row: dict, name: str) -> str:
     value = row[name]
     if name not in GOALS:
         return f"{value:.2f}"
+    return _ratio_text(value, name) + (" ✓" if row[f"{name} met"] else " ✗")
+
+
+def _ratio_text(value: float, name: str) -> str:
+    """``value`` of goal ratio ``name`` to 2 decimals, or 3 where 2 would round it onto its goal."""
     goal = GOALS[name][3]
     text = f"{value:.2f}"
     if float(text) == goal and value != goal:
         text = f"{value:.3f}"
-    return text + (" ✓" if row[f"{name} met"] else " ✗")
+    return text
 
 
 def _threads(n: int) -> str:
@@ -515,6 +628,102 @@ def thread_findings(results: Sequence[AssignBenchmark]) -> list[str]:
     return lines
 
 
+def _by_setting(results: Sequence[AssignBenchmark]) -> dict[tuple, list[dict]]:
+    """Goal-ratio rows of ``results`` grouped by (dataset, size, torch threads), in record order."""
+    groups: dict[tuple, list[dict]] = {}
+    for result in results:
+        for row in result.goal_ratios():
+            groups.setdefault((row["dataset"], row["size"], result.threads), []).append(row)
+    return dict(sorted(groups.items()))
+
+
+def _spread(rows: Sequence[dict], name: str) -> tuple[str, str, int]:
+    """Goal ratio ``name`` over ``rows``: its median, its range (one value if all agree), and
+    how many rows met it."""
+    values = [row[name] for row in rows]
+    low, high = _ratio_text(min(values), name), _ratio_text(max(values), name)
+    span = low if low == high else f"{low}-{high}"
+    return _ratio_text(median(values), name), span, sum(row[f"{name} met"] for row in rows)
+
+
+def format_sittings(results: Sequence[AssignBenchmark]) -> str:
+    """A Markdown table of the goal ratios over sittings (:func:`run_goal_sittings`).
+
+    One row per (dataset, size, torch threads); each goal's cell is its median over the
+    sittings, its lowest-highest, and in how many sittings it was met.
+    """
+    names = list(GOALS)
+    head = "| dataset | size | torch threads | sittings | " + _ratio_headers(names) + " |"
+    lines = [head, "|---|---:|---:|---:|" + "---:|" * len(names)]
+    for (dataset, size, threads), rows in _by_setting(results).items():
+        cells = []
+        for name in names:
+            mid, span, met = _spread(rows, name)
+            spread = "" if span == mid else f" ({span})"
+            cells.append(f"{mid}{spread}, met in {met}/{len(rows)}")
+        lines.append(
+            f"| {dataset} | {size} | {threads} | {len(rows)} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def sittings_findings(results: Sequence[AssignBenchmark]) -> list[str]:
+    """Per dataset, thread count and goal: in how many sittings it was met at each size.
+
+    Sentences computed from the records (for the README).
+    """
+    groups = _by_setting(results)
+    lines = []
+    for dataset, threads in dict.fromkeys((d, t) for d, _, t in groups):
+        sizes = {s: rows for (d, s, t), rows in groups.items() if (d, t) == (dataset, threads)}
+        n = max(len(rows) for rows in sizes.values())
+        for name, (_, _, sense, goal) in GOALS.items():
+            parts = []
+            for size, rows in sizes.items():
+                mid, span, met = _spread(rows, name)
+                spread = "" if span == mid else f", {span}"
+                parts.append(f"{size} px: met in {met} of {len(rows)} (median {mid}{spread})")
+            everywhere = all(_spread(r, name)[2] == len(r) for r in sizes.values())
+            verdict = (
+                "met in every sitting at every size" if everywhere else "not met in every sitting"
+            )
+            lines.append(
+                f"{dataset}, {name} (goal {sense} {goal:g}), {n} sittings with {_threads(threads)}: "
+                f"{verdict}; " + "; ".join(parts) + "."
+            )
+    return lines
+
+
+def plot_sittings(results: Sequence[AssignBenchmark]):
+    """One panel per goal ratio: each sitting's value at each size (dots), their median
+    (a bar) and the goal (dashed), per (dataset, torch threads)."""
+    import matplotlib.pyplot as plt
+
+    groups = _by_setting(results)
+    if not groups:
+        raise ValueError("no sitting to plot")
+    series = list(dict.fromkeys((d, t) for d, _, t in groups))
+    fig, axes = plt.subplots(1, len(GOALS), figsize=(4.4 * len(GOALS), 3.2), squeeze=False)
+    for ax, (name, (_, _, sense, goal)) in zip(axes[0], GOALS.items()):
+        for j, (dataset, threads) in enumerate(series):
+            sizes = [s for d, s, t in groups if (d, t) == (dataset, threads)]
+            for k, size in enumerate(sizes):
+                values = [row[name] for row in groups[(dataset, size, threads)]]
+                x = k + 0.15 * (j - (len(series) - 1) / 2)
+                label = f"{dataset}, {_threads(threads)}" if k == 0 else None
+                ax.plot([x] * len(values), values, "o", color=f"C{j}", alpha=0.6, label=label)
+                ax.plot([x - 0.06, x + 0.06], [median(values)] * 2, color=f"C{j}", lw=2)
+            ax.set_xticks(range(len(sizes)), [f"{s} px" for s in sizes])
+            ax.set_xlim(-0.5, len(sizes) - 0.5)
+        ax.axhline(goal, color="k", ls="--", lw=1, label=f"goal {sense} {goal:g}")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7)
+    sittings = max(len(rows) for rows in groups.values())
+    fig.suptitle(f"Goal ratios over {sittings} sittings on {results[0].device}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def format_table(result: AssignBenchmark) -> str:
     """A Markdown table: one row per method, one column per (dataset, size), ms per image."""
     cols = sorted({(r["dataset"], r["size"]) for r in result.rows})
@@ -534,6 +743,8 @@ def format_table(result: AssignBenchmark) -> str:
 def run(args: argparse.Namespace) -> int:
     profile = get_profile(args.profile)
     sizes = tuple(args.sizes) if args.sizes else profile.image_sizes
+    if args.sittings is not None:
+        return _run_sittings(args, profile, sizes)
     result = run_assign_benchmark(
         sizes=sizes,
         num_images=args.images or profile.num_images,
@@ -555,6 +766,41 @@ def run(args: argparse.Namespace) -> int:
         md = Path(args.markdown)
         md.parent.mkdir(parents=True, exist_ok=True)
         md.write_text(f"{describe(result)}\n\n{format_table(result)}\n\n{format_ratios(result)}\n")
+        print(f"written {out} and {md}")
+    else:
+        print(f"written {out}")
+    return 0
+
+
+def _run_sittings(args: argparse.Namespace, profile: Profile, sizes: tuple[int, ...]) -> int:
+    """``--sittings N``: the goal ratios only, ``N`` times over, per dataset."""
+    records: list[AssignBenchmark] = []
+    for dataset in args.datasets:
+        if dataset == "coco" and coco_sample_dir() is None:
+            print("the COCO sample is not here: dataset 'coco' skipped")
+            continue
+        records += run_goal_sittings(
+            args.sittings,
+            sizes,
+            num_images=args.images or profile.num_images,
+            repeats=args.repeats or profile.repeats,
+            dataset=dataset,
+            device=args.device,
+            threads=args.threads,
+        )
+    if not records:
+        print("nothing timed: no dataset left")
+        return 1
+    text = f"{describe(records[0])}\n\n{format_sittings(records)}"
+    print(text)
+    print()
+    findings = sittings_findings(records)
+    print("\n".join(findings))
+    out = write_record(args.out, {"sittings": [asdict(r) for r in records]})
+    if args.markdown:
+        md = Path(args.markdown)
+        md.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text(text + "\n\n" + "\n".join(f"- {line}" for line in findings) + "\n")
         print(f"written {out} and {md}")
     else:
         print(f"written {out}")
@@ -589,6 +835,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="torch's CPU threads while timing (default: 1, as in a data-loader worker; "
         "a detector assigning in its main process has torch's default, one per core)",
+    )
+    p.add_argument(
+        "--sittings",
+        type=int,
+        help="time only the goal ratios, this many times over, and report their spread "
+        "(median, lowest-highest, sittings that met each goal)",
     )
     p.add_argument("--out", default="runs/bench/assign.json", help="JSON output file")
     p.add_argument("--markdown", default=None, help="also write the tables as Markdown here")
