@@ -570,8 +570,9 @@ def _threads(n: int) -> str:
     return f"{n} torch thread{'s' if n != 1 else ''}"
 
 
-def _span(values: Sequence[float]) -> str:
-    low, high = f"{min(values):.2f}", f"{max(values):.2f}"
+def _span(values: Sequence[float], text: Callable[[float], str] = "{:.2f}".format) -> str:
+    """``values``' lowest-highest as ``text`` writes them; one value where the two read alike."""
+    low, high = text(min(values)), text(max(values))
     return low if low == high else f"{low}-{high}"
 
 
@@ -641,8 +642,7 @@ def _spread(rows: Sequence[dict], name: str) -> tuple[str, str, int]:
     """Goal ratio ``name`` over ``rows``: its median, its range (one value if all agree), and
     how many rows met it."""
     values = [row[name] for row in rows]
-    low, high = _ratio_text(min(values), name), _ratio_text(max(values), name)
-    span = low if low == high else f"{low}-{high}"
+    span = _span(values, lambda v: _ratio_text(v, name))
     return _ratio_text(median(values), name), span, sum(row[f"{name} met"] for row in rows)
 
 
@@ -678,12 +678,12 @@ def sittings_findings(results: Sequence[AssignBenchmark]) -> list[str]:
         sizes = {s: rows for (d, s, t), rows in groups.items() if (d, t) == (dataset, threads)}
         n = max(len(rows) for rows in sizes.values())
         for name, (_, _, sense, goal) in GOALS.items():
-            parts = []
+            parts, everywhere = [], True
             for size, rows in sizes.items():
                 mid, span, met = _spread(rows, name)
                 spread = "" if span == mid else f", {span}"
                 parts.append(f"{size} px: met in {met} of {len(rows)} (median {mid}{spread})")
-            everywhere = all(_spread(r, name)[2] == len(r) for r in sizes.values())
+                everywhere &= met == len(rows)
             verdict = (
                 "met in every sitting at every size" if everywhere else "not met in every sitting"
             )
@@ -761,15 +761,21 @@ def run(args: argparse.Namespace) -> int:
     print()
     for line in summarise(result):
         print(line)
-    out = write_record(args.out, {**asdict(result), "ratios": result.ratios()})
+    markdown = f"{describe(result)}\n\n{format_table(result)}\n\n{format_ratios(result)}\n"
+    _write_outputs(args, {**asdict(result), "ratios": result.ratios()}, markdown)
+    return 0
+
+
+def _write_outputs(args: argparse.Namespace, record: dict, markdown: str) -> None:
+    """The JSON ``record`` to ``--out``, and ``markdown`` to ``--markdown`` if given."""
+    out = write_record(args.out, record)
     if args.markdown:
         md = Path(args.markdown)
         md.parent.mkdir(parents=True, exist_ok=True)
-        md.write_text(f"{describe(result)}\n\n{format_table(result)}\n\n{format_ratios(result)}\n")
+        md.write_text(markdown)
         print(f"written {out} and {md}")
     else:
         print(f"written {out}")
-    return 0
 
 
 def _run_sittings(args: argparse.Namespace, profile: Profile, sizes: tuple[int, ...]) -> int:
@@ -796,14 +802,8 @@ def _run_sittings(args: argparse.Namespace, profile: Profile, sizes: tuple[int, 
     print()
     findings = sittings_findings(records)
     print("\n".join(findings))
-    out = write_record(args.out, {"sittings": [asdict(r) for r in records]})
-    if args.markdown:
-        md = Path(args.markdown)
-        md.parent.mkdir(parents=True, exist_ok=True)
-        md.write_text(text + "\n\n" + "\n".join(f"- {line}" for line in findings) + "\n")
-        print(f"written {out} and {md}")
-    else:
-        print(f"written {out}")
+    bullets = "\n".join(f"- {line}" for line in findings)
+    _write_outputs(args, {"sittings": [asdict(r) for r in records]}, f"{text}\n\n{bullets}\n")
     return 0
 
 
