@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 reproduce: $(STAMP)
 	@# every notebook in order; each one's minutes go to figures/reproduce_times_$(PROFILE).md
-	GMAIOU_FORCE=$(FORCE) GMAIOU_RECORDED_ONLY=$(RECORDED) $(BIN)/python -m gmaiou.reproduce --profile $(PROFILE)
+	GMAIOU_FORCE=$(FORCE) GMAIOU_RECORDED_ONLY=$(RECORDED) $(BIN)/python -m gmaiou.paper.reproduce --profile $(PROFILE)
 	@echo "figures written to figures/; executed notebooks in build/notebooks/"
 
 test: $(STAMP)
@@ -33,7 +33,7 @@ test: $(STAMP)
 
 # Copy the generated tables the README includes (<!-- include figures/x.md -->) into it.
 readme: $(STAMP)
-	$(BIN)/python -m gmaiou.readme
+	$(BIN)/python -m gmaiou.paper.readme
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

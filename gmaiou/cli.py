@@ -12,70 +12,60 @@ import os
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["COMMANDS", "build_parser", "main", "register_all", "run_command"]
 
-#: Top-level subcommands: (module, attribute). Order is the order of ``--help``.
+#: Modules of the subcommands, in the order of ``--help``.
 COMMANDS: tuple[str, ...] = (
     "gmaiou.data.cli",
     "gmaiou.training.cli",
-    "gmaiou.experiments.cli",
     "gmaiou.evaluation.cli",
     "gmaiou.configs",
     "gmaiou.export",
 )
 
-#: ``gmaiou bench <name>`` benchmarks.
-BENCHMARKS: tuple[str, ...] = (
-    "gmaiou.benchmarks.assign",
-    "gmaiou.benchmarks.carafe",
-    "gmaiou.benchmarks.data",
-    "gmaiou.benchmarks.gpu",
-    "gmaiou.benchmarks.infer",
-    "gmaiou.benchmarks.train",
-)
 
-
-def _register_all(subparsers: argparse._SubParsersAction, modules: Sequence[str]) -> None:
+def register_all(subparsers: argparse._SubParsersAction, modules: Sequence[str]) -> None:
+    """Call ``register(subparsers)`` of each named module, in order."""
     for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name and (
-                name == err.name or name.startswith(err.name + ".")
-            ):  # not in this checkout
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gmaiou",
-        description="Generalized Mask-aware IoU: data, training, evaluation and benchmarks.",
+        description="Generalized Mask-aware IoU: data, training, evaluation and export.",
     )
     from gmaiou import __version__
 
     parser.add_argument("--version", action="version", version=f"gmaiou {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    bench = sub.add_parser(
-        "bench", help="side-by-side speed benchmarks", description="Speed benchmarks."
-    )
-    bench_sub = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK")
-    bench_sub.required = True
-    _register_all(bench_sub, BENCHMARKS)
-    _register_all(sub, COMMANDS)
+    register_all(sub, COMMANDS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    return run_command(build_parser(), argv)
+
+
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` with ``parser`` and run the chosen subcommand's ``func``.
+
+    Expected user errors end in one line naming the problem (``GMAIOU_DEBUG=1`` shows the
+    traceback); a closed output pipe (``gmaiou configs | head``) ends quietly.
+    """
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader stopped early: send what is left to devnull so that Python's exit flush
+        # does not raise a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (
         FileNotFoundError,
         FileExistsError,
@@ -84,10 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         PermissionError,
         ValueError,
     ) as err:
-        # Expected user errors: one clear line, no traceback (GMAIOU_DEBUG=1 shows it).
         if os.environ.get("GMAIOU_DEBUG"):
             raise
-        print(f"gmaiou {args.command}: error: {err}", file=sys.stderr)
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 

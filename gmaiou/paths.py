@@ -1,4 +1,4 @@
-"""Where things live: the bundled COCO sample, caches, run and figure folders.
+"""Where things live: the COCO sample and the cache of generated data.
 
 Every location can be overridden by an environment variable so that a user's
 machine (no ``../shared``) and CI (with it) both work without code changes.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "coco_sample_dir", "figures_dir", "repo_root"]
+__all__ = ["cache_dir", "coco_sample_dir", "repo_root"]
 
 
 def repo_root() -> Path:
@@ -34,17 +34,5 @@ def coco_sample_dir() -> Path | None:
 def cache_dir() -> Path:
     """Folder for generated data (synthetic datasets): ``$GMAIOU_CACHE`` or ``~/.cache/gmaiou``."""
     path = Path(os.environ.get("GMAIOU_CACHE", Path.home() / ".cache" / "gmaiou"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def figures_dir(profile: str = "default") -> Path:
-    """Where notebooks write figures: ``$GMAIOU_FIGURES`` or ``<repo>/figures``.
-
-    The ``smoke`` profile writes to a ``smoke/`` subfolder so that CI never
-    overwrites the figures of a full run.
-    """
-    base = Path(os.environ.get("GMAIOU_FIGURES", repo_root() / "figures"))
-    path = base / "smoke" if profile == "smoke" else base
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -87,7 +87,7 @@ CLASSES: tuple[SyntheticClass, ...] = (
 #: the COCO sample's, 27.7% (train and val, 2,838 GTs). The split solves
 #: ``w * 0.796 + (1 - w) * 0.011 = 0.277``, where 0.796 and 0.011 are the mean shares below 0.5
 #: of the low- and high-MOB classes in the default set (occlusion included), measured by
-#: ``gmaiou data stats``; ``tests/test_data_synthetic.py`` checks the result on a generated set.
+#: ``gmaiou data stats``; ``tests/lib/test_data_synthetic.py`` checks the result on a generated set.
 CLASS_MIXES: dict[str, tuple[float, ...] | None] = {
     "uniform": None,  # drawn with rng.integers, as before the mixes existed (same bytes)
     "coco": (0.0565,) * 6 + (0.3305, 0.3305),

@@ -10,7 +10,7 @@ a softmax over the kernel); the output at ``l' = (i', j')`` is that kernel appli
 location.
 :func:`carafe_reassemble_shifted`, the earlier form, sums ``k_up²`` shifted maps times
 their weights in Python; it is kept as the reference of the tests and of
-``gmaiou bench carafe``, which times the two, and for ONNX export (plain tensor ops).
+``gmaiou-paper bench carafe``, which times the two, and for ONNX export (plain tensor ops).
 """
 
 from __future__ import annotations

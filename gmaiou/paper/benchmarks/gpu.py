@@ -1,0 +1,240 @@
+"""``gmaiou-paper bench gpu``: every check that only a GPU can make, in one command.
+
+A GPU may be lent for minutes at a time, so the checks run as one prepared sequence,
+the most important first, each step in its own process with its own time limit; a step
+that fails or runs out of time is recorded and the next one starts:
+
+1. ``pytest -m cuda``: the CUDA tests (CUDA equals the CPU for the measure, the
+   assigners, half precision, a training step, inference and mask assembly);
+2. ``gmaiou-paper bench infer --run ...``: trained models' network and post-processing time and
+   fps, both mask assemblies scored (-> ``table4_inference_<device>.json`` / ``.md``);
+3. ``gmaiou-paper bench assign``: the overlap and assignment times and the ratios of Table 4
+   (-> ``table4_efficiency_<device>.json`` / ``.md``);
+4. ``gmaiou-paper bench train --scale paper`` and ``--scale table5``: ResNet-50 training
+   s/iteration and fps at the paper's sizes (-> ``table4_speed_r50-550_<device>``,
+   ``table5_speed_r50_<device>``).
+
+Each step's command, exit status and seconds go to ``gpu_checks_<device>.json`` in
+``--out-dir`` (default ``figures/``, or ``$GMAIOU_FIGURES`` as for the other benchmarks).
+``--device cpu --profile smoke`` runs the same sequence on the CPU in seconds (the tests
+check that the sequence works where no GPU is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gmaiou.paper.benchmarks import device_name, write_record
+from gmaiou.paper.paths import figures_dir, repo_root
+
+__all__ = ["GPU_TABLES", "Step", "gpu_findings", "gpu_steps", "gpu_tables", "run_steps"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One command of the sequence and the seconds it may take."""
+
+    name: str
+    argv: tuple[str, ...]
+    timeout_s: float
+
+
+def _tag(device: str) -> str:
+    return device.split(":")[0]
+
+
+def gpu_steps(
+    out_dir: Path,
+    runs: Sequence[str],
+    device: str = "cuda",
+    profile: str = "paper",
+    data: str | None = None,
+    batch_size: int = 8,
+    timeouts: dict[str, float] | None = None,
+) -> list[Step]:
+    """The sequence for ``device``: tests, trained inference, assignment, training speed."""
+    py = (sys.executable, "-m")
+    tag = _tag(device)
+    limits = {"tests": 150.0, "infer": 150.0, "assign": 180.0, "paper": 120.0, "table5": 90.0}
+    limits.update(timeouts or {})
+    smoke = profile == "smoke"
+    tests = ("tests/lib/test_cuda.py", "tests/lib/test_measure.py", "tests/lib/test_assigners.py")
+    root = repo_root()
+    pytest = (*py, "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda")
+    steps = [Step("tests", (*pytest, *(str(root / t) for t in tests)), limits["tests"])]
+    if runs:
+        infer = [*py, "gmaiou.paper", "bench", "infer", "--device", device, "--no-progress"]
+        infer += [a for run in runs for a in ("--run", run)]
+        infer += ["--out", str(out_dir / f"table4_inference_{tag}.json")]
+        if data is not None:
+            infer += ["--data", data]
+        if smoke:
+            infer += ["--eval-images", "2", "--warmup", "1"]
+        steps.append(Step("infer", tuple(infer), limits["infer"]))
+    assign = [*py, "gmaiou.paper", "bench", "assign", "--device", device, "--profile", profile]
+    assign += ["--images", "2" if smoke else "50", "--bruteforce-images", "1"]
+    assign += ["--out", str(out_dir / f"table4_efficiency_{tag}.json")]
+    assign += ["--markdown", str(out_dir / f"table4_efficiency_{tag}.md")]
+    steps.append(Step("assign", tuple(assign), limits["assign"]))
+    for scale in ("paper", "table5"):
+        train = [*py, "gmaiou.paper", "bench", "train", "--scale", scale, "--device", device]
+        train += ["--profile", profile, "--no-progress"]
+        if scale == "paper" and not smoke:
+            train += ["--batch-size", str(batch_size)]
+        stem = {"paper": "table4_speed_r50-550", "table5": "table5_speed_r50"}[scale]
+        stem += "_smoke" if smoke else ""
+        train += ["--out", str(out_dir / f"{stem}_{tag}.json")]
+        steps.append(Step(scale, tuple(train), limits[scale]))
+    return steps
+
+
+def run_steps(steps: Sequence[Step], log: Path | None = None) -> list[dict]:
+    """Run the steps in order, each in its own process; one failing does not stop the rest."""
+    results = []
+    for step in steps:
+        print(f"== {step.name}: {' '.join(step.argv)}", flush=True)
+        start = time.perf_counter()
+        try:
+            rc = subprocess.run(step.argv, timeout=step.timeout_s).returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+        seconds = time.perf_counter() - start
+        print(f"== {step.name}: exit {rc} after {seconds:.0f} s", flush=True)
+        results.append({"step": step.name, "argv": list(step.argv), "exit": rc, "s": seconds})
+        if log is not None:
+            write_record(log, {"steps": results})
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out_dir) if args.out_dir else figures_dir()
+    runs = args.run
+    if runs is None:
+        from gmaiou.paper.benchmarks.train import find_trained_runs
+
+        runs = [str(p) for p in find_trained_runs("default").values()]
+    steps = gpu_steps(out_dir, runs, args.device, args.profile, args.data, args.batch_size)
+    if args.only:
+        steps = [s for s in steps if s.name in args.only]
+    log = out_dir / f"gpu_checks_{_tag(args.device)}.json"
+    results = run_steps(steps, log)
+    write_record(log, {"device": device_name(args.device), "steps": results})
+    failed = [r["step"] for r in results if r["exit"] != 0]
+    print(f"written {log}; " + (f"failed: {', '.join(failed)}" if failed else "every step passed"))
+    return 1 if failed else 0
+
+
+#: The records ``gmaiou-paper bench gpu`` writes, as glob patterns of their Markdown tables.
+GPU_TABLES: tuple[str, ...] = (
+    "table4_inference_cuda*.md",
+    "table4_efficiency_cuda.md",
+    "table4_speed_*_cuda.md",
+    "table5_speed_*_cuda.md",
+)
+
+
+def gpu_tables(folder: Path) -> list[Path]:
+    """The GPU records' Markdown tables present in ``folder``, in :data:`GPU_TABLES`' order."""
+    return [p for pattern in GPU_TABLES for p in sorted(Path(folder).glob(pattern))]
+
+
+def _assembly_line(record: dict) -> list[str]:
+    lines = []
+    for r in record["trained"]:
+        lines.append(
+            f"{r['model']} on {record['device']}: post-processing {r['post_ms_per_image']:.1f} ms "
+            f"per image with each mask assembled inside its box against "
+            f"{r['post_full_upsampling_ms_per_image']:.1f} ms with the whole maps upsampled "
+            f"({r['detections_per_image']:.0f} detections per image); mask AP "
+            f"{r['mask_ap']:.2f} against {r['mask_ap_full_upsampling']:.2f}."
+        )
+    return lines
+
+
+def _versus_cpu(record: dict, cpu: dict | None) -> list[str]:
+    """Each GPU-timed model against the same config in the CPU record, at each device's default."""
+    if cpu is None:
+        return []
+    on_cpu = {r["config"]: r for r in cpu["trained"]}
+    lines = []
+    for r in record["trained"]:
+        c = on_cpu.get(r["config"])
+        if c is None:
+            continue
+        gpu_fps = r["images_per_s_full_upsampling"]  # the default off the CPU
+        lines.append(
+            f"{r['model']}: {gpu_fps:.0f} fps on {record['device']} "
+            f"({r['network_ms_per_image']:.1f} ms network) against {c['images_per_s']:.1f} fps "
+            f"on {cpu['device']} ({c['network_ms_per_image']:.1f} ms network); mask AP "
+            f"{r['mask_ap_full_upsampling']:.2f} on the GPU, {c['mask_ap']:.2f} on the CPU "
+            f"({r['mask_ap_full_upsampling'] - c['mask_ap']:+.2f})."
+        )
+    return lines
+
+
+def _assign_lines(record: dict) -> list[str]:
+    from gmaiou.paper.benchmarks.assign import GOALS
+
+    lines = []
+    for ratio in record["ratios"]:
+        parts = [
+            f"{name} {ratio[name]:.2f} ({'met' if ratio[f'{name} met'] else 'missed'}, "
+            f"goal {ratio[f'{name} goal']})"
+            for name in GOALS
+        ]
+        lines.append(
+            f"Assignment on {record['device']}, {ratio['dataset']} at {ratio['size']} px: "
+            + "; ".join(parts)
+            + "."
+        )
+    return lines
+
+
+def gpu_findings(folder: Path) -> list[str]:
+    """Sentences computed from the GPU records in ``folder`` (and the CPU inference record)."""
+    folder = Path(folder)
+
+    def load(name: str) -> dict | None:
+        path = folder / name
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    cpu = load("table4_inference.json")
+    lines: list[str] = []
+    for path in sorted(folder.glob("table4_inference_cuda*.json")):
+        record = json.loads(path.read_text())
+        lines += _assembly_line(record) + _versus_cpu(record, cpu)
+    assign = load("table4_efficiency_cuda.json")
+    if assign is not None:
+        lines += _assign_lines(assign)
+    return lines
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "gpu",
+        help="every GPU check in one command: CUDA tests, trained inference, assignment, "
+        "training speed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--device", default="cuda", help="cuda or cuda:N (cpu: a dry run)")
+    p.add_argument("--profile", default="paper", help="iterations of the benchmarks")
+    p.add_argument(
+        "--run",
+        action="append",
+        help="trained run folder for bench infer (repeat; default: runs/default's finished runs)",
+    )
+    p.add_argument("--data", help="dataset the trained runs are evaluated on (default: theirs)")
+    p.add_argument("--batch-size", type=int, default=8, help="paper-scale training batch")
+    p.add_argument(
+        "--only", nargs="+", help="run only these steps (tests infer assign paper table5)"
+    )
+    p.add_argument("--out-dir", help="where the records go (default figures/, or $GMAIOU_FIGURES)")
+    p.set_defaults(func=run)

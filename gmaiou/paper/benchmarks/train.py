@@ -1,0 +1,751 @@
+"""``gmaiou-paper bench train``: the speed side of Table 4, and our own fps for Table 5.
+
+For YOLACT (fixed IoU rule), ATSS-YOLACT (GmaIoU) and GmaYOLACT (ATSS, GmaIoU) at the
+same backbone and image size, side by side in ONE process, rounds alternating between
+the models after warm-up (medians reported):
+
+* **anchors per image** of each model;
+* **training s/iteration**: forward, assignment, loss, backward and the preset's optimizer
+  step (at its first warm-up learning rate) on a fixed set of batches from the training
+  loader, the GmaIoU tables prepared in the loader as ``gmaiou train`` does;
+* **inference**, batch 1: the network (forward in eval mode) and the post-processing
+  (scores, box decoding, NMS, masks assembled at the input's ``S x S``), per image, and
+  the fps of both together. Random weights fill every image with up to 100 detections,
+  so the detections per image are reported beside the post-processing time.
+
+Scales (``--scale``): ``cpu`` — the CPU recipe's ResNet-18 at 160 px, on the synthetic set,
+with trained weights from run folders when ``--run`` names them (random otherwise);
+``paper`` — ResNet-50 at 550 px on the COCO sample (random weights, few iterations);
+``table5`` — ResNet-50 at the paper's 400, 550 and 700 px, inference only (our fps for
+Table 5). ``--profile smoke`` shrinks any scale to ResNet-18 at 160 px and one iteration,
+for tests. The record (JSON) and its Markdown table go to ``figures/`` (``--out``): CPU
+name, torch threads and pinned cores, or the GPU's name, are in both. Float32 throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import math
+import os
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from gmaiou.paper.benchmarks import device_name, write_record
+from gmaiou.paper.benchmarks.infer import (
+    _median_ms,
+    _run_dir,
+    _timed,
+    _to_device,
+    timed_inference,
+    training_batches,
+)
+
+__all__ = [
+    "MODELS",
+    "SCALES",
+    "SpeedSettings",
+    "default_out",
+    "describe_data",
+    "find_trained_runs",
+    "PAPER_CLAIMS",
+    "plot_speed",
+    "speed_findings",
+    "format_speed_table",
+    "preset_at",
+    "register",
+    "run",
+    "run_speed_benchmark",
+    "speed_frame",
+    "speed_settings",
+]
+
+#: The three models of Table 4's speed side: preset prefix -> label in the paper's words.
+MODELS: dict[str, str] = {
+    "yolact-fixed": "YOLACT (fixed IoU)",
+    "yolact-atss-gmaiou": "ATSS-YOLACT (GmaIoU)",
+    "gmayolact-atss-gmaiou": "GmaYOLACT (ATSS, GmaIoU)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """A named scale: backbone, image sizes, whether training is timed, its data, its cost."""
+
+    backbone: str
+    sizes: tuple[int, ...]
+    train: bool
+    data: str  # "synthetic" or "coco" (the COCO sample when present, else synthetic)
+    description: str
+    heavy: bool = False  # ResNet-50 at the paper's sizes: fewer iterations on the CPU profiles
+
+
+SCALES: dict[str, Scale] = {
+    "cpu": Scale("r18", (160,), True, "synthetic", "the CPU recipe's scale (ResNet-18, 160 px)"),
+    "paper": Scale("r50", (550,), True, "coco", "the paper's scale (ResNet-50, 550 px)", True),
+    "table5": Scale(
+        "r50",
+        (400, 550, 700),
+        False,
+        "coco",
+        "Table 5's sizes (ResNet-50 at 400, 550, 700 px)",
+        True,
+    ),
+}
+
+#: Iterations per profile: (batch size, training iterations, inference images, warm-up rounds).
+_ITERATIONS: dict[str, tuple[int, int, int, int]] = {
+    "smoke": (1, 1, 1, 1),
+    "quick": (2, 2, 3, 1),
+    "default": (2, 5, 10, 2),
+    "paper": (2, 10, 20, 3),
+}
+#: The same for the heavy scales (ResNet-50 at 400-700 px; minutes per iteration on one core).
+_ITERATIONS_HEAVY: dict[str, tuple[int, int, int, int]] = {
+    **_ITERATIONS,
+    "quick": (1, 1, 2, 1),
+    "default": (2, 3, 5, 1),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeedSettings:
+    """What one ``bench train`` run measures.
+
+    Attributes:
+        scale: the scale's name, for the record (``cpu``, ``paper``, ``table5`` or custom).
+        backbone: ``r18``, ``r34``, ``r50`` or ``r101``.
+        sizes: square image sides; each is measured in turn, the models side by side.
+        models: preset prefixes (keys of :data:`MODELS`).
+        train: time training iterations (else inference only).
+        batch_size: images per training batch (inference is always batch 1).
+        train_iters: timed training iterations per model (after ``warmup``).
+        infer_iters: timed inference images per model (after ``warmup``).
+        warmup: untimed rounds first.
+        runs: trained run folders (or their ``checkpoint.pt``); a run replaces the random
+            model of its preset prefix. Runs need a single size, their own.
+        data: dataset root for the batches (default: the scale's; with runs, the first
+            run's own data).
+        device: ``cpu``, ``cuda``, ``cuda:N`` (``None``: CUDA when available).
+        seed: seed of the random weights and of the batch order.
+        profile: the profile the settings came from (recorded).
+    """
+
+    scale: str
+    backbone: str
+    sizes: tuple[int, ...]
+    models: tuple[str, ...] = tuple(MODELS)
+    train: bool = True
+    batch_size: int = 2
+    train_iters: int = 5
+    infer_iters: int = 10
+    warmup: int = 2
+    runs: tuple[str, ...] = ()
+    data: str | None = None
+    data_kind: str = "synthetic"
+    device: str | None = "cpu"
+    seed: int = 0
+    profile: str = "default"
+
+    def __post_init__(self) -> None:
+        if not self.sizes:
+            raise ValueError("sizes must name at least one image size")
+        for size in self.sizes:
+            if size < 32:
+                raise ValueError(f"image size must be >= 32, got {size}")
+        for name in ("batch_size", "train_iters", "infer_iters"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        unknown = [m for m in self.models if m not in MODELS]
+        if unknown or not self.models:
+            raise ValueError(
+                f"unknown model(s) {', '.join(unknown) or '(none given)'}; "
+                f"choose from {', '.join(MODELS)}"
+            )
+        if self.runs and len(self.sizes) != 1:
+            raise ValueError("trained runs (--run) are timed at one size, their own; give one size")
+        if self.data_kind not in ("synthetic", "coco"):
+            raise ValueError(f"data_kind must be synthetic or coco, got {self.data_kind!r}")
+
+
+def speed_settings(scale: str, profile: str = "default", **overrides: Any) -> SpeedSettings:
+    """The settings of ``scale`` (a key of :data:`SCALES`) at ``profile``, with ``overrides``.
+
+    ``smoke`` shrinks every scale to ResNet-18 at 160 px, batch 1, one iteration (tests and
+    the notebooks' smoke runs); the other profiles keep the scale and set the iterations.
+    """
+    from gmaiou.paper.profiles import get_profile
+
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
+    get_profile(profile)  # a clear error for an unknown profile
+    sc = SCALES[scale]
+    batch, train_iters, infer_iters, warmup = (_ITERATIONS_HEAVY if sc.heavy else _ITERATIONS)[
+        profile
+    ]
+    backbone, sizes = ("r18", (160,)) if profile == "smoke" else (sc.backbone, sc.sizes)
+    base = SpeedSettings(
+        scale=scale,
+        backbone=backbone,
+        sizes=sizes,
+        train=sc.train,
+        batch_size=batch,
+        train_iters=train_iters,
+        infer_iters=infer_iters,
+        warmup=warmup,
+        data_kind=sc.data,
+        profile=profile,
+    )
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    for key in ("sizes", "models", "runs"):
+        if key in overrides:
+            overrides[key] = tuple(overrides[key])
+    return dataclasses.replace(base, **overrides)
+
+
+def preset_at(model: str, backbone: str, size: int):
+    """The preset ``<model>-<backbone>-<size>``; at other sizes, the backbone's first preset
+    of that model with ``model.image_size`` replaced (anchors follow the image size).
+
+    Raises:
+        ValueError: no preset of ``model`` with ``backbone`` exists.
+    """
+    from gmaiou.configs import get_config, list_configs
+
+    prefix = f"{model}-{backbone}-"
+    names = [n for n in list_configs() if n.startswith(prefix)]
+    if not names:
+        raise ValueError(
+            f"unknown preset {prefix}{size}: no preset named {prefix}<size>; "
+            "`gmaiou configs` lists them (backbones r18, r34, r50, r101)"
+        )
+    exact = f"{prefix}{size}"
+    if exact in names:
+        return get_config(exact)
+    config = get_config(names[0])
+    return dataclasses.replace(
+        config, name=exact, model=dataclasses.replace(config.model, image_size=size)
+    )
+
+
+def find_trained_runs(
+    profile: str = "default",
+    grids: Sequence[str] = ("table2", "table3"),
+    folders: Sequence[str | Path] = (),
+    backbone: str = "r18",
+    size: int = 160,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Finished run folders of the benchmarked models at ``backbone``/``size``, by preset prefix.
+
+    Looks in ``runs/<profile>/<grid>/`` of this checkout for each grid in turn, then in
+    ``folders``, for ``<preset>-synth-uniform-*-seed<seed>`` (the current recipe: no
+    ``+variant``) holding ``checkpoint.pt`` and ``eval.json`` (a finished run). Models
+    without one are left out (the benchmark then times them with random weights).
+    """
+    from gmaiou.paper.paths import repo_root
+
+    places = [repo_root() / "runs" / profile / g for g in grids] + [Path(f) for f in folders]
+    found: dict[str, Path] = {}
+    for key in MODELS:
+        preset = f"{key}-{backbone}-{size}"
+        for place in places:
+            hits = (
+                sorted(place.glob(f"{preset}-synth-uniform-*-seed{seed}")) if place.is_dir() else []
+            )
+            hits = [
+                h for h in hits if (h / "checkpoint.pt").is_file() and (h / "eval.json").is_file()
+            ]
+            if hits:
+                found[key] = hits[0]
+                break
+    return found
+
+
+def _model_key(config_name: str) -> str | None:
+    for key in MODELS:
+        if config_name.startswith(f"{key}-"):
+            return key
+    return None
+
+
+def _load_runs(
+    settings: SpeedSettings, device: torch.device
+) -> dict[str, tuple[torch.nn.Module, Any, dict]]:
+    """The trained runs, by preset prefix; errors name the run that does not fit."""
+    from gmaiou.evaluation.run import load_run
+
+    loaded: dict[str, tuple[torch.nn.Module, Any, dict]] = {}
+    for path in settings.runs:
+        run_dir = _run_dir(path)
+        model, config, record = load_run(run_dir, device)
+        key = _model_key(config.name)
+        if key is None or key not in settings.models:
+            raise ValueError(
+                f"--run {path}: its config {config.name} is none of the benchmarked models "
+                f"({', '.join(settings.models)})"
+            )
+        if key in loaded:
+            raise ValueError(f"--run {path}: a second run of {key}; give one run per model")
+        if config.model.backbone != settings.backbone or config.model.image_size not in (
+            settings.sizes
+        ):
+            raise ValueError(
+                f"--run {path}: {config.name} is {config.model.backbone} at "
+                f"{config.model.image_size} px, not the benchmark's {settings.backbone} at "
+                f"{', '.join(map(str, settings.sizes))} px"
+            )
+        loaded[key] = (model, config, {**record, "run": str(run_dir)})
+    return loaded
+
+
+def _data_root(settings: SpeedSettings, size: int, runs: dict[str, tuple]) -> Path:
+    from gmaiou.data.synthetic import ensure_synthetic
+    from gmaiou.paper.paths import coco_sample_dir
+    from gmaiou.training.trainer import resolve_data_root
+
+    if settings.data is not None:
+        root = Path(settings.data)
+        if not root.is_dir():
+            raise FileNotFoundError(f"--data {settings.data}: no such dataset folder")
+        return root
+    if runs:
+        first = next(iter(runs.values()))[2]
+        return Path(resolve_data_root(first["data_root"]))
+    if settings.data_kind == "coco":
+        sample = coco_sample_dir()
+        if sample is not None:
+            return sample
+    return ensure_synthetic(num_images=64, size=size, progress=False)
+
+
+def _train_step(model: torch.nn.Module, optimizer, batch: dict[str, Any], clip: float | None):
+    losses = model.loss(model(batch["images"]), batch)
+    optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return float(losses["loss"].detach())
+
+
+def _measure_size(
+    settings: SpeedSettings,
+    size: int,
+    device: torch.device,
+    runs: dict[str, tuple[torch.nn.Module, Any, dict]],
+    progress: bool,
+) -> dict[str, Any]:
+    """Every model at ``size``, side by side: anchors, training s/iteration, inference fps."""
+    from gmaiou.models import build_model
+    from gmaiou.training.schedule import build_optimizer
+
+    root = _data_root(settings, size, runs)
+    count = max(1, min(settings.train_iters + settings.warmup, 4))
+    batches, num_classes = training_batches(root, size, settings.batch_size, count, settings.seed)
+    if not batches:
+        raise ValueError(f"no training batch with ground truth under {root}")
+    batches = [_to_device(b, device) for b in batches]
+    models: dict[str, torch.nn.Module] = {}
+    weights: dict[str, str] = {}
+    for key in settings.models:
+        if key in runs:
+            model, config, record = runs[key]
+            weights[key] = f"trained: {Path(record['run']).name}"
+            if config.model.num_classes < num_classes:
+                raise ValueError(
+                    f"{record['run']} predicts {config.model.num_classes} classes, the data "
+                    f"under {root} has {num_classes}; pass --data with the run's own dataset"
+                )
+        else:
+            config = preset_at(key, settings.backbone, size).with_num_classes(num_classes)
+            torch.manual_seed(settings.seed)
+            model = build_model(config)
+            weights[key] = "random"
+        models[key] = model.to(device)
+
+    rows: dict[str, dict[str, Any]] = {}
+    for key, model in models.items():
+        rows[key] = {
+            "key": key,
+            "model": MODELS[key],
+            "config": model.config.name,
+            "weights": weights[key],
+            "anchors": int(model.anchor_boxes.shape[0]),
+            "num_classes": model.config.model.num_classes,
+            "score_thr": model.config.postprocess.score_thr,
+        }
+
+    if settings.train:
+        # Training steps change the weights (and BatchNorm statistics): put them back for the
+        # inference timing, so trained runs are timed with their own weights.
+        saved = {k: copy.deepcopy(m.state_dict()) for k, m in models.items()}
+        optimizers = {}
+        for key, model in models.items():
+            tc = model.config.train
+            first_lr = tc.lr * (tc.warmup_ratio if tc.warmup_iters > 0 else 1.0)
+            optimizers[key] = build_optimizer(
+                list(model.parameters()), dataclasses.replace(tc, lr=first_lr)
+            )
+        times: dict[str, list[float]] = {k: [] for k in models}
+        losses: dict[str, list[float]] = {k: [] for k in models}
+        rounds = settings.warmup + settings.train_iters
+        for r in tqdm(range(rounds), desc=f"train {size}px", disable=not progress):
+            batch = batches[r % len(batches)]
+            for key, model in models.items():
+                model.train()
+                seconds, loss = _timed(
+                    lambda m=model, o=optimizers[key], b=batch: _train_step(
+                        m, o, b, m.config.train.grad_clip
+                    ),
+                    device,
+                )
+                if r >= settings.warmup:
+                    times[key].append(seconds)
+                    losses[key].append(loss)
+        for key in models:
+            rows[key]["train_s_per_iter"] = statistics.median(times[key])
+            rows[key]["train_s_per_iter_all"] = times[key]
+            rows[key]["train_loss_finite"] = all(math.isfinite(v) for v in losses[key])
+            models[key].load_state_dict(saved[key])
+        del optimizers, saved
+
+    images = [b["images"][i : i + 1] for b in batches for i in range(b["images"].shape[0])]
+    timing: dict[str, dict[str, list[float]]] = {
+        k: {"network": [], "post": [], "dets": []} for k in models
+    }
+    with torch.inference_mode():
+        for model in models.values():
+            model.eval()
+        rounds = settings.warmup + settings.infer_iters
+        for r in tqdm(range(rounds), desc=f"infer {size}px", disable=not progress):
+            x = images[r % len(images)]
+            for key, model in models.items():
+                net_s, post_s, _, dets = timed_inference(model, x, device)
+                if r >= settings.warmup:
+                    timing[key]["network"].append(net_s)
+                    timing[key]["post"].append(post_s)
+                    timing[key]["dets"].append(float(dets[0]["boxes"].shape[0]))
+    for key in models:
+        net = _median_ms(timing[key]["network"])
+        post = _median_ms(timing[key]["post"])
+        rows[key].update(
+            network_ms_per_image=net,
+            post_ms_per_image=post,
+            total_ms_per_image=net + post,
+            fps=1000.0 / (net + post),
+            network_fps=1000.0 / net,
+            detections_per_image=statistics.mean(timing[key]["dets"]),
+            network_ms_all=[1000.0 * v for v in timing[key]["network"]],
+            post_ms_all=[1000.0 * v for v in timing[key]["post"]],
+        )
+    return {
+        "size": size,
+        "data": str(root),
+        "num_classes": num_classes,
+        "batches": len(batches),
+        "models": [rows[k] for k in models],
+    }
+
+
+def run_speed_benchmark(settings: SpeedSettings, progress: bool = False) -> dict[str, Any]:
+    """Measure ``settings``; return the JSON-ready record (one block per image size).
+
+    Raises:
+        ValueError: an unknown preset, a run that is none of the models or of another scale.
+        FileNotFoundError: a missing run folder, checkpoint or dataset.
+    """
+    from gmaiou.training.distributed import resolve_device
+
+    device = resolve_device(settings.device)
+    for size in settings.sizes:  # fail on an unknown preset before any timing
+        for key in settings.models:
+            preset_at(key, settings.backbone, size)
+    runs = _load_runs(settings, device)
+    record: dict[str, Any] = {
+        "benchmark": "train",
+        "settings": {**dataclasses.asdict(settings), "sizes": list(settings.sizes)},
+        "device": device_name(device),
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_affinity": sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
+        "precision": "float32",
+        "scales": [],
+    }
+    for size in settings.sizes:
+        record["scales"].append(_measure_size(settings, size, device, runs, progress))
+    return record
+
+
+def speed_frame(record: dict[str, Any]):
+    """One row per model and size: the columns of :func:`format_speed_table`, as numbers."""
+    import pandas as pd
+
+    rows = []
+    for block in record["scales"]:
+        for r in block["models"]:
+            rows.append(
+                {
+                    "model": r["model"],
+                    "config": r["config"],
+                    "size": block["size"],
+                    "weights": r["weights"],
+                    "anchors": r["anchors"],
+                    "train s/iter": r.get("train_s_per_iter", float("nan")),
+                    "network ms/img": r["network_ms_per_image"],
+                    "post ms/img": r["post_ms_per_image"],
+                    "dets/img": r["detections_per_image"],
+                    "fps": r["fps"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _where(record: dict[str, Any]) -> str:
+    where = record["device"]
+    pinned = record.get("cpu_affinity")
+    if record.get("device_type") == "cpu":
+        if pinned is not None:
+            where += f", pinned to core(s) {','.join(map(str, pinned))}"
+    return where
+
+
+def format_speed_table(record: dict[str, Any]) -> str:
+    """Markdown: the device line, then one row per model and size."""
+    s = record["settings"]
+    trained = s["train"]
+    head = "| model | config | size | weights | anchors |"
+    rule = "|---|---|---:|---|---:|"
+    if trained:
+        head += " train s/iter |"
+        rule += "---:|"
+    head += " network ms/img | post ms/img | dets/img | fps |"
+    rule += "---:|---:|---:|---:|"
+    lines = [
+        f"Side by side in one process on {_where(record)} (torch {record['torch']}, "
+        f"{record['precision']}); {s['backbone']} at {', '.join(map(str, s['sizes']))} px; "
+        + (
+            f"training: batch {s['batch_size']}, median of {s['train_iters']} iterations "
+            f"(forward, assignment, loss, backward, the preset's optimizer step) after "
+            f"{s['warmup']} warm-up; "
+            if trained
+            else ""
+        )
+        + f"inference: batch 1, median of {s['infer_iters']} images, network in eval mode, then "
+        "post-processing (NMS and masks at the input size) of every detection above the "
+        "preset's score threshold (random weights fill images with detections: see dets/img).",
+        "",
+        head,
+        rule,
+    ]
+    for block in record["scales"]:
+        for r in block["models"]:
+            cells = [
+                r["model"],
+                r["config"],
+                str(block["size"]),
+                r["weights"],
+                str(r["anchors"]),
+            ]
+            if trained:
+                cells.append(f"{r['train_s_per_iter']:.3g}")
+            cells += [
+                f"{r['network_ms_per_image']:.1f}",
+                f"{r['post_ms_per_image']:.1f}",
+                f"{r['detections_per_image']:.0f}",
+                f"{r['fps']:.2f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def describe_data(record: dict[str, Any]) -> str:
+    """The stamp's data part: the dataset folder(s) the images came from."""
+    names = sorted({Path(b["data"]).name for b in record["scales"]})
+    return f"images of {', '.join(names)} (train split, training transform)"
+
+
+#: What the paper says of these speeds (spec section 5; paper sections 4.3-4.4), for the sentences.
+PAPER_CLAIMS: dict[str, str] = {
+    "yolact-atss-gmaiou": "about 25% less inference time than YOLACT (fewer anchors; abstract)",
+    "gmayolact-atss-gmaiou": "about the same inference time as YOLACT-550 (section 4.3)",
+}
+
+
+def speed_findings(record: dict[str, Any], reference: str = "yolact-fixed") -> list[str]:
+    """One sentence per size and model: anchors, inference and training time against
+    ``reference``, computed from the record (ratios of medians), with the paper's claim."""
+    out = []
+    for block in record["scales"]:
+        rows = {r["key"]: r for r in block["models"]}
+        if reference not in rows:
+            continue
+        ref = rows[reference]
+        for key, r in rows.items():
+            if key == reference:
+                continue
+            total = r["total_ms_per_image"] / ref["total_ms_per_image"]
+            network = r["network_ms_per_image"] / ref["network_ms_per_image"]
+            change = "less" if total < 1 else "more"
+            text = (
+                f"At {block['size']} px, {r['model']} has {r['anchors']:,} anchors against "
+                f"{ref['model']}'s {ref['anchors']:,} ({r['anchors'] / ref['anchors']:.2f}x); "
+                f"its inference takes {total:.2f}x the time per image ({abs(1 - total):.0%} "
+                f"{change}; network alone {network:.2f}x, at {r['detections_per_image']:.0f} "
+                f"against {ref['detections_per_image']:.0f} detections per image)"
+            )
+            if "train_s_per_iter" in r and "train_s_per_iter" in ref:
+                ratio = r["train_s_per_iter"] / ref["train_s_per_iter"]
+                text += f", and a training iteration {ratio:.2f}x"
+            if "random" in (r["weights"], ref["weights"]):
+                text += (
+                    " (random weights: the detection counts, hence the post-processing, "
+                    "are arbitrary)"
+                )
+            claim = PAPER_CLAIMS.get(key)
+            text += f". The paper: {claim}." if claim else "."
+            out.append(text)
+    return out
+
+
+def plot_speed(records: Sequence[dict[str, Any]]):
+    """Bars per model: one column per scale (backbone and size), rows training s/iteration
+    (when timed) and inference fps, each panel on its own y scale."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frames = [speed_frame(r).assign(backbone=r["settings"]["backbone"]) for r in records]
+    if not frames:
+        raise ValueError("no speed record to plot")
+    frame = pd.concat(frames, ignore_index=True)
+    frame["scale"] = frame["backbone"] + ", " + frame["size"].astype(str) + " px"
+    scales = list(dict.fromkeys(frame["scale"]))
+    metrics = [c for c in ("train s/iter", "fps") if frame[c].notna().any()]
+    titles = {"train s/iter": "training: s / iteration", "fps": "inference: fps (batch 1)"}
+    fig, axes = plt.subplots(
+        len(metrics), len(scales), figsize=(4.2 * len(scales), 3.0 * len(metrics)), squeeze=False
+    )
+    colors = dict(zip(MODELS.values(), ("C0", "C1", "C2")))
+    for j, scale in enumerate(scales):
+        sub = frame[frame["scale"] == scale].groupby("model", sort=False).mean(numeric_only=True)
+        sub = sub.loc[[m for m in MODELS.values() if m in sub.index]]
+        for i, metric in enumerate(metrics):
+            ax = axes[i, j]
+            values = sub[metric]
+            ax.bar(range(len(values)), values, color=[colors[m] for m in values.index])
+            ax.set_xticks(range(len(values)), [m.replace(" (", "\n(") for m in values.index])
+            ax.tick_params(axis="x", labelsize=7)
+            ax.set_title(f"{scale}: {titles[metric]}", fontsize=9)
+            for k, v in enumerate(values):
+                if v == v:
+                    ax.annotate(f"{v:.3g}", (k, v), ha="center", va="bottom", fontsize=7)
+    devices = sorted({_where(r) for r in records})
+    fig.suptitle("; ".join(devices), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def default_out(settings: SpeedSettings, device_type: str, profile: str) -> Path:
+    """``figures/`` (``figures/smoke/`` for smoke) ``table4_speed_<backbone>-<size>_<device>.json``,
+    or ``table5_speed_<backbone>_<device>.json`` for the Table 5 scale."""
+    from gmaiou.paper.paths import figures_dir
+
+    if settings.scale == "table5":
+        name = f"table5_speed_{settings.backbone}_{device_type}"
+    else:
+        sizes = "-".join(map(str, settings.sizes))
+        name = f"table4_speed_{settings.backbone}-{sizes}_{device_type}"
+    return figures_dir(profile) / f"{name}.json"
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = speed_settings(
+        args.scale,
+        args.profile,
+        backbone=args.backbone,
+        sizes=args.sizes,
+        batch_size=args.batch_size,
+        train_iters=args.train_iters,
+        infer_iters=args.infer_iters,
+        warmup=args.warmup,
+        runs=args.run or None,
+        data=args.data,
+        device=args.device,
+        seed=args.seed,
+        train=False if args.skip_training else None,
+    )
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    record = run_speed_benchmark(settings, progress=not args.no_progress)
+    table = format_speed_table(record)
+    print(table)
+    for line in speed_findings(record):
+        print(line)
+    out = Path(args.out) if args.out else default_out(settings, record["device_type"], args.profile)
+    write_record(out, record)
+    from gmaiou.paper.figures import provenance
+
+    md = out.with_suffix(".md")
+    md.write_text(f"{table}\n\n*{provenance(args.profile, describe_data(record))}*\n")
+    print(f"written to {out} and {md}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="Table 4 speed side: anchors, training s/iteration and inference fps of YOLACT, "
+        "ATSS-YOLACT (GmaIoU) and GmaYOLACT side by side",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--scale", default="cpu", choices=sorted(SCALES), help="default: cpu")
+    p.add_argument(
+        "--profile",
+        default="default",
+        help="smoke | quick | default | paper: iterations (smoke also shrinks to r18 at 160 px)",
+    )
+    p.add_argument("--backbone", default=None, help="override the scale's backbone")
+    p.add_argument("--sizes", type=int, nargs="+", default=None, help="override its image sizes")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="training batch (default: profile's)"
+    )
+    p.add_argument("--train-iters", type=int, default=None, help="timed training iterations")
+    p.add_argument("--infer-iters", type=int, default=None, help="timed inference images")
+    p.add_argument("--warmup", type=int, default=None, help="untimed rounds first")
+    p.add_argument("--skip-training", action="store_true", help="time inference only")
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a trained run folder or its checkpoint.pt (repeat, one per model): its weights "
+        "replace the random ones of its model",
+    )
+    p.add_argument(
+        "--data", default=None, help="dataset root for the batches (default: the scale's)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="JSON output (default figures/table4_speed_<backbone>-<size>_<device>.json, "
+        "table5_speed_<backbone>_<device>.json for --scale table5; a .md table beside it)",
+    )
+    p.set_defaults(func=run)

@@ -1,0 +1,146 @@
+"""Saving figures and tables the way every notebook does: PNG and PDF (and Markdown), named after
+the paper, each stamped with the profile and the data it was made from.
+
+The stamp is one line, ``profile: default · data: coco-sample val2017 (158 images)``: drawn
+under a figure (:func:`save_figure`) and written as the last line of a Markdown table
+(:func:`save_table`), so a smoke-profile figure can never pass for a default one.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from numbers import Integral, Real
+from pathlib import Path
+
+from gmaiou.paper.paths import figures_dir
+
+__all__ = ["format_cell", "provenance", "save_figure", "save_table", "table_figure"]
+
+
+def provenance(profile: str, source: str | None = None) -> str:
+    """The stamp line: ``profile: NAME`` and, when given, ``· data: SOURCE``."""
+    if not profile or not isinstance(profile, str):
+        raise ValueError(f"profile must be a non-empty string, got {profile!r}")
+    return f"profile: {profile}" + (f" · data: {source}" if source else "")
+
+
+def save_figure(
+    fig, name: str, profile: str = "default", dpi: int = 150, *, source: str | None = None
+) -> list[Path]:
+    """Write ``fig`` as ``<name>.png`` and ``<name>.pdf`` into the profile's figure folder.
+
+    A footer under the figure states :func:`provenance` (``profile`` and ``source``, the
+    data it was made from).
+    """
+    out = figures_dir(profile)
+    # Below everything already drawn (legends placed under the axes included); the layout
+    # is frozen first so that a layout engine does not move things onto the footer.
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+    lowest = fig.get_tightbbox(fig.canvas.get_renderer()).y0 / fig.get_figheight()
+    fig.text(
+        0.5,
+        min(lowest, 0.0) - 0.01,
+        provenance(profile, source),
+        ha="center",
+        va="top",
+        fontsize=8,
+        color="0.35",
+        transform=fig.transFigure,
+    )
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
+    # No creation date in the PDF: re-running a notebook leaves unchanged figures unchanged.
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
+    return paths
+
+
+def save_table(
+    frame_or_text, name: str, profile: str = "default", *, source: str | None = None
+) -> Path:
+    """Write a table as Markdown (``<name>.md``): a pandas DataFrame or a string, then the stamp.
+
+    The last line is ``*profile: ... · data: ...*`` (:func:`provenance`), so a table
+    included elsewhere (the README) carries where it came from.
+    """
+    out = figures_dir(profile) / f"{name}.md"
+    text = (
+        frame_or_text if isinstance(frame_or_text, str) else frame_or_text.to_markdown(index=False)
+    )
+    out.write_text(f"{text.rstrip()}\n\n*{provenance(profile, source)}*\n")
+    return out
+
+
+def format_cell(value, digits: int = 2) -> str:
+    """A table cell: integers as they are, other numbers with ``digits`` decimals, text unchanged.
+
+    Numbers of 10,000 and more, or non-zero ones under ``10**-digits``, use 3 significant
+    digits in scientific notation, so a column never mixes ``0.8`` and ``0.94``.
+    """
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return str(value)
+    if isinstance(value, Integral):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    value = float(value)
+    if value != value:  # NaN
+        return "–"
+    if value != 0 and (abs(value) >= 1e4 or abs(value) < 10.0**-digits):
+        return f"{value:.2e}"
+    return f"{value:.{digits}f}"
+
+
+def table_figure(
+    frame,
+    title: str | None = None,
+    *,
+    digits: int = 2,
+    wrap: int = 22,
+    fontsize: float = 9.0,
+):
+    """Render a DataFrame as a matplotlib table figure (for tables saved as PNG and PDF).
+
+    Columns are as wide as their longest line (headers wrap at ``wrap`` characters), rows as
+    tall as their most-wrapped cell, so nothing overprints or is clipped; numbers are
+    formatted by :func:`format_cell` with ``digits`` decimals.
+    """
+    import matplotlib.pyplot as plt
+
+    nrows, ncols = frame.shape
+    headers = [textwrap.fill(str(c), wrap) for c in frame.columns]
+    cells = [[format_cell(v, digits) for v in row] for row in frame.itertuples(index=False)]
+    char_w = fontsize * 0.62 / 72  # inches per character of DejaVu Sans at this size
+    line_h = fontsize * 1.45 / 72
+    widths = []
+    for j in range(ncols):
+        lines = headers[j].splitlines() + [row[j] for row in cells]
+        widths.append(max(len(line) for line in lines) * char_w + 0.3)
+    header_h = (max(h.count("\n") for h in headers) + 1) * line_h + 0.12
+    row_h = line_h + 0.12
+    table_w, table_h = sum(widths), header_h + nrows * row_h
+    title_h = 0.45 if title else 0.1
+    fig_w, fig_h = table_w + 0.2, table_h + title_h + 0.1
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    ax = fig.add_axes((0.1 / fig_w, 0.05 / fig_h, table_w / fig_w, table_h / fig_h))
+    ax.axis("off")
+    table = ax.table(
+        cellText=cells,
+        colLabels=headers,
+        cellLoc="center",
+        colWidths=[w / table_w for w in widths],
+        bbox=(0.0, 0.0, 1.0, 1.0),
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(fontsize)
+    for (row, col), cell in table.get_celld().items():
+        cell.set_height(header_h / table_h if row == 0 else row_h / table_h)
+        if row == 0:
+            cell.set_text_props(weight="bold")
+            cell.set_facecolor("#e8e8e8")
+        elif isinstance(frame.iat[row - 1, col], Real) and not isinstance(
+            frame.iat[row - 1, col], bool
+        ):
+            cell.get_text().set_horizontalalignment("right")
+            cell.PAD = 0.12 / widths[col]  # about 0.12 inch from the right edge
+    if title:
+        fig.suptitle(title, fontsize=fontsize + 2, y=1 - 0.05 / fig_h)
+    return fig

@@ -1,0 +1,87 @@
+"""``gmaiou-paper bench gpu``: the sequence of GPU checks, its step runner and its findings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from gmaiou.paper.benchmarks.gpu import Step, gpu_findings, gpu_steps, gpu_tables, run_steps
+from gmaiou.paper.paths import repo_root
+
+
+def test_steps_run_in_order_and_write_only_into_the_out_dir(tmp_path):
+    steps = gpu_steps(tmp_path, ["runs/a", "runs/b"], device="cuda:1", profile="paper")
+    assert [s.name for s in steps] == ["tests", "infer", "assign", "paper", "table5"]
+    assert steps[0].argv[-3:][0].endswith("tests/test_cuda.py") and "-m" in steps[0].argv
+    infer = steps[1].argv
+    assert infer[infer.index("--device") + 1] == "cuda:1"
+    assert [infer[i + 1] for i, a in enumerate(infer) if a == "--run"] == ["runs/a", "runs/b"]
+    for step in steps[1:]:
+        outs = [step.argv[i + 1] for i, a in enumerate(step.argv) if a in ("--out", "--markdown")]
+        assert outs and all(Path(o).parent == tmp_path and "_cuda" in o for o in outs)
+    assert "--batch-size" in steps[3].argv and "--batch-size" not in steps[4].argv
+
+
+def test_no_runs_no_inference_step(tmp_path):
+    assert "infer" not in [s.name for s in gpu_steps(tmp_path, [])]
+
+
+def test_a_failing_or_slow_step_does_not_stop_the_rest(tmp_path):
+    log = tmp_path / "log.json"
+    steps = [
+        Step("fails", (sys.executable, "-c", "raise SystemExit(3)"), 30),
+        Step("slow", (sys.executable, "-c", "import time; time.sleep(30)"), 0.5),
+        Step("passes", (sys.executable, "-c", "pass"), 30),
+    ]
+    results = run_steps(steps, log)
+    assert [(r["step"], r["exit"]) for r in results] == [
+        ("fails", 3),
+        ("slow", "timeout"),
+        ("passes", 0),
+    ]
+    assert json.loads(log.read_text())["steps"] == results
+
+
+def _inference_record(device: str, device_type: str, rows: list[tuple]) -> dict:
+    trained = [
+        {
+            "model": model,
+            "config": config,
+            "network_ms_per_image": net,
+            "post_ms_per_image": paste,
+            "post_full_upsampling_ms_per_image": full,
+            "images_per_s": 1000 / (net + paste),
+            "images_per_s_full_upsampling": 1000 / (net + full),
+            "detections_per_image": 10.0,
+            "mask_ap": ap,
+            "mask_ap_full_upsampling": ap,
+        }
+        for model, config, net, paste, full, ap in rows
+    ]
+    return {"device": device, "device_type": device_type, "trained": trained}
+
+
+def test_findings_compare_each_gpu_model_with_the_same_config_on_the_cpu(tmp_path):
+    cpu = _inference_record("CPU", "cpu", [("YOLACT", "yolact-fixed", 40.0, 5.0, 4.0, 25.0)])
+    gpu = _inference_record("GPU X", "cuda", [("YOLACT", "yolact-fixed", 4.0, 4.0, 1.0, 25.5)])
+    (tmp_path / "table4_inference.json").write_text(json.dumps(cpu))
+    (tmp_path / "table4_inference_cuda_a.json").write_text(json.dumps(gpu))
+    lines = gpu_findings(tmp_path)
+    assert any("4.0 ms per image" in line and "against 1.0 ms" in line for line in lines)
+    versus = [line for line in lines if "fps on GPU X" in line]
+    # the GPU's default (whole maps): 1000 / (4 + 1) = 200 fps; the CPU's (in box): 1000 / 45
+    assert versus == [
+        "YOLACT: 200 fps on GPU X (4.0 ms network) against 22.2 fps on CPU (40.0 ms network); "
+        "mask AP 25.50 on the GPU, 25.00 on the CPU (+0.50)."
+    ]
+    assert gpu_findings(tmp_path / "missing") == []
+
+
+def test_the_committed_gpu_records_are_listed_and_read():
+    figures = repo_root() / "figures"
+    tables = gpu_tables(figures)
+    if not tables:  # a checkout without GPU records
+        return
+    assert all(p.suffix == ".md" and "cuda" in p.name for p in tables)
+    assert any("NVIDIA" in line or "GPU" in line for line in gpu_findings(figures))

@@ -1,0 +1,540 @@
+"""The experiment runner, grids, statistics and the CPU recipe's pieces (settings, scale jitter,
+class mixes, optimizers)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gmaiou.cli import build_parser
+from gmaiou.configs import AugmentConfig, Config, apply_settings, get_config
+from gmaiou.data.synthetic import CLASSES, generate, render_scene
+from gmaiou.data.transforms import TrainTransform, mask_tight_boxes, sample_scale_window
+from gmaiou.evaluation.run import load_run
+from gmaiou.paper.experiments.grids import CORE_ASSIGNERS, TABLE2_ASSIGNERS, get_grid
+from gmaiou.paper.experiments.runner import (
+    RunSpec,
+    SyntheticData,
+    load_records,
+    record_path,
+    run_one,
+)
+from gmaiou.paper.experiments.stats import (
+    describe_difference,
+    format_mean_std,
+    paired_differences,
+    summary_table,
+    t_critical,
+)
+from gmaiou.paper.paths import repo_root
+from gmaiou.training.checkpoint import has_training_state, load_checkpoint
+from gmaiou.training.schedule import build_optimizer
+
+# ----------------------------------------------------------------------------- settings
+
+
+def test_apply_settings_parses_json_and_strings():
+    cfg = apply_settings(
+        get_config("yolact-atss-iou-r18-160"),
+        ["model.anchor_base_scale=2", "augment.scale_range=[0.8, 1.25]", "train.schedule=step",
+         "augment.expand=true", "train.grad_clip=null"],
+    )  # fmt: skip
+    assert cfg.model.anchor_base_scale == 2
+    assert cfg.augment.scale_range == (0.8, 1.25) and cfg.augment.expand
+    assert cfg.train.schedule == "step" and cfg.train.grad_clip is None
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("lr=0.1", "section.field=value"),
+        ("optim.lr=0.1", "unknown config section 'optim'"),
+        ("train.lrr=0.1", "did you mean lr"),
+        ("train.schedule=linear", "bad value in 'train.schedule=linear'"),
+        ("augment.scale_range=[1.5, 1.0]", "bad value"),
+    ],
+)
+def test_apply_settings_names_the_bad_setting(setting, message):
+    with pytest.raises(ValueError, match=message):
+        apply_settings(get_config("yolact-atss-iou-r18-160"), [setting])
+
+
+def test_cpu_presets_are_the_recipe_and_paper_presets_are_not():
+    cpu = get_config("yolact-atss-gmaiou-r18-160")
+    assert cpu.train.optimizer == "adamw" and cpu.train.epochs == 4 and cpu.train.batch_size == 4
+    assert cpu.model.proto_scale == 8  # stride-1 prototypes
+    assert cpu.augment == AugmentConfig(photometric=False, expand=False, crop=False, flip=True)
+    assert get_config("yolact-fixed-r18-160").model.anchor_scaling == "sides-550"
+    paper = get_config("yolact-atss-gmaiou-r50-550")
+    assert paper.train.optimizer == "sgd" and paper.model.proto_scale == 2
+    assert paper.augment.expand and paper.augment.crop and paper.augment.scale_range is None
+
+
+def test_build_optimizer_follows_the_config():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert isinstance(
+        build_optimizer(params, get_config("yolact-fixed-r50-550").train), torch.optim.SGD
+    )
+    adamw = build_optimizer(params, get_config("yolact-fixed-r18-160").train)
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert adamw.param_groups[0]["weight_decay"] == 0.05
+
+
+# ----------------------------------------------------------------------------- scale jitter
+
+
+def test_scale_window_zooms_in_and_out_within_the_range():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        w = sample_scale_window(100, 80, gen, (0.5, 2.0))
+        scale = 100 / w.height
+        assert 0.49 <= scale <= 2.01 and abs(80 / w.width - scale) < 0.05
+        if w.height <= 100:  # zoom in: the window lies inside the image
+            assert 0 <= w.top <= 100 - w.height and 0 <= w.left <= 80 - w.width
+        else:  # zoom out: the image lies inside the window
+            assert -(w.height - 100) <= w.top <= 0 and -(w.width - 80) <= w.left <= 0
+    assert sample_scale_window(50, 50, gen, (1.0, 1.0)) == sample_scale_window(
+        50, 50, gen, (1.0, 1.0)
+    )
+    with pytest.raises(ValueError, match="scale_range"):
+        sample_scale_window(50, 50, gen, (0.0, 1.0))
+
+
+def test_scale_jitter_keeps_every_mask_inside_its_box():
+    rng = np.random.default_rng(3)
+    _, instances = render_scene(96, rng)
+    masks = torch.from_numpy(np.stack([m for _, m in instances]))
+    item = {
+        "image": torch.rand(3, 96, 96),
+        "boxes": mask_tight_boxes(masks),
+        "labels": torch.tensor([c for c, _ in instances]),
+        "masks": masks,
+        "crowd_boxes": torch.zeros(0, 4),
+        "image_id": 1,
+    }
+    transform = TrainTransform(
+        64, photometric=False, expand=False, crop=False, scale_range=(0.7, 1.4)
+    )
+    for seed in range(10):
+        out = transform(item, torch.Generator().manual_seed(seed))
+        assert out["image"].shape == (3, 64, 64)
+        kept = out["masks"].flatten(1).any(1)  # a mask the resize empties is dropped later
+        assert torch.allclose(out["boxes"][kept], mask_tight_boxes(out["masks"][kept]))
+    with pytest.raises(ValueError, match="scale_range"):
+        TrainTransform(64, scale_range=(2.0, 1.0))
+
+
+# ----------------------------------------------------------------------------- class mixes
+
+
+def test_coco_class_mix_matches_coco_share_of_low_mob_boxes(tmp_path):
+    """The COCO sample has 27.7% of GT boxes with MOB < 0.5 (train + val, 2,838 GTs)."""
+    from gmaiou.data import CocoInstances, find_split
+    from gmaiou.paper.analysis.mob import gt_mob_ratios
+
+    root = generate(tmp_path / "coco", 250, 160, seed=1, progress=False, mix="coco")
+    ratios = gt_mob_ratios(CocoInstances(*find_split(root, "train")))["mob"]
+    assert len(ratios) > 700
+    assert 0.21 <= float((ratios < 0.5).mean()) <= 0.34
+    info = json.loads((root / "annotations" / "instances_train.json").read_text())["info"]
+    assert info["mix"] == "coco"
+    assert {
+        c["name"]
+        for c in json.loads((root / "annotations" / "instances_val.json").read_text())["categories"]
+    } == {c.name for c in CLASSES}
+
+
+def test_unknown_class_mix_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown class mix 'cocoa'"):
+        generate(tmp_path / "x", 4, 64, mix="cocoa", progress=False)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def test_t_critical_table_and_expansion():
+    assert t_critical(1) == 12.706 and t_critical(2) == 4.303 and t_critical(30) == 2.042
+    assert abs(t_critical(40) - 2.021) < 2e-3 and abs(t_critical(120) - 1.980) < 2e-3
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        t_critical(0)
+
+
+def _frame(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    rows = []
+    for (data, label), seeds in values.items():
+        for seed, value in enumerate(seeds):
+            rows.append(
+                {"data": data, "label": label, "seed": seed, "mask AP": value, "box AP": value}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_paired_differences_by_hand():
+    frame = _frame({("u", "new"): [11.0, 12.0, 13.0], ("u", "old"): [10.0, 10.0, 10.0],
+                    ("c", "new"): [5.0], ("c", "old"): [6.0]})  # fmt: skip
+    diffs = paired_differences(frame, "new").set_index("data")
+    u = diffs.loc["u"]
+    assert u["pairs"] == 3 and u["mean"] == pytest.approx(2.0) and u["std"] == pytest.approx(1.0)
+    assert u["ci low"] == pytest.approx(2.0 - 4.303 / math.sqrt(3))
+    assert u["ci high"] == pytest.approx(2.0 + 4.303 / math.sqrt(3)) and u["better"] == 1.0
+    c = diffs.loc["c"]
+    assert c["mean"] == -1.0 and math.isnan(c["ci low"]) and c["better"] == 0.0
+    lower = paired_differences(frame, "new", higher_is_better=False).set_index("data")
+    assert lower.loc["c", "better"] == 1.0
+    assert "one seed gives no interval" in describe_difference({**c, "data": "c"})
+
+
+def test_paired_differences_pair_by_seed_not_by_position():
+    frame = _frame({("u", "new"): [1.0, 2.0], ("u", "old"): [0.0, 1.0]}).iloc[::-1]
+    assert paired_differences(frame, "new").loc[0, "std"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "words"),
+    [
+        (
+            0.5,
+            1.2,
+            "a gain at 95% confidence, and compatible with the paper's claimed +1.0 to +1.5",
+        ),
+        (-0.3, 0.6, "not distinguishable from zero, and smaller than the paper's"),
+        (-2.0, -0.5, "a loss at 95% confidence"),
+        (1.8, 2.5, "larger than the paper's"),
+    ],
+)
+def test_describe_difference_verdicts(low, high, words):
+    row = {"comparison": "A − B", "data": "u", "metric": "mask AP", "pairs": 3,
+           "mean": (low + high) / 2, "ci low": low, "ci high": high}  # fmt: skip
+    assert words in describe_difference(row, (1.0, 1.5))
+
+
+def test_summary_table_mean_std_and_missing():
+    frame = _frame({("u", "a"): [1.0, 3.0]})
+    frame["mask APl"] = np.nan
+    table = summary_table(frame, ["mask AP", "mask APl"])
+    assert table.loc[0, "mask AP"] == "2.0 ± 1.4" and table.loc[0, "mask APl"] == "n/a"
+    one = summary_table(frame.iloc[:1], ["mask AP"])
+    assert one.loc[0, "mask AP"] == "1.0"  # a single seed: no "± 0.0"
+    with pytest.raises(ValueError, match="no records"):
+        summary_table(frame.iloc[:0])
+
+
+def test_format_mean_std_by_hand():
+    assert format_mean_std([1.0, None, 3.0, float("nan")]) == "2.0 ± 1.4"
+    assert format_mean_std([2.345], decimals=2) == "2.35" and format_mean_std([]) == "n/a"
+
+
+# ----------------------------------------------------------------------------- grids
+
+
+def test_table2_grids_pair_every_assigner_over_the_same_seeds():
+    specs = get_grid("table2", "default")
+    uniform = [s for s in specs if s.data.mix == "uniform"]
+    coco = [s for s in specs if s.data.mix == "coco"]
+    assert {s.preset.split("-r18")[0][len("yolact-") :] for s in uniform} == set(TABLE2_ASSIGNERS)
+    assert {s.preset.split("-r18")[0][len("yolact-") :] for s in coco} == set(CORE_ASSIGNERS)
+    for group in (uniform, coco):
+        seeds = {}
+        for s in group:
+            seeds.setdefault(s.label, set()).add(s.seed)
+        assert all(len(v) >= 3 for v in seeds.values())
+    assert len({s.run_id for s in specs}) == len(specs)
+    with pytest.raises(ValueError, match="unknown grid"):
+        get_grid("table9", "default")
+    with pytest.raises(ValueError, match="no training grid for profile 'paper'"):
+        get_grid("table2", "paper")
+
+
+def _committed_records() -> list[tuple[Path, dict]]:
+    folder = repo_root() / "figures" / "runs"
+    return [(p, json.loads(p.read_text())) for p in sorted(folder.glob("*/*/*.json"))]
+
+
+def test_every_committed_command_trains_its_recorded_config():
+    """A record's command must re-create its run even after a preset changed (rebase it)."""
+    from gmaiou.paper.experiments.runner import command_config
+
+    checked = 0
+    for path, r in _committed_records():
+        if "command" in r and "config" in r:
+            assert command_config(r["command"][1]) == Config.from_dict(r["config"]), path.name
+            assert [c[3] for c in r["command"]] == ["data", "train"], path.name
+            checked += 1
+    assert checked >= 27 + 26
+
+
+@pytest.mark.parametrize("grid", ["table2", "table2-recipe1", "curve", "curve-recipe1", "table3"])
+def test_committed_grid_records_match_their_grid(grid):
+    """Records of the notebooks' grids were trained with today's grid definition."""
+    specs = {s.run_id: s for s in get_grid(grid, "default")}
+    for r in load_records("default", grid, repo_root() / "figures"):
+        assert r["id"] in specs, r["id"]
+        assert Config.from_dict(r["config"]) == specs[r["id"]].config(), r["id"]
+        assert r["metrics"]["segm"]["AP"] > 5.0, r["id"]  # every default run learned
+
+
+def test_recipe1_table2_is_complete():
+    assert len(load_records("default", "table2-recipe1", repo_root() / "figures")) == 31
+
+
+def test_same_seed_gives_every_assigner_the_same_backbone_and_batches():
+    from gmaiou.models import build_model
+    from gmaiou.training.trainer import seed_everything
+
+    states = []
+    for preset in ("yolact-atss-iou-r18-160", "yolact-atss-gmaiou-r18-160", "yolact-fixed-r18-160"):
+        seed_everything(7)
+        model = build_model(get_config(preset).with_num_classes(8))
+        states.append(
+            {k: v for k, v in model.state_dict().items() if k.startswith(("backbone", "fpn"))}
+        )
+    for other in states[1:]:
+        assert all(torch.equal(states[0][k], other[k]) for k in states[0])
+
+
+# ----------------------------------------------------------------------------- the runner
+
+
+def _tiny_spec(tmp_path: Path, curve: int = 0) -> RunSpec:
+    return RunSpec(
+        grid="t", profile="smoke", preset="yolact-atss-gmaiou-r18-160", seed=1,
+        data=SyntheticData(8, 96), epochs=1, max_iters=2, curve_points=curve, workers=0,
+        settings=("model.image_size=96",),
+    )  # fmt: skip
+
+
+def test_run_one_writes_a_record_and_skips_it_next_time(tmp_path, monkeypatch):
+    spec = _tiny_spec(tmp_path, curve=2)
+    record = run_one(spec, root=tmp_path, figures=tmp_path / "figures", progress=False)
+    path = record_path(spec, tmp_path / "figures")
+    assert path.is_file() and json.loads(path.read_text())["id"] == spec.run_id
+    for key in ("AP", "AP50", "AP75", "APs", "oLRP", "oLRP_loc", "oLRP_FP", "oLRP_FN"):
+        assert key in record["metrics"]["segm"] and key in record["metrics"]["bbox"]
+    assert record["iterations"] == 2 and len(record["curve"]) == 2
+    assert record["curve"][0]["iteration"] == 1 and record["train_seconds"] > 0
+    assert record["config"]["model"]["image_size"] == 96
+    # The commands re-create the dataset and the run through the real CLI.
+    parser = build_parser()
+    for cmd in record["command"]:
+        assert cmd[:3] == ["python", "-m", "gmaiou"]
+        parser.parse_args(cmd[3:])
+    assert "--out" in record["command"][1] and "model.image_size=96" in record["command"][1]
+
+    import gmaiou.paper.experiments.runner as runner
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a run with a record must not train again")
+
+    # A finished run keeps its weights only: a third of the disk, and they still evaluate.
+    checkpoint = load_checkpoint(spec.run_dir(tmp_path) / "checkpoint.pt")
+    assert not has_training_state(checkpoint) and checkpoint["model"]
+    model, _, _ = load_run(spec.run_dir(tmp_path))
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+    monkeypatch.setattr(runner, "_train_chunks", boom)
+    assert run_one(spec, root=tmp_path, figures=tmp_path / "figures")["id"] == spec.run_id
+    with pytest.raises(AssertionError, match="must not train"):
+        run_one(spec, root=tmp_path, figures=tmp_path / "figures", force=True)
+
+
+def test_a_finished_run_whose_record_is_deleted_trains_again(tmp_path):
+    spec = _tiny_spec(tmp_path)
+    first = run_one(spec, root=tmp_path, figures=tmp_path / "figures", progress=False)
+    record_path(spec, tmp_path / "figures").unlink()
+    with pytest.warns(UserWarning, match="record is gone: training it again"):
+        again = run_one(spec, root=tmp_path, figures=tmp_path / "figures", progress=False)
+    assert again["iterations"] == first["iterations"] == 2
+    assert record_path(spec, tmp_path / "figures").is_file()
+    assert not has_training_state(load_checkpoint(spec.run_dir(tmp_path) / "checkpoint.pt"))
+
+
+def test_run_one_resumes_an_interrupted_run(tmp_path):
+    from gmaiou.training.trainer import RunOptions, train
+
+    spec = _tiny_spec(tmp_path)
+    data = spec.data.ensure(tmp_path)
+    # An earlier sitting stopped after one iteration, leaving a checkpoint.
+    train(spec.config(), RunOptions(out_dir=spec.run_dir(tmp_path), data_root=data, max_iters=1,
+                                    num_workers=0, eval_split=None, progress=False),
+          config_name=spec.preset)  # fmt: skip
+    first = (spec.run_dir(tmp_path) / "metrics.jsonl").read_text().splitlines()
+    record = run_one(spec, root=tmp_path, figures=tmp_path / "figures", progress=False)
+    lines = (spec.run_dir(tmp_path) / "metrics.jsonl").read_text().splitlines()
+    assert record["iterations"] == 2 and lines[0] == first[0] and len(lines) == 2
+
+
+def test_experiment_cli_lists_and_refuses_bad_input(capsys):
+    from gmaiou.paper.cli import main
+
+    assert (
+        main(["experiment", "--grid", "table2", "--profile", "smoke", "--list", "--shard", "0/4"])
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    specs = get_grid("table2", "smoke")
+    assert [line.split()[-1] for line in out] == [s.run_id for s in specs[0::4]]
+    for argv, message in (
+        (["--grid", "table2", "--shard", "4/4"], "--shard"),
+        (["--grid", "table2", "--only", "nope"], "no run 'nope'"),
+        (["--grid", "table2", "--parallel", "0"], "--parallel"),
+    ):
+        assert main(["experiment", "--profile", "smoke", *argv]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_gmaiou_force_retrains_through_the_grid(tmp_path, monkeypatch):
+    import gmaiou.paper.experiments.runner as runner
+
+    spec = _tiny_spec(tmp_path)
+    path = record_path(spec, tmp_path / "figures")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"id": spec.run_id}))
+    calls = []
+    monkeypatch.setattr(runner, "_train_chunks", lambda *a, **k: calls.append(a) or 1 / 0)
+    monkeypatch.delenv("GMAIOU_FORCE", raising=False)
+    assert (
+        runner.run_grid([spec], root=tmp_path, figures=tmp_path / "figures")[0]["id"] == spec.run_id
+    )
+    monkeypatch.setenv("GMAIOU_FORCE", "1")
+    with pytest.raises(ZeroDivisionError):
+        runner.run_grid([spec], root=tmp_path, figures=tmp_path / "figures")
+    assert len(calls) == 1
+
+
+def test_proto_scale_sets_the_prototype_resolution():
+    from gmaiou.models import build_model
+
+    for scale, side in ((2, 40), (4, 80)):
+        cfg = apply_settings(get_config("yolact-atss-iou-r18-160"), [f"model.proto_scale={scale}"])
+        model = build_model(cfg.with_num_classes(3)).eval()
+        with torch.no_grad():
+            assert model(torch.zeros(1, 3, 160, 160))["protos"].shape == (1, side, side, 32)
+    with pytest.raises(ValueError, match="proto_scale"):
+        apply_settings(get_config("yolact-atss-iou-r18-160"), ["model.proto_scale=0"])
+
+
+def test_settings_between_inverts_apply_settings():
+    from gmaiou.configs import settings_between
+
+    base = get_config("yolact-atss-iou-r18-160")
+    changes = [
+        "train.steps=[2, 3]",
+        "model.proto_scale=2",
+        "loss.kind=ranksort",  # valid only together with the next two
+        "model.classifier=sigmoid",
+        "postprocess.score_activation=sigmoid",
+        "augment.flip=false",
+    ]
+    target = apply_settings(base, changes)
+    assert apply_settings(base, settings_between(base, target)) == target
+    assert len(settings_between(base, target)) == 6
+    with pytest.raises(ValueError, match="inconsistent config.*needs model.classifier"):
+        apply_settings(base, ["loss.kind=ranksort"])
+    assert settings_between(base, base) == ()
+
+
+def test_rebase_record_command_recreates_a_config_its_preset_no_longer_gives():
+    from gmaiou.paper.experiments.runner import command_config, rebase_record_command
+
+    spec = RunSpec(
+        grid="t", profile="default", preset="yolact-atss-iou-r18-160", seed=0,
+        data=SyntheticData(8, 96), epochs=3, settings=("augment.flip=false",),
+    )  # fmt: skip
+    recorded = apply_settings(spec.config(), ["model.proto_scale=2"])  # an older preset's value
+    record = {
+        "id": "x", "preset": spec.preset, "config": recorded.to_dict(),
+        "command": [["python", "-m", "gmaiou", "data"], spec.train_command("cpu")],
+    }  # fmt: skip
+    assert command_config(record["command"][1]) != recorded
+    assert rebase_record_command(record)
+    assert command_config(record["command"][1]) == recorded
+    assert record["command"][1][record["command"][1].index("--out") + 1].endswith(spec.run_id)
+    assert not rebase_record_command(record)  # already exact
+    with pytest.raises(ValueError, match="not a 'python -m gmaiou train'"):
+        command_config(["gmaiou", "train"])
+
+
+def _fake_record(label: str, mix: str, seed: int, mask_ap: float) -> dict:
+    metrics = {"AP": mask_ap, "AP50": 2 * mask_ap, "AP75": mask_ap, "APs": 1.0, "APm": 2.0,
+               "APl": None, "oLRP": 100 - mask_ap}  # fmt: skip
+    return {
+        "label": label, "preset": label, "data": {"mix": mix}, "seed": seed, "train_seconds": 60,
+        "iterations": 10, "device_name": "cpu",
+        "metrics": {"segm": metrics, "bbox": dict(metrics, AP=mask_ap + 10)},
+    }  # fmt: skip
+
+
+def test_table2_report_computes_the_paired_gains_and_says_them():
+    from gmaiou.paper.experiments.table2 import table2_report
+
+    gains = {"uniform": (1.0, 1.2, 1.4), "coco": (0.0, 0.1, -0.1)}
+    records = [
+        _fake_record(label, mix, seed, 20.0 + seed + (gain if label == "ATSS GmaIoU (P=M)" else 0))
+        for mix, by_seed in gains.items()
+        for seed, gain in enumerate(by_seed)
+        for label in ("ATSS IoU", "ATSS GmaIoU (P=M)")
+    ]
+    report = table2_report(records, {"uniform": 0.58, "coco": 0.26})
+    mask = report.diffs[report.diffs["metric"] == "mask AP"].set_index("data")
+    assert mask.loc["uniform", "mean"] == pytest.approx(1.2)
+    assert mask.loc["coco", "mean"] == pytest.approx(0.0, abs=1e-9)
+    olrp = report.diffs[report.diffs["metric"] == "mask oLRP"].set_index("data")
+    assert olrp.loc["uniform", "mean"] == pytest.approx(-1.2)  # lower oLRP is better
+    lines = report.findings.splitlines()
+    assert "uniform set: +1.20 mask AP" in lines[1] and "a gain at 95% confidence" in lines[1]
+    assert "compatible with the paper's claimed +1.0 to +1.5" in lines[1]
+    assert "not distinguishable from zero" in lines[0]
+    assert "do not overlap" in lines[2]  # the two sets' intervals are apart
+    # box AP and oLRP move with mask AP in these records: the uniform set's are clear, lower
+    # oLRP counting as better
+    assert "2 of the 4 paired differences exclude zero" in lines[3]
+    assert "+1.20 box AP" in lines[3] and "-1.20 mask oLRP" in lines[3]
+    assert "worse" not in lines[3]
+    assert set(report.table["seeds"]) == {3}
+    with pytest.raises(ValueError, match="at least one run record"):
+        table2_report([])
+
+
+def test_other_metrics_sentence_counts_only_the_intervals_that_exclude_zero():
+    from gmaiou.paper.experiments.table2 import other_metrics_sentence
+
+    def row(metric, mean, lo, hi):
+        return {"metric": metric, "data": "uniform", "comparison": "A − B", "mean": mean,
+                "ci low": lo, "ci high": hi}  # fmt: skip
+
+    diffs = pd.DataFrame(
+        [
+            row("mask AP", 3.0, 1.0, 5.0),
+            row("box AP", -0.5, -1.0, -0.1),
+            row("mask oLRP", 0.4, -0.2, 1.0),
+            row("box AP", 0.2, None, None),
+        ]  # fmt: skip
+    )
+    sentence = other_metrics_sentence(diffs)
+    assert "1 of the 2 paired differences" in sentence
+    assert "-0.50 box AP (95% CI -1.00 to -0.10; worse for GmaIoU-ATSS)" in sentence
+    calm = other_metrics_sentence(diffs.iloc[[0, 2]])
+    assert "none of the 1 paired differences" in calm
+    assert "no comparison" in other_metrics_sentence(diffs.iloc[[3]])
+
+
+def test_run_grid_recorded_only_trains_nothing_and_names_the_missing(tmp_path, capsys):
+    from gmaiou.paper.experiments.runner import run_grid
+
+    have, missing = _tiny_spec(tmp_path), replace(_tiny_spec(tmp_path), seed=2)
+    path = record_path(have, tmp_path / "figures")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"id": have.run_id}))
+    records = run_grid([have, missing], root=tmp_path, figures=tmp_path / "figures",
+                       recorded_only=True)  # fmt: skip
+    assert records == [{"id": have.run_id}]
+    assert missing.run_id in capsys.readouterr().err
+    assert not missing.run_dir(tmp_path).exists()

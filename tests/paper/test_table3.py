@@ -1,0 +1,360 @@
+"""Table 3 (the GmaYOLACT build-up): the steps' configs, the grid, and the report's statistics
+on tiny hand-made records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from gmaiou.configs import SECTIONS, apply_settings, get_config, settings_between
+from gmaiou.paper.experiments.grids import (
+    TABLE3_EXTRA_SEEDS,
+    TABLE3_SEEDS,
+    get_grid,
+    paper_step_decay,
+    table3_configs,
+    table3_steps,
+)
+from gmaiou.paper.experiments.runner import RunSpec, SyntheticData, command_config, run_one
+from gmaiou.paper.experiments.table3 import (
+    format_gain,
+    measure_speed,
+    median_iteration_seconds,
+    speed_path,
+    step_frame,
+    step_gains,
+    steps_frame,
+    table3_report,
+    verdict,
+)
+from gmaiou.training.schedule import steps_to_iterations
+from gmaiou.training.trainer import apply_overrides
+
+LABELS = [s.label for s in table3_steps()]
+
+# ----------------------------------------------------------------------------- the steps
+
+
+def test_paper_step_decay_keeps_the_paper_fractions():
+    assert paper_step_decay(55) == (20.0, 42.0, 49.0, 52.0)
+    assert paper_step_decay(4) == (1.4545, 3.0545, 3.5636, 3.7818)
+    # 200 iterations per epoch (800 images, batch 4): the decays fall where 20/55 ... put them.
+    assert steps_to_iterations(paper_step_decay(4), 200) == (291, 611, 713, 756)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="epochs must be a positive integer"):
+            paper_step_decay(bad)
+
+
+def test_first_step_is_the_fixed_iou_preset_with_step_decay():
+    step, first = table3_configs()[0]
+    preset = get_config("yolact-fixed-r18-160")
+    assert settings_between(preset, first) == (
+        'train.schedule="step"',
+        "train.steps=[1.4545, 3.0545, 3.5636, 3.7818]",
+    )
+    assert first == apply_settings(preset, step.settings)
+
+
+def test_last_step_is_the_gmayolact_preset_exactly():
+    last = table3_configs()[-1][1]
+    preset = get_config("gmayolact-atss-gmaiou-r18-160")
+    assert dataclasses.replace(last, name=preset.name) == preset
+    spec = [s for s in get_grid("table3", "default") if s.label == LABELS[-1]][0]
+    assert spec.preset == preset.name and spec.settings == () and spec.variant == ""
+    assert spec.config() == preset  # the record's config is the preset, name included
+
+
+#: What each step may change, field by field (the step before -> the step).
+EXPECTED_CHANGES = {
+    "+ GmaIoU-ATSS": {"model.anchors", "model.anchor_scaling", "assigner.kind",
+                      "assigner.measure", "loss.mask_weight"},
+    "+ CARAFE": {"model.upsample"},
+    "+ DCNv2": {"model.dcn"},
+    "+ cosine": {"train.schedule", "train.steps"},
+    "+ two anchor scales": {"model.anchor_scales"},
+    "+ RS loss (GmaYOLACT)": {"model.arch", "model.classifier", "loss.kind", "loss.self_balance",
+                              "postprocess.score_activation", "postprocess.score_thr"},
+}  # fmt: skip
+
+
+def _changed(a, b) -> set[str]:
+    """Fields that differ, compared section by section with dataclasses.asdict."""
+    out = set()
+    for section in SECTIONS:
+        x, y = dataclasses.asdict(getattr(a, section)), dataclasses.asdict(getattr(b, section))
+        out |= {f"{section}.{k}" for k in x if x[k] != y[k]}
+    return out
+
+
+@pytest.mark.parametrize("epochs", [None, 1])
+def test_each_step_changes_exactly_its_own_fields(epochs):
+    chain = table3_configs(epochs=epochs)
+    assert [s.label for s, _ in chain] == LABELS
+    for (_, prev), (step, cur) in zip(chain, chain[1:]):
+        assert _changed(prev, cur) == EXPECTED_CHANGES[step.label], step.label
+        assert {s.split("=")[0] for s in settings_between(prev, cur)} == EXPECTED_CHANGES[
+            step.label
+        ]
+        assert {s.split("=")[0] for s in step.settings} == EXPECTED_CHANGES[step.label]
+        assert prev.model.backbone == cur.model.backbone == "r18"
+
+
+def test_cosine_step_and_the_steps_before_it():
+    chain = dict((s.label, c) for s, c in table3_configs())
+    for label in LABELS[:4]:
+        assert chain[label].train.schedule == "step" and chain[label].train.steps
+    for label in LABELS[4:]:
+        assert chain[label].train.schedule == "cosine" and chain[label].train.steps == ()
+    # The recipe's other training settings hold throughout.
+    for config in chain.values():
+        t = config.train
+        assert (t.optimizer, t.lr, t.epochs, t.batch_size) == ("adamw", 1e-3, 4, 4)
+        assert config.model.proto_scale == 8 and config.augment.flip
+
+
+def test_steps_frame_lists_every_step_with_its_settings():
+    frame = steps_frame()
+    assert list(frame["configuration"]) == LABELS and list(frame["step"]) == list(range(1, 8))
+    assert frame["settings"].iloc[2] == "model.upsample=carafe"
+    assert all(len(text) > 20 for text in frame["adds"])
+
+
+# ----------------------------------------------------------------------------- the grid
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "default"])
+def test_table3_grid_pairs_every_step_over_the_same_seeds(profile):
+    specs = get_grid("table3", profile)
+    assert len({s.run_id for s in specs}) == len(specs)
+    seeds = {}
+    for s in specs:
+        seeds.setdefault(s.label, set()).add(s.seed)
+    assert list(seeds) == LABELS
+    expected = set(range(TABLE3_SEEDS.get(profile, 2)))
+    more, extra_steps = TABLE3_EXTRA_SEEDS.get(profile, (0, ()))
+    for number, label in enumerate(LABELS, start=1):
+        extra = set(range(len(expected), len(expected) + more)) if number in extra_steps else set()
+        assert seeds[label] == expected | extra, label
+    assert len(expected) == (1 if profile == "quick" else 2)  # quick: within its 20 minutes
+    # default: a third seed for YOLACT, ATSS-YOLACT (GmaIoU) and GmaYOLACT only
+    assert (profile != "default") or (more, extra_steps) == (1, (1, 2, 7))
+    assert len({s.data for s in specs}) == 1
+    # Each run trains its step's config, through the CLI command its record will keep.
+    epochs = specs[0].epochs
+    chain = {s.label: c for s, c in table3_configs(epochs=epochs)}
+    for s in specs:
+        batch = {"batch_size": s.batch_size} if s.batch_size else {}  # smoke: batch 2
+        expected = apply_overrides(dataclasses.replace(chain[s.label], name=s.preset), batch)
+        assert s.config() == expected, s.run_id
+        assert command_config(s.train_command()) == s.config(), s.run_id
+
+
+def test_smoke_runs_are_seconds_long_and_default_runs_the_recipe():
+    smoke = get_grid("table3", "smoke")
+    assert all(s.max_iters == 1 and s.workers == 0 and s.batch_size == 2 for s in smoke)
+    default = get_grid("table3", "default")
+    assert all(s.max_iters is None and s.epochs is None and s.batch_size is None for s in default)
+    assert all(s.data == SyntheticData(1000, 160) for s in default)
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def _metrics(path: Path, times: list[float]) -> Path:
+    path.write_text("".join(json.dumps({"iteration": i + 1, "time": t}) + "\n"
+                            for i, t in enumerate(times)))  # fmt: skip
+    return path
+
+
+def test_median_iteration_seconds_drops_the_warm_up(tmp_path):
+    path = _metrics(tmp_path / "metrics.jsonl", [9.0, 1.0, 3.0, 2.0])
+    assert median_iteration_seconds(path, warmup=1) == (2.0, 3)
+    assert median_iteration_seconds(path, warmup=0) == (2.5, 4)
+    assert median_iteration_seconds(path, warmup=10) == (2.0, 1)  # shorter than the warm-up
+    with pytest.raises(ValueError, match="holds no iteration"):
+        median_iteration_seconds(_metrics(tmp_path / "empty.jsonl", []))
+    with pytest.raises(FileNotFoundError, match="no training log"):
+        median_iteration_seconds(tmp_path / "missing.jsonl")
+    with pytest.raises(ValueError, match="warmup must be"):
+        median_iteration_seconds(path, warmup=-1)
+
+
+def test_speed_record_is_measured_once_and_remade_for_a_retrained_run(tmp_path, monkeypatch):
+    spec = RunSpec(
+        grid="table3", profile="smoke", preset="yolact-atss-gmaiou-r18-160", seed=0,
+        data=SyntheticData(8, 96), label=LABELS[1], variant="step2-gmaiou-atss", epochs=1,
+        max_iters=1, workers=0, settings=("model.image_size=96",),
+    )  # fmt: skip
+    figures = tmp_path / "figures"
+    with pytest.raises(FileNotFoundError, match="has no checkpoint.pt"):
+        measure_speed(spec, {"finished_at": "x"}, root=tmp_path, figures=figures)
+    record = run_one(spec, root=tmp_path, figures=figures, progress=False)
+    speed = measure_speed(spec, record, root=tmp_path, figures=figures, warmup_images=0)
+    path = speed_path(spec, figures)
+    assert path == figures / "runs" / "smoke" / "table3-speed" / f"{spec.run_id}.json"
+    assert json.loads(path.read_text()) == speed
+    assert speed["images_per_s"] > 0 and speed["train_s_per_iteration"] > 0
+    assert speed["anchors"] > 0 and speed["train_torch_threads"] == record["torch_threads"]
+    assert speed["infer_torch_threads"] >= 1 and speed["run_finished_at"] == record["finished_at"]
+
+    import gmaiou.paper.benchmarks.infer as infer
+
+    def boom(*args, **kwargs):
+        raise AssertionError("timed again")
+
+    monkeypatch.setattr(infer, "run_infer_benchmark", boom)
+    assert measure_speed(spec, record, root=tmp_path, figures=figures) == speed  # read back
+    retrained = {**record, "finished_at": "later"}
+    with pytest.raises(AssertionError, match="timed again"):
+        measure_speed(spec, retrained, root=tmp_path, figures=figures)
+    with pytest.raises(AssertionError, match="timed again"):
+        measure_speed(spec, record, root=tmp_path, figures=figures, force=True)
+
+
+# ----------------------------------------------------------------------------- the report
+
+#: Hand-made mask AP per step and seed (seeds 0, 1, 2); the last step has one seed only.
+MASK_AP = {
+    1: (10.0, 11.0, 12.0),
+    2: (12.0, 13.5, 14.0),  # - step 1: 2, 2.5, 2    -> helps
+    3: (11.0, 12.5, 13.0),  # - step 2: -1, -1, -1   -> hurts
+    4: (11.5, 12.0, 13.0),  # - step 3: 0.5, -0.5, 0 -> no detectable change
+    5: (12.5, 13.0, 14.0),  # - step 4: 1, 1, 1      -> helps
+    6: (12.5, 13.0, 14.0),  # - step 5: 0, 0, 0      -> no detectable change
+    7: (20.0,),  # one seed: not enough seeds
+}
+
+
+def _records():
+    records, speeds = [], []
+    for step, values in MASK_AP.items():
+        for seed, ap in enumerate(values):
+            rid = f"s{step}-seed{seed}"
+            metrics = {"AP": ap, "AP50": 2 * ap, "AP75": ap / 2, "oLRP": 100 - ap}
+            records.append({
+                "id": rid, "label": LABELS[step - 1], "preset": "p", "seed": seed,
+                "data": {"mix": "uniform"}, "train_seconds": 60.0, "iterations": 10,
+                "device_name": "cpu (1 threads)",
+                "metrics": {"segm": metrics, "bbox": {**metrics, "AP": ap + 10, "oLRP": 90 - ap}},
+            })  # fmt: skip
+            speeds.append({
+                "id": rid, "train_s_per_iteration": 1.0 if step < 4 else 2.0 + 0.1 * seed,
+                "images_per_s": 20.0 if step < 4 else 10.0 + seed,
+                "anchors": {1: 1614, 2: 538}.get(step, 538 if step < 6 else 1076),
+            })  # fmt: skip
+    return records, speeds
+
+
+def test_step_gains_by_hand():
+    records, speeds = _records()
+    gains = step_gains(step_frame(records, speeds))
+    mask = gains[(gains["metric"] == "mask AP") & (gains["over"] == "previous step")]
+    mask = mask.set_index("step")
+    half = 4.303 * math.sqrt(1 / 12) / math.sqrt(3)  # t(2) * std(2, 2.5, 2) / sqrt(3)
+    assert mask.loc[2, "mean"] == pytest.approx(13 / 6)
+    assert mask.loc[2, "ci low"] == pytest.approx(13 / 6 - half, abs=1e-3)
+    assert mask.loc[2, "ci high"] == pytest.approx(13 / 6 + half, abs=1e-3)
+    assert dict(mask["verdict"]) == {
+        2: "helps", 3: "hurts", 4: "no detectable change", 5: "helps",
+        6: "no detectable change", 7: "not enough seeds (1 paired)",
+    }  # fmt: skip
+    # oLRP is lower-is-better: mask oLRP = 100 - AP moves the other way, same verdicts.
+    olrp = gains[(gains["metric"] == "mask oLRP") & (gains["over"] == "previous step")]
+    assert dict(zip(olrp["step"], olrp["verdict"])) == dict(mask["verdict"])
+    # Over step 1, from step 3 on (step 2's is its gain over the step before).
+    first = gains[(gains["metric"] == "mask AP") & (gains["over"] == "step 1")]
+    assert list(first["step"]) == [3, 4, 5, 6, 7]
+    assert first.set_index("step").loc[5, "mean"] == pytest.approx(13 / 6)  # 2.5, 2, 2
+    # Speed: DCN (step 4) doubles s/iteration and halves fps on every seed.
+    speed = gains[(gains["step"] == 4) & (gains["over"] == "previous step")].set_index("metric")
+    assert (
+        speed.loc["train s/it", "verdict"] == "slower" and speed.loc["fps", "verdict"] == "slower"
+    )
+    assert speed.loc["train s/it", "mean"] == pytest.approx(1.1)
+
+
+def test_report_tables_have_no_nan_and_say_when_seeds_are_missing():
+    records, speeds = _records()
+    report = table3_report(records, speeds)
+    table = report.table.set_index("step")
+    assert table.loc[1, "mask AP"] == "11.0 ± 1.0" and table.loc[7, "seeds"] == 1
+    assert table.loc[7, "mask AP"] == "20.0" and table.loc[1, "anchors"] == "1,614"
+    assert table.loc[4, "train s/it"] == "2.100 ± 0.100" and table.loc[4, "fps"] == "11.0 ± 1.0"
+    for frame in (report.table, report.gains_table, report.findings, report.claims):
+        assert "nan" not in frame.to_markdown().lower()
+    assert "nan" not in report.text.lower()
+    row7 = report.findings.set_index("step").loc[7, "mask AP"]
+    assert row7 == "not enough seeds (1 paired): +7.50 (1 seed, no interval)"
+    assert "helps: + GmaIoU-ATSS (step 2), + cosine (step 5)" in report.text
+    assert "hurts: + CARAFE (step 3)" in report.text
+    assert "not enough seeds: + RS loss (GmaYOLACT) (step 7)" in report.text
+    claims = report.claims.set_index("claim")["result"]
+    assert (
+        claims.filter(like="+1.5 to +2").iloc[0].endswith("compatible with the paper's +1.5 to +2")
+    )
+    assert "one seed gives no interval" in claims.filter(like="+7 mask AP").iloc[0]
+    assert "1,076 anchors against 538: 2.00 times" in claims.filter(like="double").iloc[0]
+    assert "538 anchors instead of 1,614" in claims.filter(like="25%").iloc[0]
+    assert claims.filter(like="single-GPU").iloc[0].startswith("not tested")
+
+
+def test_a_wide_fps_interval_is_not_read_as_support_for_the_claim():
+    records, speeds = _records()
+    seed1 = {**records[-1], "id": "s7-seed1", "seed": 1}
+    # GmaYOLACT - YOLACT fps: -10 with seed 0, +10 with seed 1: no detectable change.
+    records, speeds = records + [seed1], speeds + [{**speeds[-1], "id": "s7-seed1",
+                                                    "images_per_s": 30.0}]  # fmt: skip
+    claims = table3_report(records, speeds).claims.set_index("claim")["result"]
+    result = claims.filter(like="keeps YOLACT's inference time").iloc[0]
+    assert "no detectable change" in result and "too wide to confirm or rule out" in result
+
+
+def test_report_without_speed_records_says_so():
+    records, _ = _records()
+    report = table3_report(records)
+    assert set(report.table["fps"]) == {"n/a"} and set(report.table["anchors"]) == {"n/a"}
+    claims = report.claims.set_index("claim")["result"]
+    assert "speed records missing" in claims.filter(like="inference time").iloc[0]
+    assert "nan" not in report.text.lower()
+
+
+def test_report_refuses_bad_input():
+    with pytest.raises(ValueError, match="at least one run record"):
+        table3_report([])
+    records, _ = _records()
+    records[0] = {**records[0], "label": "ATSS IoU"}
+    with pytest.raises(ValueError, match=r"not Table 3 steps: \['ATSS IoU'\]"):
+        table3_report(records)
+    records = [r for r in _records()[0] if r["label"] in LABELS[:2]]
+    with pytest.raises(ValueError, match="reads the 7 steps of table3_steps, got 2"):
+        table3_report(records, steps=table3_steps()[:2])
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "higher", "speed", "words"),
+    [
+        (0.5, 1.0, True, False, "helps"),
+        (-1.0, -0.5, True, False, "hurts"),
+        (-0.5, 0.5, True, False, "no detectable change"),
+        (-1.0, -0.5, False, False, "helps"),  # oLRP down
+        (0.5, 1.0, False, True, "slower"),  # s/iteration up
+        (0.5, 1.0, True, True, "faster"),  # fps up
+        (math.nan, math.nan, True, False, "not enough seeds (1 paired)"),
+    ],
+)
+def test_verdict_words(low, high, higher, speed, words):
+    pairs = 1 if math.isnan(low) else 3
+    assert verdict({"pairs": pairs, "ci low": low, "ci high": high}, higher, speed) == words
+
+
+def test_format_gain():
+    assert format_gain({"mean": 1.234, "pairs": 3, "ci low": 0.5, "ci high": 1.96}) == (
+        "+1.23 (+0.50 to +1.96)"
+    )
+    assert format_gain({"mean": -1.0, "pairs": 1, "ci low": math.nan, "ci high": math.nan}) == (
+        "-1.00 (1 seed, no interval)"
+    )
