@@ -24,6 +24,7 @@ from gmaiou.paper.analysis.anchor_loss_plots import (
 from gmaiou.paper.analysis.anchor_losses import (
     Fig2Bands,
     anchor_loss_table,
+    anchor_losses,
     bin_by_mob,
     fig2_record,
     find_finished_run,
@@ -73,7 +74,7 @@ def test_anchor_losses_add_up_to_the_training_loss():
     batch = as_batch(hand_items())
     outputs = model(batch["images"])
     total = {k: v.detach() for k, v in model.loss(outputs, batch).items()}
-    per = {k: v.detach() for k, v in model.anchor_losses(outputs, batch).items()}
+    per = {k: v.detach() for k, v in anchor_losses(model, outputs, batch).items()}
     pos = per["gt_inds"] >= 0
     num_pos = int(pos.sum())
     assert num_pos > 0 and not bool(pos[1].any())  # the image without GT has no positive
@@ -95,7 +96,7 @@ def test_anchor_losses_need_the_yolact_loss():
     assert model.config.loss.kind == "ranksort"
     batch = as_batch(hand_items())
     with pytest.raises(ValueError, match="loss.kind='yolact'"):
-        model.anchor_losses(model(batch["images"]), batch)
+        anchor_losses(model, model(batch["images"]), batch)
 
 
 def test_anchor_table_rows_on_a_hand_made_set():

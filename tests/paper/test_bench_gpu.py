@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from gmaiou.paper.benchmarks.gpu import Step, gpu_findings, gpu_steps, gpu_tables, run_steps
 from gmaiou.paper.paths import repo_root
 
@@ -81,7 +83,7 @@ def test_findings_compare_each_gpu_model_with_the_same_config_on_the_cpu(tmp_pat
 def test_the_committed_gpu_records_are_listed_and_read():
     figures = repo_root() / "figures"
     tables = gpu_tables(figures)
-    if not tables:  # a checkout without GPU records
-        return
+    if not tables:
+        pytest.skip("this checkout has no GPU records under figures/")
     assert all(p.suffix == ".md" and "cuda" in p.name for p in tables)
     assert any("NVIDIA" in line or "GPU" in line for line in gpu_findings(figures))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,10 +22,13 @@ from gmaiou.evaluation.run import load_run
 from gmaiou.paper.experiments.grids import CORE_ASSIGNERS, TABLE2_ASSIGNERS, get_grid
 from gmaiou.paper.experiments.runner import (
     RunSpec,
+    SourceState,
     SyntheticData,
     load_records,
     record_path,
     run_one,
+    source_state,
+    spec_from_record,
 )
 from gmaiou.paper.experiments.stats import (
     describe_difference,
@@ -258,17 +262,43 @@ def _committed_records() -> list[tuple[Path, dict]]:
     return [(p, json.loads(p.read_text())) for p in sorted(folder.glob("*/*/*.json"))]
 
 
-def test_every_committed_command_trains_its_recorded_config():
-    """A record's command must re-create its run even after a preset changed (rebase it)."""
-    from gmaiou.paper.experiments.runner import command_config
+def _committed_training_records() -> list[tuple[Path, dict]]:
+    return [(p, r) for p, r in _committed_records() if "metrics" in r and "config" in r]
 
-    checked = 0
-    for path, r in _committed_records():
-        if "command" in r and "config" in r:
-            assert command_config(r["command"][1]) == Config.from_dict(r["config"]), path.name
-            assert [c[3] for c in r["command"]] == ["data", "train"], path.name
-            checked += 1
-    assert checked >= 27 + 26
+
+def test_every_committed_record_gives_its_spec_and_recorded_config():
+    """Records written before they held a spec (version 1) load through their train command."""
+    records = _committed_training_records()
+    assert len(records) >= 110
+    for path, r in records:
+        spec = spec_from_record(r)
+        assert spec.run_id == r["id"] == path.stem, path.name
+        assert (spec.grid, spec.profile, spec.data.seed) == (r["grid"], r["profile"], 0)
+        assert spec.config() == Config.from_dict(r["config"]), path.name
+        assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec, path.name
+
+
+def test_version1_spec_reads_the_train_command_and_refuses_unknown_options():
+    r = {"id": "x", "grid": "g", "profile": "default", "seed": 3, "label": "L", "variant": "v",
+         "data": {"images": 8, "size": 96, "seed": 1, "mix": "coco"}, "curve": [{}, {}],
+         "command": [["python", "-m", "gmaiou", "data"],
+                     ["python", "-m", "gmaiou", "train", "--config", "yolact-fixed-r18-160",
+                      "--data", "data/d", "--out", "runs/x", "--seed", "3", "--workers", "0",
+                      "--epochs", "2", "--lr", "0.002", "--set", "augment.flip=false",
+                      "--set", "model.proto_scale=2", "--max-iters", "5", "--device", "cpu"]]}  # fmt: skip
+    assert spec_from_record(r) == RunSpec(
+        grid="g", profile="default", preset="yolact-fixed-r18-160", seed=3,
+        data=SyntheticData(8, 96, 1, "coco"), label="L", variant="v", epochs=2, lr=0.002,
+        settings=("augment.flip=false", "model.proto_scale=2"), curve_points=2, workers=0,
+        max_iters=5,
+    )  # fmt: skip
+    r["command"][1] += ["--amp", "1"]
+    with pytest.raises(ValueError, match="record x: unknown train option --amp"):
+        spec_from_record(r)
+    with pytest.raises(ValueError, match="neither a spec nor a train command"):
+        spec_from_record({"id": "y"})
+    with pytest.raises(ValueError, match="unknown run spec fields: colour"):
+        RunSpec.from_dict({**_tiny_spec(Path()).to_dict(), "colour": "red"})
 
 
 @pytest.mark.parametrize("grid", ["table2", "table2-recipe1", "curve", "curve-recipe1", "table3"])
@@ -327,6 +357,10 @@ def test_run_one_writes_a_record_and_skips_it_next_time(tmp_path, monkeypatch):
         assert cmd[:3] == ["python", "-m", "gmaiou"]
         parser.parse_args(cmd[3:])
     assert "--out" in record["command"][1] and "model.image_size=96" in record["command"][1]
+    assert record["command"] == spec.commands()
+    # The structured spec, and the config derived from it.
+    assert record["version"] == 2 and spec_from_record(record) == spec
+    assert Config.from_dict(record["config"]) == spec.config()
 
     import gmaiou.paper.experiments.runner as runner
 
@@ -361,7 +395,7 @@ def test_run_one_resumes_an_interrupted_run(tmp_path):
 
     spec = _tiny_spec(tmp_path)
     data = spec.data.ensure(tmp_path)
-    # An earlier sitting stopped after one iteration, leaving a checkpoint.
+    # An earlier process stopped after one iteration, leaving a checkpoint.
     train(spec.config(), RunOptions(out_dir=spec.run_dir(tmp_path), data_root=data, max_iters=1,
                                     num_workers=0, eval_split=None, progress=False),
           config_name=spec.preset)  # fmt: skip
@@ -369,6 +403,163 @@ def test_run_one_resumes_an_interrupted_run(tmp_path):
     record = run_one(spec, root=tmp_path, figures=tmp_path / "figures", progress=False)
     lines = (spec.run_dir(tmp_path) / "metrics.jsonl").read_text().splitlines()
     assert record["iterations"] == 2 and lines[0] == first[0] and len(lines) == 2
+    # The stretch trained outside the runner has no known device.
+    assert [(g["start"], g["iterations"], g["device"]) for g in record["segments"]] == [
+        (0, 1, None),
+        (1, 1, record["device"]),
+    ]
+
+
+# ----------------------------------------------------------------------------- provenance
+
+CLEAN = SourceState("0" * 40, False)
+DIRTY = SourceState("1" * 40, True, ("gmaiou/losses.py",))
+
+
+class Stop(Exception):
+    """A run interrupted on purpose."""
+
+
+def _boom(*args, **kwargs):
+    raise Stop
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                   check=True, capture_output=True)  # fmt: skip
+
+
+def test_source_state_sees_modified_tracked_files_outside_figures(tmp_path):
+    assert source_state(tmp_path) == SourceState(None, False)
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "code.py").write_text("a = 1\n")
+    (tmp_path / "figures" / "table.md").write_text("| a |\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "start")
+    clean = source_state(tmp_path)
+    assert len(clean.commit) == 40 and not clean.dirty
+    (tmp_path / "figures" / "table.md").write_text("| b |\n")  # where runs write records
+    (tmp_path / "new.py").write_text("")  # untracked
+    assert source_state(tmp_path) == clean
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert source_state(tmp_path) == SourceState(clean.commit, True, ("code.py",))
+
+
+def test_a_dirty_checkout_is_refused_for_committed_profiles_only(tmp_path, monkeypatch):
+    import gmaiou.paper.experiments.runner as runner
+
+    monkeypatch.setattr(runner, "_code_state", lambda: DIRTY)
+    monkeypatch.setattr(runner, "_train_chunks", _boom)
+    figures = tmp_path / "figures"
+    default = replace(_tiny_spec(tmp_path), profile="default")
+    refusal = r"refusing to train .*seed1: tracked files are modified \(gmaiou/losses.py\)"
+    with pytest.raises(ValueError, match=refusal):
+        run_one(default, root=tmp_path, figures=figures)
+    with pytest.raises(ValueError, match=refusal):  # before any subprocess starts
+        runner.run_grid([default], root=tmp_path, figures=figures, parallel=2)
+    assert not default.run_dir(tmp_path).exists()
+    with pytest.raises(Stop):  # allowed: it reaches training
+        run_one(default, root=tmp_path, figures=figures, allow_dirty=True)
+    smoke = _tiny_spec(tmp_path)  # smoke records stay on the machine
+    with pytest.raises(Stop):
+        run_one(smoke, root=tmp_path, figures=figures)
+    with pytest.raises(ValueError, match="refusing to train"):
+        run_one(smoke, root=tmp_path, figures=figures, allow_dirty=False)
+    monkeypatch.setattr(runner, "_code_state", lambda: CLEAN)
+    with pytest.raises(Stop):
+        run_one(default, root=tmp_path, figures=figures)
+
+
+def test_experiment_cli_refuses_a_dirty_checkout_and_passes_allow_dirty(
+    tmp_path, monkeypatch, capsys
+):
+    import gmaiou.paper.experiments.runner as runner
+    from gmaiou.paper.cli import main
+
+    monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path))  # no record: the run would train
+    monkeypatch.setattr(runner, "_code_state", lambda: DIRTY)
+    run_id = get_grid("table2", "default")[0].run_id
+    assert main(["experiment", "--grid", "table2", "--only", run_id]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "refusing to train" in err and "--allow-dirty" in err
+    seen = []
+    monkeypatch.setattr(
+        runner, "run_grid", lambda specs, **kw: seen.append(kw["allow_dirty"]) or []
+    )
+    for extra in (["--allow-dirty"], []):
+        assert main(["experiment", "--grid", "table2", "--only", run_id, *extra]) == 0
+    assert seen == [True, None]
+
+
+def test_load_records_leaves_dirty_records_out_where_records_are_committed(tmp_path):
+    for profile in ("default", "smoke"):
+        folder = tmp_path / "runs" / profile / "g"
+        folder.mkdir(parents=True)
+        for rid, flag in (("a", {}), ("b", {"dirty": True}), ("c", {"dirty": False})):
+            (folder / f"{rid}.json").write_text(json.dumps({"id": rid, **flag}))
+
+    def ids(profile, **kwargs):
+        return [r["id"] for r in load_records(profile, "g", tmp_path, **kwargs)]
+
+    assert ids("default") == ["a", "c"]
+    assert ids("default", include_dirty=True) == ["a", "b", "c"]
+    assert ids("smoke") == ["a", "b", "c"]
+    assert ids("smoke", include_dirty=False) == ["a", "c"]
+
+
+def test_allow_dirty_run_records_its_provenance(tmp_path, monkeypatch):
+    import gmaiou.paper.experiments.runner as runner
+
+    monkeypatch.setattr(runner, "_code_state", lambda: DIRTY)
+    spec = replace(_tiny_spec(tmp_path), profile="default")
+    figures = tmp_path / "figures"
+    run_one(spec, root=tmp_path, figures=figures, progress=False, allow_dirty=True)
+    record = json.loads(record_path(spec, figures).read_text())
+    assert (record["commit"], record["dirty"]) == ("1" * 40, True)
+    assert record["spec"] == spec.to_dict() and record["data_seed"] == 0
+    assert isinstance(record["device_name"], str) and record["device_name"]
+    assert record["torch_threads"] == torch.get_num_threads()
+    assert record["torch_version"] == torch.__version__
+    assert record["segments"] == [
+        {"start": 0, "iterations": 2, "device": record["device"],
+         "device_name": record["device_name"], "torch_threads": torch.get_num_threads()}
+    ]  # fmt: skip
+    assert load_records("default", "t", figures) == []
+    assert [r["id"] for r in load_records("default", "t", figures, include_dirty=True)] == [
+        spec.run_id
+    ]
+
+
+def test_segments_count_each_stretch_of_a_resumed_run(tmp_path, monkeypatch):
+    import gmaiou.training.trainer as trainer
+
+    spec = _tiny_spec(tmp_path, curve=2)  # two chunks: iterations 1 and 2
+    real, calls = trainer.train, []
+
+    def stop_at_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Stop
+        return real(*args, **kwargs)
+
+    threads = torch.get_num_threads()
+    figures = tmp_path / "figures"
+    try:
+        torch.set_num_threads(1)
+        monkeypatch.setattr(trainer, "train", stop_at_second_chunk)
+        with pytest.raises(Stop):
+            run_one(spec, root=tmp_path, figures=figures, progress=False)
+        monkeypatch.setattr(trainer, "train", real)
+        torch.set_num_threads(2)
+        record = run_one(spec, root=tmp_path, figures=figures, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert record["iterations"] == 2 and record["torch_threads"] == 2
+    assert [(g["start"], g["iterations"], g["torch_threads"]) for g in record["segments"]] == [
+        (0, 1, 1),
+        (1, 1, 2),
+    ]
 
 
 def test_experiment_cli_lists_and_refuses_bad_input(capsys):
@@ -441,25 +632,23 @@ def test_settings_between_inverts_apply_settings():
     assert settings_between(base, base) == ()
 
 
-def test_rebase_record_command_recreates_a_config_its_preset_no_longer_gives():
-    from gmaiou.paper.experiments.runner import command_config, rebase_record_command
+def test_rebase_record_recreates_a_config_its_preset_no_longer_gives():
+    from gmaiou.paper.experiments.runner import rebase_record
 
     spec = RunSpec(
         grid="t", profile="default", preset="yolact-atss-iou-r18-160", seed=0,
         data=SyntheticData(8, 96), epochs=3, settings=("augment.flip=false",),
     )  # fmt: skip
     recorded = apply_settings(spec.config(), ["model.proto_scale=2"])  # an older preset's value
-    record = {
-        "id": "x", "preset": spec.preset, "config": recorded.to_dict(),
-        "command": [["python", "-m", "gmaiou", "data"], spec.train_command("cpu")],
-    }  # fmt: skip
-    assert command_config(record["command"][1]) != recorded
-    assert rebase_record_command(record)
-    assert command_config(record["command"][1]) == recorded
-    assert record["command"][1][record["command"][1].index("--out") + 1].endswith(spec.run_id)
-    assert not rebase_record_command(record)  # already exact
-    with pytest.raises(ValueError, match="not a 'python -m gmaiou train'"):
-        command_config(["gmaiou", "train"])
+    record = {"id": "x", "spec": spec.to_dict(), "config": recorded.to_dict(), "device": "cpu",
+              "command": spec.commands("cpu")}  # fmt: skip
+    assert spec_from_record(record).config() != recorded
+    assert rebase_record(record)
+    rebased = spec_from_record(record)
+    assert rebased.config() == recorded and rebased.run_id == spec.run_id
+    assert rebased.settings == ("augment.flip=false", "model.proto_scale=2")
+    assert record["command"] == rebased.commands("cpu")
+    assert not rebase_record(record)  # already exact
 
 
 def _fake_record(label: str, mix: str, seed: int, mask_ap: float) -> dict:

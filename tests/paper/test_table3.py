@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from gmaiou.configs import SECTIONS, apply_settings, get_config, settings_between
+from gmaiou.configs import (
+    SECTIONS,
+    apply_overrides,
+    apply_settings,
+    get_config,
+    settings_between,
+)
 from gmaiou.paper.experiments.grids import (
     TABLE3_EXTRA_SEEDS,
     TABLE3_SEEDS,
@@ -19,7 +25,7 @@ from gmaiou.paper.experiments.grids import (
     table3_configs,
     table3_steps,
 )
-from gmaiou.paper.experiments.runner import RunSpec, SyntheticData, command_config, run_one
+from gmaiou.paper.experiments.runner import RunSpec, SyntheticData, run_one, spec_from_record
 from gmaiou.paper.experiments.table3 import (
     format_gain,
     measure_speed,
@@ -32,9 +38,18 @@ from gmaiou.paper.experiments.table3 import (
     verdict,
 )
 from gmaiou.training.schedule import steps_to_iterations
-from gmaiou.training.trainer import apply_overrides
 
 LABELS = [s.label for s in table3_steps()]
+
+
+def _cli_config(command: list[str]):
+    """The config ``gmaiou train`` resolves from a ``python -m gmaiou train ...`` argument list."""
+    from gmaiou.cli import build_parser
+    from gmaiou.training.cli import config_from_args
+
+    assert command[:4] == ["python", "-m", "gmaiou", "train"]
+    return config_from_args(build_parser().parse_args(command[3:]))[0]
+
 
 # ----------------------------------------------------------------------------- the steps
 
@@ -143,14 +158,16 @@ def test_table3_grid_pairs_every_step_over_the_same_seeds(profile):
     # default: a third seed for YOLACT, ATSS-YOLACT (GmaIoU) and GmaYOLACT only
     assert (profile != "default") or (more, extra_steps) == (1, (1, 2, 7))
     assert len({s.data for s in specs}) == 1
-    # Each run trains its step's config, through the CLI command its record will keep.
+    # Each run trains its step's config; its record's spec gives that config back, and the
+    # command the record keeps for people trains it too.
     epochs = specs[0].epochs
     chain = {s.label: c for s, c in table3_configs(epochs=epochs)}
     for s in specs:
         batch = {"batch_size": s.batch_size} if s.batch_size else {}  # smoke: batch 2
         expected = apply_overrides(dataclasses.replace(chain[s.label], name=s.preset), batch)
         assert s.config() == expected, s.run_id
-        assert command_config(s.train_command()) == s.config(), s.run_id
+        assert spec_from_record({"spec": json.loads(json.dumps(s.to_dict()))}) == s, s.run_id
+        assert _cli_config(s.train_command()) == s.config(), s.run_id
 
 
 def test_smoke_runs_are_seconds_long_and_default_runs_the_recipe():

@@ -7,7 +7,9 @@ band rises with the MOB (Fig. 2(a) and (b) of the paper).
 
 * :func:`anchor_loss_table`: one row per (image, anchor): assignment under the model's own
   assigner, the GT it refers to, IoU and GmaIoU (P = M) with that GT, the GT's MOB and each
-  task's loss (:meth:`gmaiou.models.YOLACT.anchor_losses`).
+  task's loss (:func:`anchor_losses`).
+* :func:`anchor_losses`: each anchor's share of the YOLACT loss terms of a batch, from the
+  model's outputs, its assignment (:meth:`gmaiou.models.YOLACT.assign`) and anchors.
 * :func:`bin_by_mob`: mean losses and counts per MOB bin of the anchors in an IoU band.
 * :func:`fig2_record` / :func:`run_fig2_record`: those bins as a small JSON record per run,
   ``figures/runs/<profile>/fig2/<run id>.json``, so the figure is re-plotted without checkpoints.
@@ -28,15 +30,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gmaiou.assigners import IGNORED
+from gmaiou.losses import mask_bce_loss
 from gmaiou.measure import gmaiou, mob_ratio, pairwise_overlaps
+from gmaiou.models.box_coder import encode_boxes
+from gmaiou.models.postprocess import crop_masks
 
 __all__ = [
     "ASSIGNMENT_NAMES",
     "Fig2Bands",
     "TASKS",
     "anchor_loss_table",
+    "anchor_losses",
     "bin_by_mob",
     "collect_fig2_records",
     "fig2_record",
@@ -83,6 +91,68 @@ class Fig2Bands:
             raise ValueError(f"min_count must be >= 1, got {self.min_count}")
 
 
+def anchor_losses(
+    model: nn.Module, outputs: dict[str, Tensor], batch: dict[str, Any]
+) -> dict[str, Tensor]:
+    """Each anchor's share of the YOLACT loss terms, before OHEM selection and reduction.
+
+    The terms of :meth:`gmaiou.models.YOLACT.loss` per anchor, with every positive's mask
+    term (no ``max_masks`` subsampling). ``outputs`` may come from either mode (the semantic
+    map is not used).
+
+    Args:
+        model: a :class:`gmaiou.models.YOLACT` with ``loss.kind == "yolact"``.
+        outputs: its forward output for the images of ``batch``.
+        batch: a collated batch (``"boxes"``, ``"labels"``, ``"masks"`` at ``S x S``).
+
+    Returns:
+        ``gt_inds [B, A]`` (the model's assignment), ``cls [B, A]`` softmax cross-entropy with
+        the anchor's target (its class for positives, background for negatives; NaN where
+        ignored), ``box [B, A]`` SmoothL1 summed over the four deltas and ``mask [B, A]``
+        cropped BCE over the GT box area (NaN but at positives).
+    """
+    loss = model.config.loss
+    if loss.kind != "yolact":
+        raise ValueError(
+            f"anchor_losses needs loss.kind='yolact' (softmax CE, SmoothL1, mask BCE), "
+            f"got {loss.kind!r}"
+        )
+    cls_logits, deltas = outputs["cls_logits"].float(), outputs["box_deltas"].float()
+    bsz, num_anchors, k = cls_logits.shape
+    if len(batch["boxes"]) != bsz:
+        raise ValueError(f"batch holds {len(batch['boxes'])} images, outputs {bsz}")
+    device = cls_logits.device
+    gt_inds = model.assign(batch)
+    pos = gt_inds >= 0
+    nan = torch.full((bsz, num_anchors), float("nan"), device=device)
+    cls_targets = torch.zeros_like(gt_inds)
+    box, mask = nan.clone(), nan.clone()
+    protos, coeffs = outputs["protos"].float(), outputs["coeffs"].float()
+    hp, wp = protos.shape[1:3]
+    scale = protos.new_tensor([wp / model.image_size, hp / model.image_size] * 2)
+    for b in range(bsz):
+        idx = pos[b].nonzero().squeeze(1)
+        if idx.numel() == 0:
+            continue
+        gt = gt_inds[b, idx]
+        boxes = batch["boxes"][b].to(device=device, dtype=torch.float32)[gt]
+        cls_targets[b, idx] = batch["labels"][b].to(device=device, dtype=torch.long)[gt] + 1
+        box[b, idx] = F.smooth_l1_loss(
+            deltas[b, idx],
+            encode_boxes(model.anchor_boxes[idx], boxes),
+            beta=loss.smooth_l1_beta,
+            reduction="none",
+        ).sum(dim=1)
+        logits = (protos[b] @ coeffs[b, idx].t()).permute(2, 0, 1)  # [P, hp, wp]
+        small = model.mask_targets(batch["masks"][b].to(device), (hp, wp))[gt]
+        proto_boxes = boxes * scale
+        areas = (proto_boxes[:, 2] - proto_boxes[:, 0]) * (proto_boxes[:, 3] - proto_boxes[:, 1])
+        mask[b, idx] = mask_bce_loss(logits, small, crop_masks(proto_boxes, hp, wp), areas)
+    ce = F.cross_entropy(cls_logits.reshape(-1, k), cls_targets.reshape(-1), reduction="none")
+    cls = torch.where(gt_inds == IGNORED, nan, ce.view(bsz, num_anchors))
+    return {"gt_inds": gt_inds, "cls": cls, "box": box, "mask": mask}
+
+
 @torch.no_grad()
 def anchor_loss_table(
     model: nn.Module,
@@ -123,7 +193,7 @@ def anchor_loss_table(
             if max_images is not None and seen >= max_images:
                 break
             outputs = model(batch["images"].to(device))
-            losses = {k: v.cpu() for k, v in model.anchor_losses(outputs, batch).items()}
+            losses = {k: v.cpu() for k, v in anchor_losses(model, outputs, batch).items()}
             for b, image_id in enumerate(batch["image_ids"]):
                 if max_images is not None and seen >= max_images:
                     break
@@ -316,7 +386,7 @@ def load_trained_model(
     rebuilt from :func:`upgrade_config` (the preset's current values for missing fields)."""
     from gmaiou.evaluation.run import load_run
     from gmaiou.models import build_model
-    from gmaiou.training.checkpoint import load_checkpoint
+    from gmaiou.runs import load_checkpoint
 
     try:
         return load_run(run_dir, device)
@@ -342,8 +412,7 @@ def run_fig2_record(
     """Rebuild a run's model, tabulate its anchors on ``split`` of its dataset, bin them."""
     from gmaiou.data import CocoInstances, find_split
     from gmaiou.data.transforms import TestTransform
-    from gmaiou.training.checkpoint import load_checkpoint
-    from gmaiou.training.trainer import resolve_data_root
+    from gmaiou.runs import load_checkpoint, resolve_data_root
 
     run_dir = Path(run_dir)
     model, config, info = load_trained_model(run_dir, device)

@@ -5,7 +5,9 @@
     gmaiou-paper experiment --grid table2 --profile default --list     # the runs and whether each is done
 
 Records go to ``figures/runs/<profile>/<grid>/<id>.json``, run folders to ``runs/``;
-an interrupted run resumes from its checkpoint the next time.
+an interrupted run resumes from its checkpoint the next time. The ``default`` profile trains
+only from a checkout without modified tracked files (outside ``figures/``) unless
+``--allow-dirty``, whose records say ``"dirty": true`` and stay out of the tables.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--shard", default=None, metavar="K/N", help="only the runs whose index i has i %% N == K"
     )
     parser.add_argument("--force", action="store_true", help="retrain runs whose record exists")
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="train from a checkout with modified tracked files; the records say dirty: true",
+    )
     parser.add_argument(
         "--list", action="store_true", help="list the runs and their state, train nothing"
     )
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         parallel=args.parallel,
         progress=not args.no_progress,
+        allow_dirty=args.allow_dirty or None,  # None: the profile decides
     )
     for record in records:
         segm, bbox = record["metrics"]["segm"], record["metrics"]["bbox"]

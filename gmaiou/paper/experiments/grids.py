@@ -79,7 +79,7 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "smoke": Scale("r18", 160, images=12, epochs=1, seeds=2, max_iters=2),
     # quick: 120 images, not 200: with 200, ``make reproduce PROFILE=quick`` took 19.2 and
-    # 21.7 min in two sittings (training speed here varies by half), too close to its 20.
+    # 21.7 min in two runs (training speed here varies by half), too close to its 20.
     "quick": Scale("r18", 160, images=120, epochs=1, seeds=2),
     "default": Scale("r18", 160, images=1000, epochs=None, seeds=3, extra_seeds=2),
 }
@@ -454,7 +454,7 @@ def table3_configs(
 
     ``epochs``: the schedule (``None``: the preset's), as ``gmaiou train --epochs`` sets it.
     """
-    from gmaiou.training.trainer import apply_overrides
+    from gmaiou.configs import apply_overrides
 
     first = get_config(f"yolact-fixed-{backbone}-{size}")
     if epochs is not None:
@@ -472,7 +472,7 @@ def table3(profile: str) -> list[RunSpec]:
     Each step's runs are its preset plus the ``--set`` settings between that preset and the
     step's config (:func:`table3_configs`), so every record names its exact config.
     """
-    from gmaiou.training.trainer import apply_overrides
+    from gmaiou.configs import apply_overrides
 
     sc = scale_of(profile)
     seeds = TABLE3_SEEDS.get(profile, sc.seeds)

@@ -1,16 +1,27 @@
 """Train a grid of runs one at a time and keep each finished run as a small JSON record.
 
-A run is a :class:`RunSpec`: a preset, training overrides and ``--set`` settings, a seed
-and a :class:`SyntheticData` set. :func:`run_one` trains it into ``runs/<profile>/<grid>/<id>/``
-(resuming an interrupted run from its checkpoint), evaluates it on the val split and writes
+A run is a :class:`RunSpec`: a preset, training overrides and ``section.field=value``
+settings, a seed and a :class:`SyntheticData` set. :func:`run_one` trains it into
+``runs/<profile>/<grid>/<id>/`` (resuming an interrupted run from its checkpoint), evaluates
+it on the val split and writes
 
     figures/runs/<profile>/<grid>/<id>.json
 
-with the config, the final COCO metrics (box and mask AP family, oLRP and components), the
-training time and iterations, the commit, the machine, and under ``command`` the exact
-commands that re-create the dataset and the run from nothing (a JSON list of argument lists,
-run in order from the repository root). A run whose record exists is skipped unless forced,
-so notebooks re-plot from the records in seconds and a long grid is completed across sittings.
+with the run's spec (``spec``, :meth:`RunSpec.to_dict`) and resolved config, the final COCO
+metrics (box and mask AP family, oLRP and components), the training time and iterations,
+its provenance (``commit``, ``dirty``, device, torch threads and version, data seed, and
+``segments``: one entry per stretch of training, several when the run was resumed) and,
+for people, under ``command`` the commands that re-create the dataset and the run from
+nothing (a JSON list of argument lists, run in order from the repository root). Configs come
+from the spec (:func:`spec_from_record`); nothing reads ``command`` but the loader of records
+written before they held a spec. A run whose record exists is skipped unless forced, so
+notebooks re-plot from the records in seconds and a long grid is completed over several days.
+
+Provenance: a run of a profile whose records are committed (``default``) refuses to start
+from a checkout with modified tracked files outside ``figures/`` unless ``allow_dirty``
+(``gmaiou-paper experiment --allow-dirty``); such a record says ``"dirty": true`` and
+:func:`load_records` leaves it out unless asked. The ``smoke`` and ``quick`` profiles, whose
+records stay on the machine, train from any checkout and keep their dirty records.
 
 Paired seeds: seed ``s`` seeds the model initialisation, the sample order and the
 augmentation draws the same way for every preset, so two assigners trained with the same
@@ -48,15 +59,28 @@ import torch
 from gmaiou.paper.paths import figures_dir, repo_root
 
 __all__ = [
+    "COMMITTED_PROFILES",
     "RunSpec",
+    "SourceState",
     "SyntheticData",
     "load_records",
+    "rebase_record",
     "record_path",
     "run_grid",
     "run_one",
+    "source_state",
+    "spec_from_record",
 ]
 
-RECORD_VERSION = 1
+#: 2: the record holds its ``spec``, ``dirty``, ``data_seed`` and ``segments``.
+RECORD_VERSION = 2
+
+#: Profiles whose records are committed (under ``figures/`` itself): their runs need a clean
+#: checkout, and their tables leave dirty records out (see :func:`run_one`, :func:`load_records`).
+COMMITTED_PROFILES: tuple[str, ...] = ("default",)
+
+#: Per run folder: one JSON line per stretch of training (see :func:`run_one`).
+SEGMENTS_FILE = "segments.jsonl"
 
 
 @dataclass(frozen=True)
@@ -117,9 +141,10 @@ class RunSpec:
         label: what the run stands for in tables (e.g. the assigner), default the preset.
         variant: a short tag for runs that differ from the preset by ``settings`` or overrides.
         epochs, batch_size, lr: ``gmaiou train`` overrides (``None``: the preset's).
-        settings: ``--set section.field=value`` settings.
+        settings: ``section.field=value`` settings (``gmaiou train --set``).
         curve_points: evaluate at this many evenly spaced points of the schedule (0: at the end only).
         workers: data-loader workers.
+        max_iters: stop after this many iterations (``None``: the whole schedule).
     """
 
     grid: str
@@ -148,12 +173,30 @@ class RunSpec:
 
     def config(self):
         """The resolved :class:`~gmaiou.configs.Config` (preset + overrides + settings)."""
-        from gmaiou.configs import apply_settings, get_config
-        from gmaiou.training.trainer import apply_overrides
+        from gmaiou.configs import apply_overrides, apply_settings, get_config
 
         return apply_settings(
             apply_overrides(get_config(self.preset), self.overrides()), self.settings
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain JSON values (what a record stores under ``spec``)."""
+        out = dataclasses.asdict(self)
+        out["settings"] = list(self.settings)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunSpec:
+        """The spec :meth:`to_dict` wrote; unknown or missing fields are named."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown run spec fields: {', '.join(unknown)}")
+        try:
+            data = SyntheticData(**values["data"])
+            return cls(**{**values, "data": data, "settings": tuple(values.get("settings", ()))})
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"incomplete run spec ({err})") from None
 
     def run_dir(self, root: Path) -> Path:
         return root / "runs" / self.profile / self.grid / self.run_id
@@ -175,6 +218,10 @@ class RunSpec:
             cmd += ["--device", device]
         return cmd
 
+    def commands(self, device: str | None = None) -> list[list[str]]:
+        """The commands that re-create the dataset and the run from the repository root."""
+        return [self.data.command(), self.train_command(device)]
+
 
 def record_path(spec: RunSpec, figures: Path | None = None) -> Path:
     """Where ``spec``'s record lives: ``<figures>/runs/<profile>/<grid>/<id>.json``."""
@@ -182,24 +229,148 @@ def record_path(spec: RunSpec, figures: Path | None = None) -> Path:
     return base / "runs" / spec.profile / spec.grid / f"{spec.run_id}.json"
 
 
-def _commit(root: Path) -> str | None:
+# --------------------------------------------------------------------------- records to specs
+
+#: Options of a version-1 record's ``gmaiou train`` command, by the spec field each sets.
+_LEGACY_OPTIONS: dict[str, str] = {
+    "--config": "preset", "--seed": "seed", "--workers": "workers", "--epochs": "epochs",
+    "--batch-size": "batch_size", "--lr": "lr", "--max-iters": "max_iters", "--set": "settings",
+    "--data": "", "--out": "", "--device": "",
+}  # fmt: skip
+_LEGACY_TYPES: dict[str, type] = {
+    "seed": int, "workers": int, "epochs": int, "batch_size": int, "lr": float, "max_iters": int,
+}  # fmt: skip
+
+
+def _legacy_spec(record: dict[str, Any]) -> RunSpec:
+    """The spec of a record written before records held one: its train command's options
+    (the command was rewritten when a preset changed, so it names the exact config) with the
+    record's grid, profile, label, variant and data."""
+    train = record["command"][1]
+    if train[:4] != ["python", "-m", "gmaiou", "train"]:
+        raise ValueError(f"record {record.get('id')}: not a 'python -m gmaiou train' command")
+    values: dict[str, Any] = {"settings": []}
+    args = train[4:]
+    for flag, value in zip(args[::2], args[1::2]):
+        name = _LEGACY_OPTIONS.get(flag)
+        if name is None:
+            raise ValueError(f"record {record.get('id')}: unknown train option {flag}")
+        if name == "settings":
+            values["settings"].append(value)
+        elif name:
+            values[name] = _LEGACY_TYPES.get(name, str)(value)
+    if len(args) % 2:
+        raise ValueError(f"record {record.get('id')}: train option {args[-1]} has no value")
+    return RunSpec(
+        grid=record["grid"],
+        profile=record["profile"],
+        seed=values.pop("seed", record["seed"]),
+        data=SyntheticData(**record["data"]),
+        label=record.get("label", ""),
+        variant=record.get("variant", ""),
+        curve_points=len(record.get("curve") or []),
+        **{**values, "settings": tuple(values["settings"])},
+    )
+
+
+def spec_from_record(record: dict[str, Any]) -> RunSpec:
+    """The :class:`RunSpec` of a run record: its ``spec``, or for a record written before
+    records held one, the spec its train command gives (``python -m gmaiou train ...``)."""
+    if "spec" in record:
+        return RunSpec.from_dict(record["spec"])
+    if "command" not in record:
+        raise ValueError(f"record {record.get('id')} holds neither a spec nor a train command")
+    return _legacy_spec(record)
+
+
+def rebase_record(record: dict[str, Any]) -> bool:
+    """Rewrite ``record``'s ``spec`` and ``command`` against today's presets; True if they changed.
+
+    A spec names its preset; when a preset later changes (a new CPU recipe), the spec would
+    no longer train the record's config. The rewritten spec adds the settings where the
+    two differ, so it trains exactly the recorded config again.
+    """
+    from gmaiou.configs import Config, settings_between
+
+    spec = spec_from_record(record)
+    recorded = Config.from_dict(record["config"])
+    today = spec.config()
+    if today == recorded and "spec" in record:
+        return False
+    spec = dataclasses.replace(spec, settings=(*spec.settings, *settings_between(today, recorded)))
+    if spec.config() != recorded:
+        raise ValueError(f"record {record.get('id')}: no settings re-create its config")
+    device = record.get("device")
+    record["spec"] = spec.to_dict()
+    record["command"] = spec.commands(device if isinstance(device, str) else None)
+    return True
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """The checkout a run trains from.
+
+    Attributes:
+        commit: ``HEAD``'s hash (``None`` outside a git checkout).
+        dirty: tracked files outside ``figures/`` differ from ``HEAD`` (the runs' records and
+            the notebooks' figures are written there).
+        changed: those files' paths (the first few, for the refusal's message).
+    """
+
+    commit: str | None
+    dirty: bool
+    changed: tuple[str, ...] = ()
+
+
+def source_state(root: Path) -> SourceState:
+    """:class:`SourceState` of the git checkout at ``root`` (not dirty outside a checkout)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "gmaiou"],
-            cwd=root, capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
+        head = git("rev-parse", "HEAD").strip()
+        status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!figures")
     except (OSError, subprocess.CalledProcessError):
-        return None
-    return f"{head}-dirty" if dirty else head
+        return SourceState(None, False)
+    changed = tuple(line[3:] for line in status.splitlines() if line.strip())
+    return SourceState(head, bool(changed), changed[:5])
+
+
+def _code_state() -> SourceState:
+    """The state of the checkout this package is imported from."""
+    return source_state(repo_root())
+
+
+def _dirty_allowed(spec: RunSpec, allow_dirty: bool | None) -> bool:
+    return allow_dirty if allow_dirty is not None else spec.profile not in COMMITTED_PROFILES
+
+
+def _check_source(specs: Sequence[RunSpec], allow_dirty: bool | None) -> SourceState:
+    """The checkout's state; refuses a dirty one for runs that need a clean checkout."""
+    state = _code_state()
+    strict = [s for s in specs if not _dirty_allowed(s, allow_dirty)]
+    if state.dirty and strict:
+        raise ValueError(
+            f"refusing to train {strict[0].run_id}: tracked files are modified "
+            f"({', '.join(state.changed)}); commit them, or pass --allow-dirty "
+            "(allow_dirty=True) to record the run as dirty"
+        )
+    return state
 
 
 def _device_name(device: torch.device) -> str:
     from gmaiou.paper.benchmarks import device_name
 
     return device_name(device)
+
+
+# --------------------------------------------------------------------------- training
 
 
 def _train_seconds(run_dir: Path, up_to: int | None = None) -> float:
@@ -221,6 +392,40 @@ def _chunk_ends(total_iters: int, points: int, max_iters: int | None) -> list[in
     return ends
 
 
+def _begin_segment(run_dir: Path, start: int | None, device: str | None) -> None:
+    """Note a stretch of training starting at iteration ``start`` (``None``: a fresh run,
+    whose earlier notes go) in ``run_dir``'s :data:`SEGMENTS_FILE`, before it trains: an
+    interrupted stretch keeps its note, and the next one's start ends it."""
+    from gmaiou.training import resolve_device
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / SEGMENTS_FILE
+    if start is None:
+        path.unlink(missing_ok=True)
+    where = resolve_device(device)
+    note = {
+        "start": start or 0,
+        "device": str(where),
+        "device_name": _device_name(where),
+        "torch_threads": torch.get_num_threads(),
+    }
+    with open(path, "a") as handle:
+        handle.write(json.dumps(note) + "\n")
+
+
+def _segments(run_dir: Path, iterations: int) -> list[dict[str, Any]]:
+    """The run's stretches of training: ``device``, ``device_name``, ``torch_threads``,
+    ``start`` and ``iterations`` (kept ones: up to the checkpoint the next stretch resumed
+    from). Iterations before the first note (trained outside the runner) make a first
+    stretch of unknown device."""
+    path = run_dir / SEGMENTS_FILE
+    notes = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    if (notes[0]["start"] if notes else iterations) > 0:
+        notes.insert(0, {"start": 0, "device": None, "device_name": None, "torch_threads": None})
+    ends = [n["start"] for n in notes[1:]] + [iterations]
+    return [{**n, "iterations": end - n["start"]} for n, end in zip(notes, ends)]
+
+
 def _train_chunks(spec: RunSpec, root: Path, device: str | None, progress: bool) -> dict[str, Any]:
     """Train ``spec`` (resuming what exists) and evaluate after each chunk; the curve and final metrics."""
     from gmaiou.training.trainer import RunOptions, train
@@ -231,9 +436,12 @@ def _train_chunks(spec: RunSpec, root: Path, device: str | None, progress: bool)
     n_train = _count_images(data_root)
     iters_per_epoch = math.ceil(n_train / config.train.batch_size)
     total = config.train.epochs * iters_per_epoch
+    start = _resume_point(run_dir)
+    _begin_segment(run_dir, start, device)
     curve = []
     for end in _chunk_ends(total, spec.curve_points, spec.max_iters):
-        resume = _resumable(run_dir)
+        # Every chunk after the first resumes from the checkpoint the one before it left.
+        resume = start is not None or bool(curve)
         options = RunOptions(
             out_dir=run_dir,
             data_root=data_root,
@@ -272,32 +480,36 @@ def _train_chunks(spec: RunSpec, root: Path, device: str | None, progress: bool)
         "total_iterations": total,
         "iters_per_epoch": iters_per_epoch,
         "device": device_used,
+        "segments": _segments(run_dir, curve[-1]["iteration"]),
     }
 
 
-def _resumable(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds an interrupted run; a finished run's weights whose record
-    was deleted are trained again (deleting a record is how one asks for that run anew)."""
-    from gmaiou.training.checkpoint import has_training_state, load_checkpoint
-    from gmaiou.training.trainer import CHECKPOINT_FILE
+def _resume_point(run_dir: Path) -> int | None:
+    """The iteration of the interrupted run in ``run_dir`` (``None``: nothing to resume).
+
+    A finished run's weights whose record was deleted are trained again (deleting a record
+    is how one asks for that run anew)."""
+    from gmaiou.runs import CHECKPOINT_FILE, load_checkpoint
+    from gmaiou.training.checkpoint import has_training_state
 
     checkpoint = run_dir / CHECKPOINT_FILE
     if not checkpoint.is_file():
-        return False
-    if has_training_state(load_checkpoint(checkpoint)):
-        return True
+        return None
+    state = load_checkpoint(checkpoint)
+    if has_training_state(state):
+        return int(state["iteration"])
     warnings.warn(
         f"{run_dir} holds a finished run's weights but its record is gone: training it again",
         stacklevel=3,
     )
-    return False
+    return None
 
 
 def _keep_weights_only(run_dir: Path) -> None:
     """Drop a finished run's optimizer state: it is never resumed (its record exists), and
     the analyses need only its weights; a grid's checkpoints then take a third of the disk."""
+    from gmaiou.runs import CHECKPOINT_FILE
     from gmaiou.training.checkpoint import drop_training_state
-    from gmaiou.training.trainer import CHECKPOINT_FILE
 
     checkpoint = run_dir / CHECKPOINT_FILE
     if checkpoint.is_file():
@@ -319,19 +531,26 @@ def run_one(
     force: bool = False,
     device: str | None = None,
     progress: bool = True,
+    allow_dirty: bool | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate ``spec`` unless its record exists (or ``force``); returns the record.
 
     ``root`` is the repository root (datasets under ``data/``, run folders under ``runs/``);
     ``figures`` the figures folder (default :func:`gmaiou.paper.paths.figures_dir` of the profile).
     An interrupted run resumes from its last checkpoint; ``force`` retrains from scratch.
+    ``allow_dirty``: train from a checkout with modified tracked files, recording
+    ``"dirty": true`` (``None``: only for profiles not in :data:`COMMITTED_PROFILES`).
+
+    Raises:
+        ValueError: the checkout is dirty and ``allow_dirty`` does not allow it.
     """
-    from gmaiou.training.trainer import _jsonable
+    from gmaiou.runs import jsonable
 
     root = Path(root) if root is not None else repo_root()
     path = record_path(spec, figures)
     if path.is_file() and not force:
         return json.loads(path.read_text())
+    source = _check_source([spec], allow_dirty)
     run_dir = spec.run_dir(root)
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -342,6 +561,7 @@ def run_one(
     record = {
         "version": RECORD_VERSION,
         "id": spec.run_id,
+        "spec": spec.to_dict(),
         "grid": spec.grid,
         "profile": spec.profile,
         "preset": spec.preset,
@@ -349,6 +569,7 @@ def run_one(
         "variant": spec.variant,
         "seed": spec.seed,
         "data": dataclasses.asdict(spec.data),
+        "data_seed": spec.data.seed,
         "overrides": spec.overrides(),
         "settings": list(spec.settings),
         "config": outcome["config"].to_dict(),
@@ -363,13 +584,15 @@ def run_one(
         "device_name": _device_name(dev),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
-        "commit": _commit(root),
-        "command": [spec.data.command(), spec.train_command(device)],
+        "segments": outcome["segments"],
+        "commit": source.commit,
+        "dirty": source.dirty,
+        "command": spec.commands(device),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(record), indent=1, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(jsonable(record), indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
     _keep_weights_only(run_dir)
     return record
@@ -382,7 +605,7 @@ def _force_from_env() -> bool:
 
 def _recorded_only_from_env() -> bool:
     """``GMAIOU_RECORDED_ONLY=1`` (``make reproduce RECORDED=1``): notebooks plot the runs
-    that have a record and train nothing (a grid being completed across sittings)."""
+    that have a record and train nothing (a grid being completed over several days)."""
     return os.environ.get("GMAIOU_RECORDED_ONLY", "").strip().lower() in ("1", "true", "yes")
 
 
@@ -395,6 +618,7 @@ def run_grid(
     parallel: int = 1,
     progress: bool = True,
     recorded_only: bool | None = None,
+    allow_dirty: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Run every spec (one at a time, or ``parallel`` subprocesses at once on a GPU machine).
 
@@ -403,6 +627,7 @@ def run_grid(
     run is a ``gmaiou-paper experiment ... --only ID`` subprocess, so runs share nothing but the device.
     With ``recorded_only`` (``None``: the ``GMAIOU_RECORDED_ONLY`` environment variable) nothing
     is trained: the records that exist are returned and the missing runs are named on stderr.
+    ``allow_dirty`` as in :func:`run_one`; a dirty checkout is refused before any run trains.
     """
     if recorded_only is None:
         recorded_only = _recorded_only_from_env()
@@ -418,9 +643,10 @@ def run_grid(
         return [json.loads(record_path(s, figures).read_text()) for s in have]
     if force is None:
         force = _force_from_env()
-    if parallel <= 1:
-        return [run_one(s, root, figures, force, device, progress) for s in specs]
     todo = [s for s in specs if force or not record_path(s, figures).is_file()]
+    _check_source(todo, allow_dirty)
+    if parallel <= 1:
+        return [run_one(s, root, figures, force, device, progress, allow_dirty) for s in specs]
     root_path = Path(root) if root is not None else repo_root()
 
     def launch(spec: RunSpec) -> int:
@@ -428,6 +654,8 @@ def run_grid(
                "--profile", spec.profile, "--only", spec.run_id, "--no-progress"]  # fmt: skip
         if force:
             cmd.append("--force")
+        if allow_dirty:
+            cmd.append("--allow-dirty")
         if device:
             cmd += ["--device", device]
         log = root_path / "runs" / spec.profile / spec.grid / f"{spec.run_id}.log"
@@ -445,47 +673,18 @@ def run_grid(
     return [json.loads(record_path(s, figures).read_text()) for s in specs]
 
 
-def load_records(profile: str, grid: str, figures: Path | None = None) -> list[dict[str, Any]]:
-    """Every record of ``grid`` under ``profile`` (sorted by id); an empty list if none."""
+def load_records(
+    profile: str, grid: str, figures: Path | None = None, include_dirty: bool | None = None
+) -> list[dict[str, Any]]:
+    """Every record of ``grid`` under ``profile`` (sorted by id); an empty list if none.
+
+    Records of runs trained from a dirty checkout (``"dirty": true``) are left out unless
+    ``include_dirty`` (``None``: kept only for profiles not in :data:`COMMITTED_PROFILES`).
+    Records written before the flag existed are kept.
+    """
+    if include_dirty is None:
+        include_dirty = profile not in COMMITTED_PROFILES
     base = figures if figures is not None else figures_dir(profile)
     folder = base / "runs" / profile / grid
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-
-
-def command_config(train_command: list[str]):
-    """The :class:`~gmaiou.configs.Config` a record's ``gmaiou train`` argument list trains."""
-    from gmaiou.cli import build_parser
-    from gmaiou.training.cli import config_from_args
-
-    if train_command[:4] != ["python", "-m", "gmaiou", "train"]:
-        raise ValueError(f"not a 'python -m gmaiou train' command: {train_command[:4]}")
-    args = build_parser().parse_args(train_command[3:])
-    return config_from_args(args)[0]
-
-
-def rebase_record_command(record: dict[str, Any]) -> bool:
-    """Rewrite ``record``'s train command against today's presets; True if it changed.
-
-    A record's command names its preset; when a preset later changes (a new CPU recipe),
-    the command would no longer train the record's config. The rewritten command gives
-    every setting where the record's config and today's preset differ, ``--set``
-    explicitly, so it trains exactly the recorded config again.
-    """
-    from gmaiou.configs import Config, get_config, settings_between
-
-    train = record["command"][1]
-    config = Config.from_dict(record["config"])
-    if command_config(train) == config:
-        return False
-    keep, i = [], 4
-    skip = {"--set", "--epochs", "--lr", "--batch-size"}
-    while i < len(train):
-        if train[i] in skip:
-            i += 2
-            continue
-        keep.append(train[i])
-        i += 1
-    sets = settings_between(get_config(record["preset"]), config)
-    record["command"][1] = [*train[:4], *keep, *(x for s in sets for x in ("--set", s))]
-    assert command_config(record["command"][1]) == config, record["id"]
-    return True
+    records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    return [r for r in records if include_dirty or r.get("dirty") is not True]

@@ -152,7 +152,7 @@ def measure_speed(
     from gmaiou.paper.benchmarks.infer import run_infer_benchmark
     from gmaiou.paper.cli import build_parser
     from gmaiou.paper.paths import repo_root
-    from gmaiou.training.trainer import CHECKPOINT_FILE
+    from gmaiou.runs import CHECKPOINT_FILE
 
     path = speed_path(spec, figures)
     if path.is_file() and not force:
