@@ -278,7 +278,7 @@ def test_grouped_paths_take_no_gts(hint):
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (13, 10)])
 def test_fill_table_writes_the_transposed_summed_area_table(rng, dtype, shape):
     """OpenCV's table, transposed into the stored layout; int64 tables go through float64."""
-    from gmaiou.measure import _fill_table
+    from gmaiou.measure.numpy_tables import _fill_table
 
     big = rng.random((shape[0] + 4, shape[1] + 6)) < 0.5
     crop = big[2 : 2 + shape[0], 3 : 3 + shape[1]]  # a view with a row stride, as the masks give
@@ -305,37 +305,37 @@ def test_count_all_on_one_or_two_threads_counts_every_pixel(
 ):
     """The parallel count sums 255 int64 words a group: all-ones masks fill every byte of a
     group's sum to 255 (the most it can hold); sizes off the group length leave a tail."""
-    from gmaiou import measure
+    from gmaiou.measure import pixel_counts
 
-    monkeypatch.setattr(measure, "_PARALLEL_COUNT_MIN_BYTES", 1)  # the small shapes too
+    monkeypatch.setattr(pixel_counts, "_PARALLEL_COUNT_MIN_BYTES", 1)  # the small shapes too
     masks = rng.random(shape) < density
     torch_threads(threads)
-    assert measure._count_all(masks) == np.count_nonzero(masks)
-    assert measure._count_bytes_torch(masks.reshape(-1)) == np.count_nonzero(masks)
+    assert pixel_counts._count_all(masks) == np.count_nonzero(masks)
+    assert pixel_counts._count_bytes_torch(masks.reshape(-1)) == np.count_nonzero(masks)
 
 
 def test_count_all_counts_non_bool_bytes_as_set_pixels(monkeypatch, torch_threads):
     """A uint8 mask may hold 255 for a set pixel: counted once, not summed, on two threads too;
     a read-only bool array is counted without a warning."""
-    from gmaiou import measure
+    from gmaiou.measure import pixel_counts
 
-    monkeypatch.setattr(measure, "_PARALLEL_COUNT_MIN_BYTES", 1)
+    monkeypatch.setattr(pixel_counts, "_PARALLEL_COUNT_MIN_BYTES", 1)
     masks = np.zeros((2, 50, 60), dtype=np.uint8)
     masks[0, 3:7, 5:9] = 255
     masks[1, 10, :] = 2
     torch_threads(2)
-    assert measure._count_all(masks) == 16 + 60
+    assert pixel_counts._count_all(masks) == 16 + 60
     read_only = masks != 0
     read_only.flags.writeable = False
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch warns on wrapping a read-only array
-        assert measure._count_all(read_only) == 16 + 60
+        assert pixel_counts._count_all(read_only) == 16 + 60
 
 
 def test_integral_refuses_a_destination_of_the_wrong_shape():
     import cv2
 
-    from gmaiou.measure import _integral
+    from gmaiou.measure.numpy_tables import _integral
 
     with pytest.raises(RuntimeError, match="in place"):
         _integral(np.ones((3, 4), dtype=np.uint8), np.empty((4, 4), dtype=np.int32), cv2.CV_32S)
@@ -345,12 +345,13 @@ def test_integral_refuses_a_destination_of_the_wrong_shape():
 def test_grouped_counts_with_wide_tables_equal_int32_ones(rng, monkeypatch, hint):
     """Crops of 2**31 pixels or more get float64 tables: forced here on small masks."""
     import gmaiou.measure as measure
+    from gmaiou.measure import numpy_tables
 
     boxes, masks = random_instances(rng, 6, 50, 40)
     query = random_anchors(rng, 6 * 15, 50, 40).view(6, 15, 4)
     hints = boxes if hint else None
     area, counts = measure.grouped_counts_from_masks(masks, hints, query)
-    monkeypatch.setattr(measure, "_INT32_PIXELS", 1)
+    monkeypatch.setattr(numpy_tables, "_INT32_PIXELS", 1)
     wide_area, wide = measure.grouped_counts_from_masks(masks, hints, query)
     assert torch.equal(area, wide_area) and torch.equal(counts, wide)
     built = measure.MaskIntegrals(masks, hints)

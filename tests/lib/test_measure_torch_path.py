@@ -11,7 +11,6 @@ import torch
 from conftest import random_anchors, random_instances
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import gmaiou.measure as measure
 from gmaiou.anchors import atss_anchors
 from gmaiou.assigners import ATSSAssigner
 from gmaiou.measure import (
@@ -21,7 +20,10 @@ from gmaiou.measure import (
     gmaiou_from_counts,
     grouped_gmaiou,
     mob_ratio,
+    torch_tables,
 )
+from gmaiou.measure.integrals import _whole_image_integrals
+from gmaiou.measure.mask_aware import _grouped_gmaiou
 
 POLYGONS = ["mask", "box"]
 
@@ -57,7 +59,7 @@ def torch_paths(masks: torch.Tensor, boxes: torch.Tensor) -> dict[str, MaskInteg
     moved._numpy_lookups, moved._frame = False, None
     return {
         "torch": MaskIntegrals(masks, boxes, backend="torch"),
-        "whole image": measure._whole_image_integrals(masks),
+        "whole image": _whole_image_integrals(masks),
         "numpy tables, torch look-ups": moved,
     }
 
@@ -94,9 +96,7 @@ def test_grouped_gmaiou_on_whole_image_tables_matches_bruteforce(rng):
     idx = torch.from_numpy(rng.integers(0, anchors.shape[0], (masks.shape[0], 30)))
     for polygon in POLYGONS:
         ref = gmaiou_bruteforce(boxes, masks, anchors, polygon).gather(1, idx)
-        got = measure._grouped_gmaiou(
-            boxes, measure._whole_image_integrals(masks), anchors[idx], polygon
-        )
+        got = _grouped_gmaiou(boxes, _whole_image_integrals(masks), anchors[idx], polygon)
         torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
 
 
@@ -105,8 +105,8 @@ def test_torch_tables_are_those_built_mask_by_mask(rng):
     per-mask loop that large stacks take."""
     boxes, masks, _ = hard_case(rng)
     for stack in (masks, masks[:, :, :30], masks[:1], masks[1:2]):
-        gathered = measure._build_tables_torch(stack)
-        looped = measure._build_tables_torch_per_mask(stack)
+        gathered = torch_tables._build_tables_torch(stack)
+        looped = torch_tables._build_tables_torch_per_mask(stack)
         for name, a, b in zip(["table", "origin", "size", "offset", "area"], gathered, looped):
             nonempty = stack.flatten(1).any(1)
             if name == "origin":  # an empty mask's origin is arbitrary (its size is 0)
@@ -117,8 +117,8 @@ def test_torch_tables_are_those_built_mask_by_mask(rng):
 def test_large_stacks_are_built_mask_by_mask(rng, monkeypatch):
     boxes, masks, anchors = hard_case(rng)
     ref = gmaiou(boxes, MaskIntegrals(masks, boxes, backend="numpy"), anchors, "box")
-    monkeypatch.setattr(measure, "_STACK_MAX_NUMEL", 0)
-    assert not measure._fits_stack(masks)
+    monkeypatch.setattr(torch_tables, "_STACK_MAX_NUMEL", 0)
+    assert not torch_tables._fits_stack(masks)
     got = gmaiou(boxes, MaskIntegrals(masks, boxes, backend="torch"), anchors, "box")
     assert torch.equal(bits(got), bits(ref))
 
@@ -128,7 +128,7 @@ def test_empty_inputs_on_the_torch_path(rng, polygon):
     boxes, masks, anchors = hard_case(rng)
     no_gt = {
         "torch": MaskIntegrals(masks[:0], boxes[:0], backend="torch"),
-        "whole image": measure._whole_image_integrals(masks[:0]),
+        "whole image": _whole_image_integrals(masks[:0]),
     }
     for integrals in no_gt.values():
         assert len(integrals) == 0
@@ -207,12 +207,10 @@ def test_gpu_paths_from_raw_masks_wait_on_nothing(rng):
     prepared = MaskIntegrals(masks, boxes, backend="torch").build()
     with _Syncs() as mode:
         for polygon in POLYGONS:
-            gmaiou(boxes, measure._whole_image_integrals(masks), anchors, polygon)
-            measure._grouped_gmaiou(
-                boxes, measure._whole_image_integrals(masks), anchors[idx], polygon
-            )
+            gmaiou(boxes, _whole_image_integrals(masks), anchors, polygon)
+            _grouped_gmaiou(boxes, _whole_image_integrals(masks), anchors[idx], polygon)
             gmaiou(boxes, prepared, anchors, polygon)
-            measure._grouped_gmaiou(boxes, prepared, anchors[idx], polygon)
+            _grouped_gmaiou(boxes, prepared, anchors[idx], polygon)
         prepared.intersection(anchors)
     assert not mode.seen
     with _Syncs() as mode:

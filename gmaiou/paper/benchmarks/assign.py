@@ -46,13 +46,13 @@ from gmaiou.anchors import atss_anchors, yolact_anchors
 from gmaiou.assigners import ATSSAssigner, MaxIoUAssigner
 from gmaiou.measure import (
     MaskIntegrals,
-    _count_all,
     box_union,
     gmaiou,
     gmaiou_bruteforce,
     gmaiou_from_counts,
     pairwise_overlaps,
 )
+from gmaiou.measure.pixel_counts import _count_all
 from gmaiou.paper.analysis.instances import Instances, coco_instances, synthetic_instances
 from gmaiou.paper.benchmarks import device_name, write_record
 from gmaiou.paper.paths import coco_sample_dir
@@ -170,7 +170,7 @@ class _OverlapsGiven(ATSSAssigner):
     def prepare(self, anchors: Tensor, num_level_anchors: Sequence[int], images: Instances) -> None:
         """Compute and keep every image's candidate overlaps."""
         for boxes, masks in images:
-            self.assign(anchors, num_level_anchors, boxes, masks)
+            self.assign(anchors, boxes, masks, num_level_anchors=num_level_anchors)
 
     def _candidate_overlaps(self, cand, anchors, gt_boxes, gt_masks):  # type: ignore[override]
         if gt_boxes not in self._given:
@@ -274,7 +274,9 @@ def _matrix_methods(anchors: Tensor, sync: Callable) -> dict[str, Callable]:
 def _assign_methods(assigners: dict[str, tuple], sync: Callable) -> dict[str, Callable]:
     """``label -> (assigner, anchors, num_level_anchors)`` as timeable ``(boxes, masks)`` calls."""
     return {
-        label: (lambda b, m, a=asg, anc=anchors, n=nl: sync(a.assign(anc, n, b, m)))
+        label: (
+            lambda b, m, a=asg, anc=anchors, n=nl: sync(a.assign(anc, b, m, num_level_anchors=n))
+        )
         for label, (asg, anchors, nl) in assigners.items()
     }
 
@@ -310,8 +312,11 @@ def _bench_one(
     times.update(
         _time_methods(
             {
-                _GIVEN: lambda b, m: sync(given.assign(aa, an, b, m)),
-                _GIVEN_READ: lambda b, m: (sync(given.assign(aa, an, b, m)), sync(_read_masks(m))),
+                _GIVEN: lambda b, m: sync(given.assign(aa, b, m, num_level_anchors=an)),
+                _GIVEN_READ: lambda b, m: (
+                    sync(given.assign(aa, b, m, num_level_anchors=an)),
+                    sync(_read_masks(m)),
+                ),
             },
             images,
             repeats,
@@ -322,7 +327,11 @@ def _bench_one(
     gma = ATSSAssigner(measure="gmaiou-mask")
     times.update(
         _time_methods(
-            {"ATSS GmaIoU (P=M), tables prepared": lambda b, t: sync(gma.assign(aa, an, b, t))},
+            {
+                "ATSS GmaIoU (P=M), tables prepared": lambda b, t: sync(
+                    gma.assign(aa, b, t, num_level_anchors=an)
+                )
+            },
             prepared,
             repeats,
         )
