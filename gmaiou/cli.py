@@ -52,24 +52,30 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     """Parse ``argv`` with ``parser`` and run the chosen subcommand's ``func``.
 
     Expected user errors end in one line naming the problem (``GMAIOU_DEBUG=1`` shows the
-    traceback); a closed output pipe (``gmaiou configs | head``) ends quietly.
+    traceback), a missing optional package among them (``gmaiou export`` without the ``onnx``
+    extra); a closed output pipe (``gmaiou configs | head``) ends quietly.
     """
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        args = parser.parse_args(argv)
+    except SystemExit:
+        _flush_stdout()  # --help and --version into a closed pipe end quietly too
+        raise
+    try:
+        status = int(args.func(args) or 0)
+        # A buffered stdout meets a closed pipe here rather than in Python's exit flush.
+        sys.stdout.flush()
+        return status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader stopped early: send what is left to devnull so that Python's exit flush
-        # does not raise a second time.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _discard_stdout()
         return 0
     except (
         FileNotFoundError,
         FileExistsError,
         IsADirectoryError,
+        ModuleNotFoundError,
         NotADirectoryError,
         PermissionError,
         ValueError,
@@ -78,6 +84,20 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
             raise
         print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+
+
+def _discard_stdout() -> None:
+    """The reader stopped early: send what is left to devnull, so that Python's exit flush
+    does not raise a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ __all__ = [
     "PostprocessConfig",
     "SECTIONS",
     "TrainConfig",
+    "apply_overrides",
     "apply_settings",
     "get_config",
     "list_configs",
@@ -501,22 +502,23 @@ def _parse_value(text: str) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def apply_settings(config: Config, settings: list[str] | tuple[str, ...]) -> Config:
-    """``config`` with ``section.field=value`` settings applied, e.g. ``model.anchor_base_scale=2``.
+def _setting_text(section: str, name: str, value: Any) -> str:
+    """``section.field=value`` with the value as JSON (tuples as lists), as :func:`apply_settings` reads it."""
+    text = json.dumps(list(value) if isinstance(value, tuple) else value)
+    return f"{section}.{name}={text}"
 
-    Values are JSON (``true``, ``null``, ``[0.75, 1.33]``) or bare strings (``cosine``); lists
-    become tuples. An unknown section or field, or a value the field rejects, is an error
-    naming the setting.
+
+def _replace_fields(config: Config, changes: list[tuple[str, str, Any, str]]) -> Config:
+    """``config`` with each ``(section, field, value, setting)`` change made.
+
+    The one path by which settings and overrides change a frozen config: an unknown section
+    or field is an error naming the ``setting`` (with close field names); the changes are
+    made together and checked once, so that changes that only agree as a set (a loss with
+    the classifier it needs) do not fail half-made.
     """
     sections = {f.name for f in dataclasses.fields(config)} - {"name"}
-    changes: dict[str, dict[str, tuple[str, Any]]] = {}
-    for setting in settings:
-        key, sep, text = setting.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot:
-            raise ValueError(
-                f"a setting is section.field=value (e.g. train.lr=0.01), got {setting!r}"
-            )
+    grouped: dict[str, dict[str, tuple[str, Any]]] = {}
+    for section, name, value, setting in changes:
         if section not in sections:
             raise ValueError(
                 f"unknown config section {section!r} in {setting!r}; sections: {sorted(sections)}"
@@ -525,12 +527,10 @@ def apply_settings(config: Config, settings: list[str] | tuple[str, ...]) -> Con
         if name not in names:
             close = difflib.get_close_matches(name, names, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ValueError(f"unknown setting {key!r}{hint}")
-        changes.setdefault(section, {})[name] = (setting, _parse_value(text.strip()))
-    # Applied together, then checked once: settings that only agree as a set (a loss with
-    # the classifier it needs) must not fail half-applied.
+            raise ValueError(f"unknown setting {f'{section}.{name}'!r}{hint}")
+        grouped.setdefault(section, {})[name] = (setting, value)
     parts = {}
-    for section, values in changes.items():
+    for section, values in grouped.items():
         try:
             parts[section] = dataclasses.replace(
                 getattr(config, section), **{k: v for k, (_, v) in values.items()}
@@ -541,7 +541,48 @@ def apply_settings(config: Config, settings: list[str] | tuple[str, ...]) -> Con
     try:
         return dataclasses.replace(config, **parts)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"settings {list(settings)} give an inconsistent config: {err}") from None
+        given = [setting for *_, setting in changes]
+        raise ValueError(f"settings {given} give an inconsistent config: {err}") from None
+
+
+def apply_settings(config: Config, settings: list[str] | tuple[str, ...]) -> Config:
+    """``config`` with ``section.field=value`` settings applied, e.g. ``model.anchor_base_scale=2``.
+
+    Values are JSON (``true``, ``null``, ``[0.75, 1.33]``) or bare strings (``cosine``); lists
+    become tuples. An unknown section or field, or a value the field rejects, is an error
+    naming the setting.
+    """
+    changes = []
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise ValueError(
+                f"a setting is section.field=value (e.g. train.lr=0.01), got {setting!r}"
+            )
+        changes.append((section, name, _parse_value(text.strip()), setting))
+    return _replace_fields(config, changes)
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """``config`` with ``config.train`` fields replaced by ``overrides`` (``None`` values ignored).
+
+    Overriding ``epochs`` rescales the step-decay epochs in proportion (a preset's steps at
+    16 and 20 of 24 epochs become 2 and 2.5 of 3), unless ``steps`` is overridden too.
+    An overridden ``lr`` is the rate for the (overridden) batch; overriding ``batch_size``
+    alone keeps ``lr_batch``, so the preset's rate is scaled linearly to the new batch.
+    Errors are those of :func:`apply_settings`, naming the setting as ``train.field=value``.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return config
+    train = config.train
+    if "lr" in given and "lr_batch" not in given:  # a given rate is meant for the given batch
+        given["lr_batch"] = given.get("batch_size", train.batch_size)
+    if "epochs" in given and "steps" not in given and given["epochs"] != train.epochs:
+        given["steps"] = tuple(s * given["epochs"] / train.epochs for s in train.steps)
+    changes = [("train", k, v, _setting_text("train", k, v)) for k, v in given.items()]
+    return _replace_fields(config, changes)
 
 
 def settings_between(base: Config, target: Config) -> tuple[str, ...]:
@@ -553,8 +594,7 @@ def settings_between(base: Config, target: Config) -> tuple[str, ...]:
         for f in dataclasses.fields(b):
             value = getattr(b, f.name)
             if getattr(a, f.name) != value:
-                text = json.dumps(list(value) if isinstance(value, tuple) else value)
-                settings.append(f"{section}.{f.name}={text}")
+                settings.append(_setting_text(section, f.name, value))
     return tuple(settings)
 
 

@@ -5,12 +5,16 @@ The exported graph is :meth:`gmaiou.models.YOLACT.forward` in eval mode: input
 and ``protos``, with a dynamic batch axis. Post-processing stays in Python
 (:func:`gmaiou.models.postprocess.postprocess`). GmaYOLACT's deformable convs map to
 ONNX ``DeformConv`` (opset 19), which onnxruntime implements.
+
+Writing the graph needs the ``onnx`` package and checking it ``onnxruntime``: the ``onnx``
+extra, ``pip install 'gmaiou[onnx]'``. Without it, both say so in a one-line
+:class:`ModuleNotFoundError`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import os
 import tempfile
 import warnings
@@ -20,15 +24,40 @@ import torch
 from torch import Tensor, nn
 
 from gmaiou.models import YOLACT, build_model, load_state
+from gmaiou.runs import CHECKPOINT_FILE, CONFIG_FILE, read_record
 
-__all__ = ["OUTPUT_NAMES", "export_onnx", "register"]
+__all__ = ["ONNX_EXTRA", "OUTPUT_NAMES", "export_onnx", "register", "require_onnx"]
 
 #: Output order of the exported graph.
 OUTPUT_NAMES: tuple[str, ...] = ("cls_logits", "box_deltas", "coeffs", "protos")
 OPSET = 19
 #: The checkpoint ``gmaiou train`` writes into its run directory (weights under key ``"model"``).
-RUN_CHECKPOINT = "checkpoint.pt"
+RUN_CHECKPOINT = CHECKPOINT_FILE
+#: Packages of the ``onnx`` extra: ``onnx`` writes the graph, ``onnxruntime`` checks it.
+ONNX_EXTRA: tuple[str, ...] = ("onnx", "onnxruntime")
 _SYMBOLIC_REGISTERED = False
+
+
+def _is_installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require_onnx(*, runtime: bool = False) -> None:
+    """Check that ``onnx`` (and with ``runtime``, ``onnxruntime``) can be imported.
+
+    Raises:
+        ModuleNotFoundError: one line naming the missing packages and the ``onnx`` extra.
+    """
+    missing = [name for name in ONNX_EXTRA[: 2 if runtime else 1] if not _is_installed(name)]
+    if missing:
+        raise ModuleNotFoundError(
+            f"ONNX export needs the 'onnx' extra (missing: {', '.join(missing)}); install it "
+            "with: pip install 'gmaiou[onnx]'",
+            name=missing[0],
+        )
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:
@@ -143,6 +172,7 @@ def export_onnx(
             f"{model.image_size} x {model.image_size} inputs"
         )
     check_output_path(path, overwrite)
+    require_onnx()
     _register_deform_conv_symbolic()
     was_training = model.training
     device = next(model.parameters()).device
@@ -179,6 +209,7 @@ def compare_with_onnxruntime(
     model: YOLACT, path: str | Path, batch_size: int = 2, seed: int = 0
 ) -> dict[str, float]:
     """Largest absolute difference per output between onnxruntime on ``path`` and torch on the CPU."""
+    require_onnx(runtime=True)
     import onnxruntime as ort
 
     generator = torch.Generator().manual_seed(seed)
@@ -210,15 +241,11 @@ def _run_config(run_dir: Path, config_name: str | None):
     """The config a run was trained with (its ``config.json``); ``config_name`` must agree with it."""
     from gmaiou.configs import Config
 
-    record_path = run_dir / "config.json"
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory not found: {run_dir}")
-    if not record_path.is_file():
-        raise FileNotFoundError(f"{record_path} not found; is {run_dir} a gmaiou training run?")
+    record_path = run_dir / CONFIG_FILE
+    record = read_record(run_dir)
     try:
-        record = json.loads(record_path.read_text())
         config = Config.from_dict(record["config"])
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (KeyError, TypeError) as err:
         raise ValueError(f"{record_path} is not a gmaiou run record ({err})") from None
     trained_as = record.get("config_name") or config.name
     if config_name is not None and config_name != trained_as:
@@ -234,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.onnx)
     check_output_path(out, args.force)
+    require_onnx(runtime=args.check)
     weights: Path | None = None
     if args.run is not None:
         run_dir = Path(args.run)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gmaiou.paper.paths import coco_sample_dir
+from gmaiou.paths import coco_sample_dir
 from gmaiou.shapes import random_shape, tight_box
 
 

@@ -103,8 +103,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_stats(args: argparse.Namespace) -> int:
     from gmaiou.data.coco import CocoInstances
+    from gmaiou.data.stats import dataset_statistics, statistics_markdown
     from gmaiou.data.synthetic import ensure_synthetic
-    from gmaiou.paper.analysis.mob import dataset_statistics, statistics_markdown
 
     root = (
         args.root

@@ -54,9 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gmaiou.devices import resolve_device
     from gmaiou.evaluation.results import save_results
     from gmaiou.evaluation.run import evaluate_run
-    from gmaiou.training.distributed import resolve_device
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -93,7 +93,7 @@ def _preflight(args: argparse.Namespace) -> None:
     """Check the split's image files (existence, sizes) before the model runs; print what was dropped."""
     from gmaiou.data import CocoInstances
     from gmaiou.data.coco import check_image_files
-    from gmaiou.training.trainer import CONFIG_FILE, resolve_data_root
+    from gmaiou.runs import CONFIG_FILE, resolve_data_root
 
     record_path = args.run / CONFIG_FILE
     if args.data is None and not record_path.is_file():

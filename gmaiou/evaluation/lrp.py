@@ -50,7 +50,7 @@ __all__ = [
     "optimal_lrp",
 ]
 
-#: The IoU threshold that makes a detection a true positive (spec section 4).
+#: The IoU threshold that makes a detection a true positive (``docs/spec.md`` section 4).
 LRP_TAU = 0.5
 
 

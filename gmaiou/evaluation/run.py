@@ -7,7 +7,6 @@ a trained model from a run directory (``config.json`` + ``checkpoint.pt``).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -91,18 +90,14 @@ def load_run(
     """
     from gmaiou.configs import Config
     from gmaiou.models import build_model
-    from gmaiou.training.checkpoint import load_checkpoint
-    from gmaiou.training.trainer import CHECKPOINT_FILE, CONFIG_FILE
+    from gmaiou.runs import CHECKPOINT_FILE, CONFIG_FILE, load_checkpoint, read_record
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory not found: {run_dir}")
-    record_path = run_dir / CONFIG_FILE
-    if not record_path.is_file():
-        raise FileNotFoundError(f"{record_path} not found; is {run_dir} a gmaiou training run?")
-    record = json.loads(record_path.read_text())
+    record = read_record(run_dir)
     if "config" not in record:
-        raise ValueError(f"{record_path} holds no resolved config; cannot rebuild the model")
+        raise ValueError(
+            f"{run_dir / CONFIG_FILE} holds no resolved config; cannot rebuild the model"
+        )
     config = Config.from_dict(record["config"])
     ckpt = load_checkpoint(run_dir / CHECKPOINT_FILE, map_location="cpu")
     model = build_model(config)
@@ -122,7 +117,7 @@ def evaluate_run(
     """Reload a run's model and evaluate it on ``split`` of ``data_root`` (default: the run's data)."""
     from gmaiou.data import CocoInstances, find_split
     from gmaiou.data.transforms import TestTransform
-    from gmaiou.training.trainer import resolve_data_root
+    from gmaiou.runs import resolve_data_root
 
     model, config, record = load_run(run_dir, device)
     root = resolve_data_root(data_root if data_root is not None else record["data_root"])

@@ -1,9 +1,10 @@
-"""Checkpoints written atomically, and the random-number-generator states a resume needs.
+"""What a checkpoint holds for a resume: the random-number-generator states and the
+optimizer, scheduler and grad-scaler states.
 
 A checkpoint is one ``torch.save`` dict (model, optimizer, scheduler, grad scaler,
-RNG states, counters). It is written to a temporary file in the same folder and moved
-into place with :func:`os.replace`, so a crash or Ctrl-C while writing never leaves a
-truncated ``checkpoint.pt``: the previous one stays until the new one is complete.
+RNG states, counters), written atomically by :func:`gmaiou.runs.save_checkpoint` (also
+importable from here): a crash or Ctrl-C while writing never leaves a truncated
+``checkpoint.pt``, the previous one stays until the new one is complete.
 
 RNG states are stored as tensors and plain Python values so that the file loads with
 ``torch.load(weights_only=True)`` (no pickled code).
@@ -12,14 +13,14 @@ RNG states are stored as tensors and plain Python values so that the file loads 
 from __future__ import annotations
 
 import os
-import pickle
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from gmaiou.runs import load_checkpoint, save_checkpoint
 
 __all__ = [
     "TRAINING_STATE_KEYS",
@@ -67,37 +68,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         cuda_states = state["cuda"]
         if len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
-
-
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: never leave a half-written temporary behind.
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def load_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`; a clear error where it is absent."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
-        raise ValueError(f"checkpoint {path} could not be read ({err}); it may be corrupt") from err
 
 
 def has_training_state(state: dict[str, Any]) -> bool:

@@ -171,8 +171,7 @@ def run(args: argparse.Namespace) -> int:
 def config_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The run's config from ``gmaiou train``'s arguments (preset, overrides, ``--set``), and
     the overrides as the run record stores them; with ``--resume``, the run folder's own."""
-    from gmaiou.configs import apply_settings, get_config
-    from gmaiou.training.trainer import apply_overrides
+    from gmaiou.configs import apply_overrides, apply_settings, get_config
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -194,7 +193,9 @@ def _print_notes(err: BaseException, is_main: bool) -> None:
 
 def _resume_overrides(out_dir: Path, config_name: str, overrides: dict) -> dict:
     """The overrides a run was started with; a resumed run must not change them."""
-    record_path = Path(out_dir) / "config.json"
+    from gmaiou.runs import CONFIG_FILE
+
+    record_path = Path(out_dir) / CONFIG_FILE
     if not record_path.is_file():
         return overrides
     record = json.loads(record_path.read_text())

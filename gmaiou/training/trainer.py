@@ -44,13 +44,24 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from gmaiou.measure import MaskIntegrals, is_mask_measure
+from gmaiou.runs import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    DETECTIONS_FILE,
+    EVAL_FILE,
+    METRICS_FILE,
+    RUN_FILE_PATTERNS,
+    load_checkpoint,
+    prepare_run_dir,
+    resolve_data_root,
+    save_checkpoint,
+)
+from gmaiou.runs import write_json as _write_json
 from gmaiou.training.batch import per_process_train
 from gmaiou.training.checkpoint import (
     capture_rng_state,
     has_training_state,
-    load_checkpoint,
     restore_rng_state,
-    save_checkpoint,
 )
 from gmaiou.training.distributed import (
     DistContext,
@@ -75,18 +86,11 @@ __all__ = [
     "RunOptions",
     "TrainResult",
     "TrainingDiverged",
-    "apply_overrides",
     "prepare_run_dir",
     "resolve_data_root",
     "seed_everything",
     "train",
 ]
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FILE = "checkpoint.pt"
-EVAL_FILE = "eval.json"
-DETECTIONS_FILE = "detections.json"
 
 
 class TrainingDiverged(RuntimeError):
@@ -191,122 +195,6 @@ def _determinism(on: bool) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         torch.backends.cudnn.benchmark = previous[2]
-
-
-def resolve_data_root(
-    data_root: str | os.PathLike | None, synthetic_images: int = 64, synthetic_size: int = 256
-) -> Path:
-    """The dataset folder to use: the given one (checked), or the embedded synthetic default.
-
-    The default is generated once (``synthetic_images`` images of ``synthetic_size`` pixels)
-    and cached, see :func:`gmaiou.data.synthetic.ensure_synthetic`.
-    """
-    if data_root is None:
-        from gmaiou.data.synthetic import ensure_synthetic
-
-        return Path(ensure_synthetic(num_images=synthetic_images, size=synthetic_size))
-    root = Path(data_root).expanduser()
-    if not root.exists():
-        raise FileNotFoundError(f"data folder not found: {root}")
-    if not root.is_dir():
-        raise ValueError(f"--data must be a dataset folder, got a file: {root}")
-    return root.resolve()
-
-
-#: What a run (and ``gmaiou eval`` into its folder) writes; ``overwrite`` removes all of it.
-RUN_FILE_PATTERNS: tuple[str, ...] = (
-    CONFIG_FILE,
-    METRICS_FILE,
-    CHECKPOINT_FILE,
-    EVAL_FILE,
-    "detections*.json",  # detections.json, gmaiou eval's detections_SPLIT[.metrics].json
-    ".*.tmp",  # temporaries of atomic writes left by a killed process
-)
-
-
-def _run_files(out_dir: Path) -> list[Path]:
-    return sorted(
-        {p for pattern in RUN_FILE_PATTERNS for p in out_dir.glob(pattern) if p.is_file()}
-    )
-
-
-def prepare_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Create ``out_dir``; refuse a non-empty one unless resuming or told to overwrite.
-
-    ``overwrite`` removes every file a previous run wrote (:data:`RUN_FILE_PATTERNS`),
-    and leaves other files alone. ``resume`` needs a checkpoint, except in a folder that
-    holds only the ``config.json`` and ``metrics.jsonl`` of a run that never
-    checkpointed: that run starts again from scratch.
-    """
-    if resume and overwrite:
-        raise ValueError("--resume and --overwrite contradict each other; choose one")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"run directory {out_dir} exists and is a file")
-    non_empty = out_dir.is_dir() and any(out_dir.iterdir())
-    if resume:
-        if (out_dir / CHECKPOINT_FILE).is_file():
-            return
-        names = {p.name for p in out_dir.iterdir()} if out_dir.is_dir() else set()
-        names = {n for n in names if not (n.startswith(".") and n.endswith(".tmp"))}
-        if CONFIG_FILE in names and names <= {CONFIG_FILE, METRICS_FILE}:
-            for path in _run_files(out_dir):  # never checkpointed: start again from scratch
-                if path.name != CONFIG_FILE:
-                    path.unlink()
-            return
-        raise FileNotFoundError(f"cannot resume: no checkpoint at {out_dir / CHECKPOINT_FILE}")
-    if non_empty:
-        if not overwrite:
-            raise FileExistsError(
-                f"run directory {out_dir} is not empty; pass --resume to continue it "
-                "or --overwrite to replace it"
-            )
-        for path in _run_files(out_dir):
-            path.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-
-def apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
-    """``config`` with ``config.train`` fields replaced by ``overrides`` (``None`` values ignored).
-
-    Overriding ``epochs`` rescales the step-decay epochs in proportion (a preset's steps at
-    16 and 20 of 24 epochs become 2 and 2.5 of 3), unless ``steps`` is overridden too.
-    An overridden ``lr`` is the rate for the (overridden) batch; overriding ``batch_size``
-    alone keeps ``lr_batch``, so the preset's rate is scaled linearly to the new batch.
-    """
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if not given:
-        return config
-    unknown = sorted(set(given) - {f.name for f in dataclasses.fields(config.train)})
-    if unknown:
-        raise ValueError(f"unknown training settings {unknown}")
-    train = config.train
-    if "lr" in given and "lr_batch" not in given:  # a given rate is meant for the given batch
-        given["lr_batch"] = given.get("batch_size", train.batch_size)
-    if "epochs" in given and "steps" not in given and given["epochs"] != train.epochs:
-        given["steps"] = tuple(s * given["epochs"] / train.epochs for s in train.steps)
-    return dataclasses.replace(config, train=dataclasses.replace(train, **given))
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # e.g. an AP that COCO cannot define; JSON has no NaN
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return repr(value)
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- batches
@@ -534,7 +422,7 @@ def _train(
     on_iteration: Callable[[int, dict[str, float]], None] | None,
 ) -> TrainResult:
     if ctx is None:
-        from gmaiou.training.distributed import resolve_device
+        from gmaiou.devices import resolve_device
 
         ctx = DistContext(device=resolve_device(options.device))
     job = _setup(config, options, ctx)

@@ -6,9 +6,8 @@ import dataclasses
 
 import pytest
 
-from gmaiou.configs import TrainConfig, get_config
+from gmaiou.configs import TrainConfig, apply_overrides, get_config
 from gmaiou.training.batch import batch_message, per_process_train, scaled_lr, split_batch
-from gmaiou.training.trainer import apply_overrides
 
 
 def test_split_batch_divides_or_names_the_problem():

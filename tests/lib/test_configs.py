@@ -17,6 +17,8 @@ from gmaiou.configs import (
     ModelConfig,
     PostprocessConfig,
     TrainConfig,
+    apply_overrides,
+    apply_settings,
     get_config,
     list_configs,
     with_num_classes,
@@ -203,6 +205,37 @@ def test_invalid_fields_are_rejected_with_their_name():
         Config("x", model=ModelConfig(anchors="atss"), assigner=AssignerConfig(kind="fixed"))
     with pytest.raises(ValueError, match="score_activation"):
         Config("x", postprocess=PostprocessConfig(score_activation="sigmoid"))
+
+
+def test_apply_overrides_rescales_the_steps_and_pairs_the_rate_with_its_batch():
+    base = get_config("yolact-fixed-r50-550")  # 55 epochs, steps (20, 42, 49, 52), batch 32
+    assert apply_overrides(base, {"epochs": None, "lr": None}) is base
+    short = apply_overrides(base, {"epochs": 11})
+    assert short.train.epochs == 11
+    assert short.train.steps == pytest.approx((4.0, 8.4, 9.8, 10.4))
+    assert dataclasses.replace(short, train=base.train) == base  # nothing else changed
+    kept = apply_overrides(base, {"epochs": 11, "steps": (5, 9)})
+    assert kept.train.steps == (5, 9)
+    assert apply_overrides(base, {"epochs": 55}).train.steps == base.train.steps
+    rate = apply_overrides(base, {"batch_size": 8, "lr": 1e-3})
+    assert (rate.train.batch_size, rate.train.lr, rate.train.lr_batch) == (8, 1e-3, 8)
+    batch = apply_overrides(base, {"batch_size": 8})
+    assert (batch.train.batch_size, batch.train.lr, batch.train.lr_batch) == (8, 4e-3, 32)
+
+
+def test_overrides_and_settings_share_one_path():
+    base = get_config("yolact-fixed-r50-550")
+    assert apply_overrides(base, {"epochs": 11, "batch_size": 8}) == apply_settings(
+        base, ["train.epochs=11", "train.batch_size=8", "train.steps=[4.0, 8.4, 9.8, 10.4]"]
+    )
+    with pytest.raises(
+        ValueError, match=r"unknown setting 'train.epochz' \(did you mean epochs\?\)"
+    ):
+        apply_overrides(base, {"epochz": 3})
+    with pytest.raises(ValueError, match="bad value in 'train.schedule=\"linear\"'"):
+        apply_overrides(base, {"schedule": "linear"})
+    with pytest.raises(ValueError, match="train.epochs must be a positive integer, got 0"):
+        apply_overrides(base, {"epochs": 0})
 
 
 def test_json_round_trip():

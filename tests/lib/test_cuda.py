@@ -141,9 +141,9 @@ def _train_on_cuda(
 ) -> tuple[object, list[dict]]:
     """``gmaiou train`` of GmaYOLACT (r18, 160 px) on 10 synthetic images on CUDA, with
     ``overrides`` of its training settings: the result and the metrics lines."""
-    from gmaiou.configs import get_config
+    from gmaiou.configs import apply_overrides, get_config
     from gmaiou.data.synthetic import ensure_synthetic
-    from gmaiou.training.trainer import RunOptions, apply_overrides, train
+    from gmaiou.training.trainer import RunOptions, train
 
     name = "gmayolact-atss-gmaiou-r18-160"
     root = ensure_synthetic(num_images=10, size=160, progress=False)

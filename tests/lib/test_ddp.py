@@ -43,9 +43,9 @@ def _worker(
         MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)  # two processes share the two cores
-    from gmaiou.configs import get_config
+    from gmaiou.configs import apply_overrides, get_config
     from gmaiou.training.distributed import init_distributed, shutdown_distributed
-    from gmaiou.training.trainer import RunOptions, apply_overrides, train
+    from gmaiou.training.trainer import RunOptions, train
 
     config = apply_overrides(
         get_config(CONFIG),

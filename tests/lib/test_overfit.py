@@ -23,9 +23,9 @@ import time
 
 import pytest
 
-from gmaiou.configs import get_config
+from gmaiou.configs import apply_overrides, get_config
 from gmaiou.data.synthetic import ensure_synthetic
-from gmaiou.training.trainer import RunOptions, apply_overrides, train
+from gmaiou.training.trainer import RunOptions, train
 
 CONFIG = "yolact-atss-gmaiou-r18-256"
 

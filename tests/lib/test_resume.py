@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gmaiou.configs import get_config
+from gmaiou.configs import apply_overrides, get_config
 from gmaiou.data.synthetic import ensure_synthetic
-from gmaiou.training.checkpoint import drop_training_state, load_checkpoint
-from gmaiou.training.trainer import RunOptions, apply_overrides, train
+from gmaiou.runs import load_checkpoint
+from gmaiou.training.checkpoint import drop_training_state
+from gmaiou.training.trainer import RunOptions, train
 
 CONFIG = "yolact-atss-gmaiou-r18-160"
 TOTAL = 6  # iterations: one whole epoch of 4 and half of the next

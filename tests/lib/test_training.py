@@ -11,15 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from gmaiou.training.checkpoint import (
-    capture_rng_state,
+from gmaiou.devices import resolve_device
+from gmaiou.runs import (
     load_checkpoint,
-    restore_rng_state,
+    prepare_run_dir,
+    read_record,
+    resolve_data_root,
     save_checkpoint,
+    write_json,
 )
-from gmaiou.training.distributed import ResumableSampler, resolve_device
+from gmaiou.training.checkpoint import capture_rng_state, restore_rng_state
+from gmaiou.training.distributed import ResumableSampler
 from gmaiou.training.schedule import LrSchedule, build_scheduler, steps_to_iterations
-from gmaiou.training.trainer import prepare_run_dir, resolve_data_root
 
 # --------------------------------------------------------------------------- schedule
 
@@ -178,6 +181,22 @@ def test_run_dir_refused_unless_resume_or_overwrite(tmp_path):
     assert (run / "notes.txt").read_text() == "mine"  # only our own files are removed
 
 
+def test_run_record_round_trip_and_clear_errors(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match="run directory not found"):
+        read_record(run)
+    run.mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json not found"):
+        read_record(run)
+    write_json(run / "config.json", {"steps": (2, 3), "root": tmp_path, "ap": float("nan")})
+    assert read_record(run) == {"steps": [2, 3], "root": str(tmp_path), "ap": None}
+    assert [p.name for p in run.iterdir()] == ["config.json"]  # no temporary left
+    for text in ("[1, 2]", "{"):
+        (run / "config.json").write_text(text)
+        with pytest.raises(ValueError, match="is not a gmaiou run record"):
+            read_record(run)
+
+
 def test_missing_data_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no_such_dataset"):
         resolve_data_root(tmp_path / "no_such_dataset")
@@ -223,9 +242,9 @@ SMOKE_PRESETS = (
 
 @pytest.mark.parametrize("name", SMOKE_PRESETS)
 def test_smoke_training_run_of_every_preset_family(tmp_path, name):
-    from gmaiou.configs import get_config
+    from gmaiou.configs import apply_overrides, get_config
     from gmaiou.data.synthetic import ensure_synthetic
-    from gmaiou.training.trainer import RunOptions, apply_overrides, train
+    from gmaiou.training.trainer import RunOptions, train
 
     root = ensure_synthetic(num_images=10, size=160, progress=False)
     config = apply_overrides(get_config(name), {"epochs": 1, "batch_size": 2})

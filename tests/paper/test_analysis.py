@@ -14,7 +14,8 @@ from pycocotools import mask as mask_utils
 
 from gmaiou.anchors import atss_anchors
 from gmaiou.assigners import ATSSAssigner
-from gmaiou.data import CocoInstances, generate
+from gmaiou.data import CocoInstances, generate, stats
+from gmaiou.paper.analysis import mob
 from gmaiou.paper.analysis.examples import (
     atss_positives,
     gt_disagreements,
@@ -24,15 +25,7 @@ from gmaiou.paper.analysis.examples import (
     select_examples,
     to_original,
 )
-from gmaiou.paper.analysis.mob import (
-    dataset_statistics,
-    ecdf,
-    gt_mob_ratios,
-    mob_summary,
-    plot_mob_distribution,
-    size_name,
-    statistics_markdown,
-)
+from gmaiou.paper.analysis.mob import ecdf, gt_mob_ratios, mob_summary, plot_mob_distribution
 
 matplotlib.use("Agg")
 
@@ -90,44 +83,29 @@ def synth_root(tmp_path_factory) -> Path:
 # ----------------------------------------------------------------------------- MOB
 
 
-def test_size_names_follow_coco_ranges():
-    assert size_name(0) == size_name(1023) == "small"
-    assert size_name(1024) == size_name(9215) == "medium"
-    assert size_name(9216) == "large"
-    with pytest.raises(ValueError):
-        size_name(-1)
+def test_the_mob_statistics_are_the_librarys():
+    for name in ("SIZE_RANGES", "size_name", "mob_summary", "dataset_statistics"):
+        assert getattr(mob, name) is getattr(stats, name)
+    assert mob.statistics_markdown is stats.statistics_markdown
 
 
-def test_mob_summary_and_ecdf_hand_computed():
-    s = mob_summary(np.array([0.2, 0.4, 0.6, 0.8]))
-    assert s == {
-        "count": 4,
-        "share_below": 0.5,
-        "threshold": 0.5,
-        "mean": pytest.approx(0.5),
-        "median": pytest.approx(0.5),
-    }
-    assert mob_summary(torch.tensor([0.5, 0.7]))["share_below"] == 0.0
-    with pytest.raises(ValueError, match="no MOB ratios"):
-        mob_summary(np.array([]))
+def test_ecdf_hand_computed():
     x, y = ecdf([3.0, 1.0, 2.0])
     assert x.tolist() == [1.0, 2.0, 3.0]
     assert y.tolist() == pytest.approx([1 / 3, 2 / 3, 1.0])
+    x, y = ecdf(np.array([]))
+    assert x.shape == y.shape == (0,)
 
 
-def test_gt_mob_ratios_hand_computed(tmp_path):
+def test_gt_mob_ratios_table_holds_the_library_rows(tmp_path):
     ds = CocoInstances.from_root(write_l_dataset(tmp_path / "l"), "val")
     frame = gt_mob_ratios(ds)
+    assert tuple(frame.columns) == stats.GT_COLUMNS
+    assert frame.to_dict("records") == stats.gt_mob_ratios(ds)
     assert frame["class_name"].tolist() == ["ell", "box"]
     assert frame["mob"].tolist() == pytest.approx([1500 / 6400, 1.0])
-    assert frame["area"].tolist() == [1500, 200]
-    assert frame["size"].tolist() == ["medium", "small"]
-    stats = dataset_statistics(ds)
-    assert stats["instances"] == 2 and stats["images"] == 1
-    assert stats["mob"]["share_below"] == 0.5
-    assert [c["name"] for c in stats["classes"]] == ["ell", "box"]
-    table = statistics_markdown(stats)
-    assert "| ell | 1 | 50.0% |" in table and "**all**" in table
+    empty = gt_mob_ratios(ds, max_images=0)
+    assert empty.shape == (0, 7) and tuple(empty.columns) == stats.GT_COLUMNS
 
 
 def test_synthetic_mob_share_and_plot(synth_root):
@@ -238,9 +216,7 @@ def test_atss_positives_match_the_assigner(tmp_path):
     positives = atss_positives(item["boxes"], item["masks"], 128, gt_index=0)
     grid = atss_anchors(128)
     for measure in ("iou", "gmaiou-mask"):
-        result = ATSSAssigner(measure=measure).assign(
-            grid.anchors, grid.num_level_anchors, item["boxes"], item["masks"]
-        )
+        result = ATSSAssigner(measure=measure).assign(grid, item["boxes"], item["masks"])
         assert torch.equal(positives[measure], grid.anchors[result.gt_inds == 0])
         assert positives[measure].shape[0] >= 1
     fig = plot_atss_positives(item["image"], item["masks"][0], item["boxes"][0], positives)

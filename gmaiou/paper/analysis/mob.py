@@ -1,4 +1,5 @@
-"""Mask-over-box (MOB) ratios of ground-truth boxes (Fig. 3(a), Observation 2) and dataset statistics.
+"""Mask-over-box (MOB) ratios of ground-truth boxes (Fig. 3(a), Observation 2) as a table, their
+ECDF and plot; the dataset statistics are the library's (:mod:`gmaiou.data.stats`).
 
 The MOB ratio of a GT is ``|M| / |B|``: the share of its box that its mask fills
 (:func:`gmaiou.measure.mob_ratio` of the GT's mask with its own box). Sizes follow
@@ -13,10 +14,16 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from gmaiou.data import stats as _stats
 from gmaiou.data.coco import CocoInstances
-from gmaiou.measure import mob_ratio
+from gmaiou.data.stats import (
+    SIZE_RANGES,
+    dataset_statistics,
+    mob_summary,
+    size_name,
+    statistics_markdown,
+)
 
 __all__ = [
     "SIZE_RANGES",
@@ -29,153 +36,23 @@ __all__ = [
     "statistics_markdown",
 ]
 
-#: COCO's object size ranges on area in pixels: (name, low inclusive, high exclusive).
-SIZE_RANGES: tuple[tuple[str, float, float], ...] = (
-    ("small", 0.0, 32.0**2),
-    ("medium", 32.0**2, 96.0**2),
-    ("large", 96.0**2, float("inf")),
-)
-
-
-def size_name(area: float) -> str:
-    """COCO's size name of an object of ``area`` pixels."""
-    for name, low, high in SIZE_RANGES:
-        if low <= area < high:
-            return name
-    raise ValueError(f"area must be >= 0, got {area}")
-
 
 def gt_mob_ratios(
     dataset: CocoInstances, max_images: int | None = None, progress: bool = False
 ) -> pd.DataFrame:
-    """One row per ground truth of ``dataset`` (at original size, no transform).
+    """:func:`gmaiou.data.stats.gt_mob_ratios` as a table: one row per ground truth of ``dataset``.
 
     Columns: ``image_id``, ``label``, ``class_name``, ``area`` (mask pixels), ``box_area``,
     ``mob`` (``|M| / |B|``), ``size`` (small / medium / large).
-
-    Args:
-        dataset: any :class:`CocoInstances`; its transform is not applied.
-        max_images: only the first ``max_images`` images (all if ``None``).
-        progress: show a progress bar.
     """
-    count = len(dataset) if max_images is None else min(max_images, len(dataset))
-    rows: list[dict] = []
-    for index in tqdm(range(count), desc="GT MOB ratios", unit="img", disable=not progress):
-        targets = dataset.get_targets(index)
-        boxes, masks = targets["boxes"], targets["masks"]
-        if boxes.shape[0] == 0:
-            continue
-        mob = mob_ratio(boxes, masks).diagonal()
-        area = torch.count_nonzero(masks, dim=(1, 2))
-        box_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        for g in range(boxes.shape[0]):
-            label = int(targets["labels"][g])
-            rows.append(
-                {
-                    "image_id": targets["image_id"],
-                    "label": label,
-                    "class_name": dataset.class_names[label],
-                    "area": int(area[g]),
-                    "box_area": float(box_area[g]),
-                    "mob": float(mob[g]),
-                    "size": size_name(float(area[g])),
-                }
-            )
-    columns = ["image_id", "label", "class_name", "area", "box_area", "mob", "size"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def mob_summary(
-    ratios: np.ndarray | torch.Tensor | pd.Series, threshold: float = 0.5
-) -> dict[str, float]:
-    """Count, share below ``threshold``, mean and median of MOB ratios.
-
-    Raises ``ValueError`` for no ratios (a share of nothing is undefined).
-    """
-    values = np.asarray(ratios, dtype=np.float64).ravel()
-    if values.size == 0:
-        raise ValueError("no MOB ratios to summarise (the dataset has no ground truths)")
-    return {
-        "count": int(values.size),
-        "share_below": float((values < threshold).mean()),
-        "threshold": float(threshold),
-        "mean": float(values.mean()),
-        "median": float(np.median(values)),
-    }
+    rows = _stats.gt_mob_ratios(dataset, max_images=max_images, progress=progress)
+    return pd.DataFrame(rows, columns=list(_stats.GT_COLUMNS))
 
 
 def ecdf(values: np.ndarray | torch.Tensor | pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Empirical CDF: sorted values ``x`` and ``F(x) = (rank) / n`` for each, both ``[n]``."""
     x = np.sort(np.asarray(values, dtype=np.float64).ravel())
     return x, np.arange(1, x.size + 1, dtype=np.float64) / max(x.size, 1)
-
-
-def dataset_statistics(
-    dataset: CocoInstances, max_images: int | None = None, threshold: float = 0.5
-) -> dict:
-    """Instances per class, COCO size shares and MOB statistics of a dataset split, as plain numbers.
-
-    Returns a dict with ``images``, ``instances``, ``size_shares`` (small/medium/large),
-    ``mob`` (:func:`mob_summary`) and ``classes``: per class ``name``, ``instances``,
-    ``share`` of all instances, ``size_shares``, ``mob_mean``, ``mob_share_below``.
-    """
-    frame = gt_mob_ratios(dataset, max_images=max_images)
-    images = len(dataset) if max_images is None else min(max_images, len(dataset))
-    if frame.empty:
-        raise ValueError(
-            f"{dataset.ann_file} has no ground-truth instances in its first {images} images"
-        )
-
-    def size_shares(part: pd.DataFrame) -> dict[str, float]:
-        return {name: float((part["size"] == name).mean()) for name, _, _ in SIZE_RANGES}
-
-    classes = []
-    for label, name in enumerate(dataset.class_names):
-        part = frame[frame["label"] == label]
-        if part.empty:
-            continue
-        classes.append(
-            {
-                "name": name,
-                "instances": int(len(part)),
-                "share": float(len(part) / len(frame)),
-                "size_shares": size_shares(part),
-                "mob_mean": float(part["mob"].mean()),
-                "mob_share_below": float((part["mob"] < threshold).mean()),
-            }
-        )
-    return {
-        "images": int(images),
-        "instances": int(len(frame)),
-        "size_shares": size_shares(frame),
-        "mob": mob_summary(frame["mob"], threshold),
-        "classes": classes,
-    }
-
-
-def statistics_markdown(stats: Mapping) -> str:
-    """A Markdown table of :func:`dataset_statistics` (one row per class and a total row)."""
-    threshold = stats["mob"]["threshold"]
-    lines = [
-        f"| class | instances | share | small | medium | large | mean MOB | MOB < {threshold:g} |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-
-    def pct(x: float) -> str:
-        return f"{100 * x:.1f}%"
-
-    for c in stats["classes"]:
-        s = c["size_shares"]
-        lines.append(
-            f"| {c['name']} | {c['instances']} | {pct(c['share'])} | {pct(s['small'])} | "
-            f"{pct(s['medium'])} | {pct(s['large'])} | {c['mob_mean']:.2f} | {pct(c['mob_share_below'])} |"
-        )
-    s = stats["size_shares"]
-    lines.append(
-        f"| **all** | {stats['instances']} | 100% | {pct(s['small'])} | {pct(s['medium'])} | "
-        f"{pct(s['large'])} | {stats['mob']['mean']:.2f} | {pct(stats['mob']['share_below'])} |"
-    )
-    return "\n".join(lines)
 
 
 def plot_mob_distribution(

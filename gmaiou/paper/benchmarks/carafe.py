@@ -184,7 +184,7 @@ def markdown_table(record: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gmaiou.training.distributed import resolve_device
+    from gmaiou.devices import resolve_device
 
     device = resolve_device(args.device)
     record = run_carafe_benchmark(
@@ -196,6 +196,10 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         seed=args.seed,
     )
+    if args.out is None:
+        from gmaiou.paper.paths import timings_dir
+
+        args.out = timings_dir() / f"carafe_{device.type}.json"
     out = write_record(args.out, record)
     table = markdown_table(record)
     out.with_suffix(".md").write_text(table)
@@ -221,7 +225,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         type=Path,
-        default=Path("figures/carafe_bench_cpu.json"),
-        help="JSON output; the Markdown table goes next to it (.md)",
+        default=None,
+        help="JSON output (default figures/timings/carafe_<device>.json); the Markdown table "
+        "goes next to it (.md)",
     )
     p.set_defaults(func=run)

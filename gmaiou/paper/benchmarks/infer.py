@@ -26,8 +26,10 @@ issue is timed on trained models instead, on their run's own val split: the netw
 ``gmaiou eval`` does), with each mask assembled inside its box (the default) and by
 upsampling every mask over the whole image (the former assembly), side by side on the
 same network outputs. Both sets of detections are scored, so the record also shows
-that the mask AP did not move. Results go to ``--out`` (JSON) and a Markdown table
-beside it.
+that the mask AP did not move. Results go to ``--out`` (JSON; with ``--run``, by default
+``figures/timings/trained_inference_<device>.json``) and, with ``--markdown``, a table.
+:func:`format_trained_inference`, :func:`plot_trained_inference` and
+:func:`trained_inference_findings` fold several such records (devices) into one of each.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import dataclasses
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +49,18 @@ from tqdm.auto import tqdm
 from gmaiou.paper.benchmarks import device_name, write_record
 
 __all__ = [
+    "assembly_findings",
     "bench_config",
+    "format_trained_inference",
     "format_trained_table",
     "model_label",
     "register",
     "run",
+    "plot_trained_inference",
     "run_infer_benchmark",
+    "trained_inference_findings",
     "training_batches",
+    "versus_cpu_findings",
 ]
 
 
@@ -303,7 +310,7 @@ def _trained_one(run_dir: Path, args: argparse.Namespace, device: torch.device) 
     from gmaiou.evaluation.results import detections_to_coco
     from gmaiou.evaluation.run import load_run
     from gmaiou.models import postprocess
-    from gmaiou.training.trainer import resolve_data_root
+    from gmaiou.runs import resolve_data_root
 
     model, config, record = load_run(run_dir, device)
     model.eval()
@@ -427,9 +434,188 @@ def format_trained_table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- trained runs folded
+
+
+def _default_assembly(record: dict[str, Any]) -> tuple[str, str]:
+    """The record's keys of post-processing ms and fps with its device's default mask assembly."""
+    from gmaiou.models.postprocess import pastes_in_box
+
+    if pastes_in_box(record["device_type"]):
+        return "post_ms_per_image", "images_per_s"
+    return "post_full_upsampling_ms_per_image", "images_per_s_full_upsampling"
+
+
+def _ordered(records: Mapping[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """CPU records first, then the others, each by name."""
+    return sorted(records.items(), key=lambda kv: (kv[1]["device_type"] != "cpu", kv[0]))
+
+
+def _where(record: dict[str, Any]) -> str:
+    where = record["device"]
+    pinned = record.get("cpu_affinity")
+    if record.get("device_type") == "cpu" and pinned is not None:
+        where += f", pinned to core(s) {','.join(map(str, pinned))}"
+    return f"{where}, torch {record['torch']}"
+
+
+def format_trained_inference(records: Mapping[str, dict[str, Any]]) -> str:
+    """Markdown: every trained-weights record (``name -> record``) in one table, one row per
+    record and model, each record's device and data above it."""
+    head = (
+        "| record | device | model | anchors | network ms/img | post ms/img, in box "
+        "| post ms/img, whole map | fps | dets/img | mask AP | mask AP, whole map | box AP |"
+    )
+    lines = [
+        "Trained weights, batch 1, median over the val images of each run's own dataset; "
+        "post-processing at each image's original size with each mask assembled inside its box "
+        "(in box) and by upsampling its whole map (whole map), both scored; fps with the "
+        "device's default assembly (inside the box on the CPU, the whole map on a GPU).",
+        "",
+    ]
+    for name, record in _ordered(records):
+        sets = sorted({f"{r.get('data', '?')} ({r['images']} images)" for r in record["trained"]})
+        lines.append(f"- `{name}`: {_where(record)}; {record['split']} split of {', '.join(sets)}")
+    lines += ["", head, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, record in _ordered(records):
+        _, fps_key = _default_assembly(record)
+        device = "CPU" if record["device_type"] == "cpu" else record["device"]
+        for r in record["trained"]:
+            lines.append(
+                f"| `{name}` | {device} | {r['model']} | {r['anchors']} "
+                f"| {r['network_ms_per_image']:.1f} | {r['post_ms_per_image']:.1f} "
+                f"| {r['post_full_upsampling_ms_per_image']:.1f} | {r[fps_key]:.2f} "
+                f"| {r['detections_per_image']:.1f} | {r['mask_ap']:.2f} "
+                f"| {r['mask_ap_full_upsampling']:.2f} | {r['box_ap']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def assembly_findings(record: dict[str, Any]) -> list[str]:
+    """Per model of ``record``: post-processing time and mask AP of both mask assemblies."""
+    return [
+        f"{r['model']} on {record['device']}: post-processing {r['post_ms_per_image']:.1f} ms "
+        f"per image with each mask assembled inside its box against "
+        f"{r['post_full_upsampling_ms_per_image']:.1f} ms with the whole maps upsampled "
+        f"({r['detections_per_image']:.0f} detections per image); mask AP "
+        f"{r['mask_ap']:.2f} against {r['mask_ap_full_upsampling']:.2f}."
+        for r in record["trained"]
+    ]
+
+
+def versus_cpu_findings(record: dict[str, Any], cpu: dict[str, Any] | None) -> list[str]:
+    """Each model of a GPU ``record`` against the same config in the ``cpu`` record, each at
+    its device's default assembly."""
+    if cpu is None:
+        return []
+    on_cpu = {r["config"]: r for r in cpu["trained"]}
+    lines = []
+    for r in record["trained"]:
+        c = on_cpu.get(r["config"])
+        if c is None:
+            continue
+        gpu_fps = r["images_per_s_full_upsampling"]  # the default off the CPU
+        lines.append(
+            f"{r['model']}: {gpu_fps:.0f} fps on {record['device']} "
+            f"({r['network_ms_per_image']:.1f} ms network) against {c['images_per_s']:.1f} fps "
+            f"on {cpu['device']} ({c['network_ms_per_image']:.1f} ms network); mask AP "
+            f"{r['mask_ap_full_upsampling']:.2f} on the GPU, {c['mask_ap']:.2f} on the CPU "
+            f"({r['mask_ap_full_upsampling'] - c['mask_ap']:+.2f})."
+        )
+    return lines
+
+
+def _against_fixed(name: str, record: dict[str, Any]) -> list[str]:
+    """Each model of ``record`` against its YOLACT (fixed IoU): time per image, anchors, AP."""
+    from gmaiou.paper.benchmarks.train import PAPER_CLAIMS
+
+    ref = next((r for r in record["trained"] if r["config"].startswith("yolact-fixed-")), None)
+    if ref is None:
+        return []
+    post_key, _ = _default_assembly(record)
+    ref_ms = ref["network_ms_per_image"] + ref[post_key]
+    lines = []
+    for r in record["trained"]:
+        if r is ref:
+            continue
+        ratio = (r["network_ms_per_image"] + r[post_key]) / ref_ms
+        network = r["network_ms_per_image"] / ref["network_ms_per_image"]
+        claim = next((c for k, c in PAPER_CLAIMS.items() if r["config"].startswith(f"{k}-")), None)
+        lines.append(
+            f"`{name}`: {r['model']} takes {ratio:.2f}x the inference time per image of "
+            f"{ref['model']} ({abs(1 - ratio):.0%} {'less' if ratio < 1 else 'more'}; network "
+            f"alone {network:.2f}x) with {r['anchors']:,} anchors against {ref['anchors']:,}, at "
+            f"{r['detections_per_image']:.1f} against {ref['detections_per_image']:.1f} "
+            f"detections per image; mask AP {r['mask_ap']:.2f} against {ref['mask_ap']:.2f}"
+            + (f". The paper: {claim}." if claim else ".")
+        )
+    return lines
+
+
+def trained_inference_findings(records: Mapping[str, dict[str, Any]]) -> list[str]:
+    """Sentences computed from the trained-weights records (``name -> record``): each model
+    against YOLACT (fixed IoU) in its record; on a GPU, both assemblies and the CPU record
+    ``cpu``; and a record ``cpu_float16_weights`` (float16 copies of the weights) against
+    ``cpu``, the rounding's effect on the mask AP."""
+    cpu = records.get("cpu")
+    lines = []
+    for name, record in _ordered(records):
+        lines += _against_fixed(name, record)
+        if record["device_type"] != "cpu":
+            lines += assembly_findings(record) + versus_cpu_findings(record, cpu)
+    half = records.get("cpu_float16_weights")
+    if cpu is not None and half is not None:
+        full = {r["config"]: r for r in cpu["trained"]}
+        for r in half["trained"]:
+            c = full.get(r["config"])
+            if c is not None:
+                lines.append(
+                    f"{r['model']}, float16 copies of the weights on the CPU: mask AP "
+                    f"{r['mask_ap']:.2f} against {c['mask_ap']:.2f} with the float32 weights "
+                    f"({r['mask_ap'] - c['mask_ap']:+.2f})."
+                )
+    return lines
+
+
+def plot_trained_inference(records: Mapping[str, dict[str, Any]]):
+    """Two panels, fps (the device's default assembly) and mask AP: a bar per model and record."""
+    import matplotlib.pyplot as plt
+
+    ordered = _ordered(records)
+    if not ordered:
+        raise ValueError("no trained-weights record to plot")
+    models = list(dict.fromkeys(r["model"] for _, rec in ordered for r in rec["trained"]))
+    width = 0.8 / len(ordered)
+    fig, axes = plt.subplots(1, 2, figsize=(5.5 + 1.2 * len(models), 3.6))
+    for k, (name, record) in enumerate(ordered):
+        _, fps_key = _default_assembly(record)
+        rows = {r["model"]: r for r in record["trained"]}
+        xs = [
+            m + (k - (len(ordered) - 1) / 2) * width
+            for m, model in enumerate(models)
+            if model in rows
+        ]
+        for ax, key in zip(axes, (fps_key, "mask_ap")):
+            values = [rows[model][key] for model in models if model in rows]
+            ax.bar(xs, values, width, color=f"C{k}", label=name)
+            for x, v in zip(xs, values):
+                ax.annotate(f"{v:.3g}", (x, v), ha="center", va="bottom", fontsize=6)
+    for ax, title in zip(
+        axes, ("inference fps (batch 1, the device's default assembly)", "mask AP")
+    ):
+        ax.set_xticks(range(len(models)), [m.replace(" (", "\n(") for m in models])
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_title(title, fontsize=9)
+    axes[0].legend(fontsize=7)
+    devices = dict.fromkeys(f"{name}: {rec['device']}" for name, rec in ordered)
+    fig.suptitle("Trained weights; " + "; ".join(devices), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def run_infer_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Both benchmarks; returns the JSON-ready record (also written to ``args.out``)."""
-    from gmaiou.training.distributed import resolve_device
+    from gmaiou.devices import resolve_device
 
     device = resolve_device(args.device)
     record: dict[str, Any] = {
@@ -502,16 +688,18 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.eval_images is not None and args.eval_images < 1:
         raise ValueError(f"--eval-images must be >= 1, got {args.eval_images}")
-    if args.run and args.out is None:
-        from gmaiou.paper.paths import figures_dir
-
-        args.out = str(figures_dir() / "table4_inference.json")
     record = run_infer_benchmark(args)
     _print(record)
+    if args.run and args.out is None:
+        from gmaiou.paper.paths import timings_dir
+
+        args.out = str(timings_dir() / f"trained_inference_{record['device_type']}.json")
     out = write_record(args.out or "runs/bench/infer.json", record)
-    if "trained" in record:
-        out.with_suffix(".md").write_text(format_trained_table(record) + "\n")
-        print(f"written to {out} and {out.with_suffix('.md')}")
+    if "trained" in record and args.markdown:
+        md = Path(args.markdown)
+        md.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text(format_trained_table(record) + "\n")
+        print(f"written to {out} and {md}")
     else:
         print(f"written to {out}")
     return 0
@@ -565,7 +753,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="JSON output (default runs/bench/infer.json; with --run figures/table4_inference.json, "
-        "and a Markdown table beside it)",
+        help="JSON output (default runs/bench/infer.json; with --run "
+        "figures/timings/trained_inference_<device>.json)",
+    )
+    p.add_argument(
+        "--markdown", default=None, help="with --run, also write the table as Markdown here"
     )
     p.set_defaults(func=run)

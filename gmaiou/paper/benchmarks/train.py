@@ -18,8 +18,12 @@ with trained weights from run folders when ``--run`` names them (random otherwis
 ``paper`` — ResNet-50 at 550 px on the COCO sample (random weights, few iterations);
 ``table5`` — ResNet-50 at the paper's 400, 550 and 700 px, inference only (our fps for
 Table 5). ``--profile smoke`` shrinks any scale to ResNet-18 at 160 px and one iteration,
-for tests. The record (JSON) and its Markdown table go to ``figures/`` (``--out``): CPU
-name, torch threads and pinned cores, or the GPU's name, are in both. Float32 throughout.
+for tests. The record (JSON) goes to ``figures/timings/model_speed_<scale>_<device>.json``
+(``--out``; the ``cpu`` scale's name there is ``recipe``), its Markdown table to ``--markdown``
+when given: CPU name, torch version, threads and pinned cores, or the GPU's name, are in both.
+Float32 throughout. :func:`format_model_speed`, :func:`plot_speed` and
+:func:`model_speed_findings` fold several records (devices, scales) into one table, figure and
+list of sentences.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ __all__ = [
     "default_out",
     "describe_data",
     "find_trained_runs",
+    "format_model_speed",
+    "model_speed_findings",
     "PAPER_CLAIMS",
     "plot_speed",
     "speed_findings",
@@ -310,7 +316,7 @@ def _load_runs(
 def _data_root(settings: SpeedSettings, size: int, runs: dict[str, tuple]) -> Path:
     from gmaiou.data.synthetic import ensure_synthetic
     from gmaiou.paper.paths import coco_sample_dir
-    from gmaiou.training.trainer import resolve_data_root
+    from gmaiou.runs import resolve_data_root
 
     if settings.data is not None:
         root = Path(settings.data)
@@ -463,7 +469,7 @@ def run_speed_benchmark(settings: SpeedSettings, progress: bool = False) -> dict
         ValueError: an unknown preset, a run that is none of the models or of another scale.
         FileNotFoundError: a missing run folder, checkpoint or dataset.
     """
-    from gmaiou.training.distributed import resolve_device
+    from gmaiou.devices import resolve_device
 
     device = resolve_device(settings.device)
     for size in settings.sizes:  # fail on an unknown preset before any timing
@@ -576,7 +582,7 @@ def describe_data(record: dict[str, Any]) -> str:
     return f"images of {', '.join(names)} (train split, training transform)"
 
 
-#: What the paper says of these speeds (spec section 5; paper sections 4.3-4.4), for the sentences.
+#: What the paper says of these speeds (``docs/spec.md`` section 5; paper sections 4.3-4.4), for the sentences.
 PAPER_CLAIMS: dict[str, str] = {
     "yolact-atss-gmaiou": "about 25% less inference time than YOLACT (fewer anchors; abstract)",
     "gmayolact-atss-gmaiou": "about the same inference time as YOLACT-550 (section 4.3)",
@@ -619,22 +625,117 @@ def speed_findings(record: dict[str, Any], reference: str = "yolact-fixed") -> l
     return out
 
 
+def _device_label(record: dict[str, Any]) -> str:
+    """``CPU`` or the GPU's name: the rows' device in the folded table and figure."""
+    return "CPU" if record.get("device_type") == "cpu" else record["device"]
+
+
+def _record_order(record: dict[str, Any]) -> tuple:
+    """CPU records first, then each GPU; within a device, the scales in :data:`SCALES`' order."""
+    scales = list(SCALES)
+    scale = record["settings"]["scale"]
+    return (
+        record.get("device_type") != "cpu",
+        record["device"],
+        scales.index(scale) if scale in scales else len(scales),
+    )
+
+
+def _record_line(record: dict[str, Any]) -> str:
+    """One record's settings: device, torch, threads, batches and iterations."""
+    s = record["settings"]
+    where = f"{_where(record)}, " if record.get("device_type") == "cpu" else ""
+    if record.get("device_type") == "cpu":
+        where += f"{record['threads']} torch thread(s), "
+    training = (
+        f"training batch {s['batch_size']}, median of {s['train_iters']} iterations after "
+        f"{s['warmup']} warm-up; "
+        if s["train"]
+        else ""
+    )
+    return (
+        f"- {_device_label(record)}, {s['backbone']} at {', '.join(map(str, s['sizes']))} px "
+        f"({s['scale']} scale): {where}torch {record['torch']}; {training}inference median of "
+        f"{s['infer_iters']} images"
+    )
+
+
+def format_model_speed(records: Sequence[dict[str, Any]]) -> str:
+    """Markdown: one row per record, size and model, the records' settings above the table.
+
+    Training s/iteration is the forward, assignment, loss, backward and the preset's
+    optimizer step; inference is batch 1, the network in eval mode then the post-processing
+    (NMS and masks at the input size) of every detection above the preset's score threshold.
+    """
+    head = (
+        "| device | backbone | size | model | weights | anchors | train s/iter "
+        "| network ms/img | post ms/img | dets/img | fps |"
+    )
+    lines = [
+        "The three models side by side in one process per record, float32; training: median "
+        "s/iteration (forward, assignment, loss, backward, the preset's optimizer step); "
+        "inference: batch 1, median ms per image of the network in eval mode and of the "
+        "post-processing (NMS and masks at the input size) of every detection above the "
+        "preset's score threshold (random weights fill images with detections: see dets/img).",
+        "",
+        *(_record_line(r) for r in sorted(records, key=_record_order)),
+        "",
+        head,
+        "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for record in sorted(records, key=_record_order):
+        for block in record["scales"]:
+            for r in block["models"]:
+                train = r.get("train_s_per_iter")
+                weights = "trained" if r["weights"].startswith("trained") else r["weights"]
+                cells = [
+                    _device_label(record),
+                    record["settings"]["backbone"],
+                    str(block["size"]),
+                    r["model"],
+                    weights,
+                    str(r["anchors"]),
+                    "–" if train is None else f"{train:.3g}",
+                    f"{r['network_ms_per_image']:.1f}",
+                    f"{r['post_ms_per_image']:.1f}",
+                    f"{r['detections_per_image']:.0f}",
+                    f"{r['fps']:.2f}",
+                ]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def model_speed_findings(records: Sequence[dict[str, Any]]) -> list[str]:
+    """:func:`speed_findings` of every record, each sentence headed by its device and backbone."""
+    return [
+        f"{_device_label(r)}, {r['settings']['backbone']}: {line}"
+        for r in sorted(records, key=_record_order)
+        for line in speed_findings(r)
+    ]
+
+
 def plot_speed(records: Sequence[dict[str, Any]]):
-    """Bars per model: one column per scale (backbone and size), rows training s/iteration
-    (when timed) and inference fps, each panel on its own y scale."""
+    """Bars per model: one column per device and scale (backbone and size), rows training
+    s/iteration (when timed) and inference fps, each panel on its own y scale."""
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    frames = [speed_frame(r).assign(backbone=r["settings"]["backbone"]) for r in records]
+    records = sorted(records, key=_record_order)
+    frames = [
+        speed_frame(r).assign(backbone=r["settings"]["backbone"], device=_device_label(r))
+        for r in records
+    ]
     if not frames:
         raise ValueError("no speed record to plot")
     frame = pd.concat(frames, ignore_index=True)
-    frame["scale"] = frame["backbone"] + ", " + frame["size"].astype(str) + " px"
+    frame["scale"] = (
+        frame["device"] + "\n" + frame["backbone"] + ", " + frame["size"].astype(str) + " px"
+    )
     scales = list(dict.fromkeys(frame["scale"]))
     metrics = [c for c in ("train s/iter", "fps") if frame[c].notna().any()]
     titles = {"train s/iter": "training: s / iteration", "fps": "inference: fps (batch 1)"}
     fig, axes = plt.subplots(
-        len(metrics), len(scales), figsize=(4.2 * len(scales), 3.0 * len(metrics)), squeeze=False
+        len(metrics), len(scales), figsize=(3.4 * len(scales), 3.2 * len(metrics)), squeeze=False
     )
     colors = dict(zip(MODELS.values(), ("C0", "C1", "C2")))
     for j, scale in enumerate(scales):
@@ -645,28 +746,28 @@ def plot_speed(records: Sequence[dict[str, Any]]):
             values = sub[metric]
             ax.bar(range(len(values)), values, color=[colors[m] for m in values.index])
             ax.set_xticks(range(len(values)), [m.replace(" (", "\n(") for m in values.index])
-            ax.tick_params(axis="x", labelsize=7)
-            ax.set_title(f"{scale}: {titles[metric]}", fontsize=9)
+            ax.tick_params(axis="x", labelsize=6)
+            ax.set_title(f"{scale}: {titles[metric]}", fontsize=8)
             for k, v in enumerate(values):
                 if v == v:
                     ax.annotate(f"{v:.3g}", (k, v), ha="center", va="bottom", fontsize=7)
-    devices = sorted({_where(r) for r in records})
-    fig.suptitle("; ".join(devices), fontsize=9)
+    devices = list(dict.fromkeys(f"{_device_label(r)}: {_where(r)}" for r in records))
+    fig.suptitle("; ".join(devices), fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def default_out(settings: SpeedSettings, device_type: str, profile: str) -> Path:
-    """``figures/`` (``figures/smoke/`` for smoke) ``table4_speed_<backbone>-<size>_<device>.json``,
-    or ``table5_speed_<backbone>_<device>.json`` for the Table 5 scale."""
-    from gmaiou.paper.paths import figures_dir
+#: The file name of a scale's record: ``model_speed_<name>_<device>.json``.
+SCALE_FILE_NAMES: dict[str, str] = {"cpu": "recipe", "paper": "paper", "table5": "table5"}
 
-    if settings.scale == "table5":
-        name = f"table5_speed_{settings.backbone}_{device_type}"
-    else:
-        sizes = "-".join(map(str, settings.sizes))
-        name = f"table4_speed_{settings.backbone}-{sizes}_{device_type}"
-    return figures_dir(profile) / f"{name}.json"
+
+def default_out(settings: SpeedSettings, device_type: str, profile: str) -> Path:
+    """``figures/timings/`` (``figures/<profile>/timings/`` but for default)
+    ``model_speed_<scale>_<device>.json``, the ``cpu`` scale named ``recipe``."""
+    from gmaiou.paper.paths import timings_dir
+
+    name = SCALE_FILE_NAMES.get(settings.scale, settings.scale)
+    return timings_dir(profile) / f"model_speed_{name}_{device_type}.json"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -696,11 +797,15 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     out = Path(args.out) if args.out else default_out(settings, record["device_type"], args.profile)
     write_record(out, record)
-    from gmaiou.paper.figures import provenance
+    if args.markdown:
+        from gmaiou.paper.figures import provenance
 
-    md = out.with_suffix(".md")
-    md.write_text(f"{table}\n\n*{provenance(args.profile, describe_data(record))}*\n")
-    print(f"written to {out} and {md}")
+        md = Path(args.markdown)
+        md.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text(f"{table}\n\n*{provenance(args.profile, describe_data(record))}*\n")
+        print(f"written to {out} and {md}")
+    else:
+        print(f"written to {out}")
     return 0
 
 
@@ -745,7 +850,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="JSON output (default figures/table4_speed_<backbone>-<size>_<device>.json, "
-        "table5_speed_<backbone>_<device>.json for --scale table5; a .md table beside it)",
+        help="JSON output (default figures/timings/model_speed_<scale>_<device>.json, the cpu "
+        "scale named recipe; figures/<profile>/timings/ for other profiles than default)",
     )
+    p.add_argument("--markdown", default=None, help="also write the table as Markdown here")
     p.set_defaults(func=run)

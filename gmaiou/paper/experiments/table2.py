@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 TREATMENT = ASSIGNER_LABELS["atss-gmaiou"]
-#: The paper's claimed mask AP gains of GmaIoU-ATSS over these baselines (spec section 5).
+#: The paper's claimed mask AP gains of GmaIoU-ATSS over these baselines (``docs/spec.md`` section 5).
 CLAIMS: dict[str, tuple[float, float]] = {
     ASSIGNER_LABELS["atss-iou"]: (1.0, 1.5),
     ASSIGNER_LABELS["fixed"]: (1.5, 2.0),
