@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gmaiou.paper.experiments.power import holm_adjust, pairs_needed, paired_power
+from gmaiou.paper.experiments.power import holm_adjust, paired_power, pairs_needed
 
 
 @pytest.mark.parametrize(
