@@ -167,10 +167,12 @@ class YOLACT(nn.Module):
             # by a data-loader worker; only the [A] result moves.
             where = source.device
             gt_inds = self.assigner.assign(
-                anchors.to(where), layout, gt_boxes.to(where), source
+                anchors.to(where), gt_boxes.to(where), source, num_level_anchors=layout
             ).gt_inds
         else:
-            gt_inds = self.assigner.assign(anchors, layout, gt_boxes.to(device)).gt_inds
+            gt_inds = self.assigner.assign(
+                anchors, gt_boxes.to(device), num_level_anchors=layout
+            ).gt_inds
         gt_inds = gt_inds.to(device)
         if crowd is not None and crowd.shape[0] > 0:
             # YOLACT ignores non-positive anchors lying mostly inside a crowd box.
@@ -337,67 +339,10 @@ class YOLACT(nn.Module):
         )
         return {"loss": total, "cls": cls, "box": box, "mask": mask, "semantic": semantic}
 
-    def anchor_losses(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
-        """Each anchor's share of the YOLACT loss terms, before OHEM selection and reduction.
-
-        For analysis (Fig. 2); training uses :meth:`loss`. Every positive gets its mask term
-        (no ``max_masks`` subsampling). ``outputs`` may come from either mode (the semantic
-        map is not used).
-
-        Args:
-            outputs: :meth:`forward` output for the images of ``batch``.
-            batch: as in :meth:`loss` (``"boxes"``, ``"labels"``, ``"masks"`` at ``S x S``).
-
-        Returns:
-            ``gt_inds [B, A]`` (the assignment, as :meth:`assign`), ``cls [B, A]`` softmax
-            cross-entropy with the anchor's target (its class for positives, background for
-            negatives; NaN where ignored), ``box [B, A]`` SmoothL1 summed over the four
-            deltas and ``mask [B, A]`` cropped BCE over the GT box area (NaN but at positives).
-        """
-        if self.config.loss.kind != "yolact":
-            raise ValueError(
-                f"anchor_losses needs loss.kind='yolact' (softmax CE, SmoothL1, mask BCE), "
-                f"got {self.config.loss.kind!r}"
-            )
-        cls_logits, deltas = outputs["cls_logits"].float(), outputs["box_deltas"].float()
-        bsz, num_anchors, k = cls_logits.shape
-        if len(batch["boxes"]) != bsz:
-            raise ValueError(f"batch holds {len(batch['boxes'])} images, outputs {bsz}")
-        device = cls_logits.device
-        boxes = [b.to(device=device, dtype=torch.float32) for b in batch["boxes"]]
-        labels = [lab.to(device=device, dtype=torch.long) for lab in batch["labels"]]
-        masks = [m.to(device) for m in batch["masks"]]
-        gt_inds = self.assign(batch)
-        targets = _Targets(gt_inds, boxes, labels, masks, self.anchor_boxes)
-        pos, ignored = gt_inds >= 0, gt_inds == IGNORED
-        nan = torch.full((bsz, num_anchors), float("nan"), device=device)
-
-        cls_targets = torch.where(pos, targets.matched_labels() + 1, torch.zeros_like(gt_inds))
-        ce = F.cross_entropy(cls_logits.reshape(-1, k), cls_targets.reshape(-1), reduction="none")
-        cls = torch.where(ignored, nan, ce.view(bsz, num_anchors))
-
-        box = nan.clone()
-        anchors = self.anchor_boxes[None].expand(bsz, -1, -1)[pos]
-        box_targets = encode_boxes(anchors, targets.matched_boxes()[pos])
-        box[pos] = F.smooth_l1_loss(
-            deltas[pos], box_targets, beta=self.config.loss.smooth_l1_beta, reduction="none"
-        ).sum(dim=1)
-
-        mask = nan.clone()
-        protos, coeffs = outputs["protos"].float(), outputs["coeffs"].float()
-        hp, wp = protos.shape[1:3]
-        scale = protos.new_tensor([wp / self.image_size, hp / self.image_size] * 2)
-        for b in range(bsz):
-            idx = pos[b].nonzero().squeeze(1)
-            if idx.numel() == 0:
-                continue
-            gt = gt_inds[b, idx]
-            logits = (protos[b] @ coeffs[b, idx].t()).permute(2, 0, 1)  # [P, hp, wp]
-            small = _downsample_masks(masks[b], (hp, wp), self.config.model.target_resize)[gt]
-            gt_boxes = boxes[b][gt] * scale
-            areas = (gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])
-            mask[b, idx] = mask_bce_loss(logits, small, crop_masks(gt_boxes, hp, wp), areas)
-        return {"gt_inds": gt_inds, "cls": cls, "box": box, "mask": mask}
+    def mask_targets(self, masks: Tensor, size: tuple[int, int]) -> Tensor:
+        """``[G, S, S]`` GT masks as the loss sees them at ``size`` ``(h, w)``: ``[G, h, w]``
+        float {0, 1}, downsampled by ``config.model.target_resize``."""
+        return _downsample_masks(masks, size, self.config.model.target_resize)
 
     def _ranksort_loss(self, outputs: dict[str, Tensor], targets: _Targets) -> dict[str, Tensor]:
         cfg = self.config.loss
@@ -405,29 +350,32 @@ class YOLACT(nn.Module):
         bsz, num_anchors, num_classes = cls_logits.shape
         pos = targets.gt_inds >= 0
         valid = targets.gt_inds != IGNORED
+        # The positives' boxes are a data-dependent subset: one host synchronisation here.
+        pos_idx = pos.nonzero(as_tuple=True)  # (image, anchor) indices, row-major
 
-        anchors = self.anchor_boxes[None].expand(bsz, -1, -1)[pos]
-        pred_boxes = decode_boxes(anchors, deltas[pos])
-        gt_boxes = targets.matched_boxes()[pos]
+        anchors = self.anchor_boxes[pos_idx[1]]
+        pred_boxes = decode_boxes(anchors, deltas[pos_idx])
+        gt_boxes = targets.matched_boxes()[pos_idx]
         ious = _aligned_iou(pred_boxes.detach(), gt_boxes)
 
-        # Flattened (anchor, class) pairs of the non-ignored anchors; positives at their class.
-        pos_pairs = torch.zeros(
-            bsz, num_anchors, num_classes, dtype=torch.bool, device=cls_logits.device
-        )
-        pos_pairs[pos] = F.one_hot(targets.matched_labels()[pos], num_classes).bool()
-        sort_targets = torch.zeros_like(cls_logits)
-        sort_targets[pos] = pos_pairs[pos].float() * ious[:, None]
+        # (anchor, class) pairs, flattened; positives at their class, ignored anchors left out
+        # by rank_sort_loss's valid mask.
+        labels = targets.matched_labels().clamp(min=0)  # [B, A], meaningful at positives
+        classes = torch.arange(num_classes, device=labels.device)
+        pos_pairs = (labels[:, :, None] == classes) & pos[:, :, None]  # [B, A, K]
+        pos_ious = cls_logits.new_zeros(bsz, num_anchors).index_put(pos_idx, ious)
+        sort_targets = pos_pairs.float() * pos_ious[:, :, None]
         cls, _, _ = rank_sort_loss(
-            cls_logits[valid].reshape(-1),
-            sort_targets[valid].reshape(-1),
-            pos_pairs[valid].reshape(-1),
+            cls_logits.reshape(-1),
+            sort_targets.reshape(-1),
+            pos_pairs.reshape(-1),
             cfg.rs_delta,
+            valid=valid[:, :, None].expand_as(pos_pairs).reshape(-1),
         )
 
         # Box and mask terms weighted by each positive's best score (RS-YOLACT), then self-balanced.
         score_weight = cls_logits.detach().sigmoid().max(dim=2).values  # [B, A]
-        weights = score_weight[pos]
+        weights = score_weight[pos_idx]
         if pred_boxes.shape[0]:
             giou = torchvision.ops.generalized_box_iou_loss(pred_boxes, gt_boxes, reduction="none")
             box = (weights * giou).sum() / weights.sum().clamp(min=1e-12)
@@ -440,10 +388,12 @@ class YOLACT(nn.Module):
                 dice_sum + (w * dice_coefficient(logits.sigmoid() * crops, mask_targets)).sum()
             )
             weight_sum = weight_sum + w.sum()
-        if bool(weight_sum > 0):
-            mask = 1 - dice_sum / weight_sum
-        else:
-            mask = (outputs["protos"].sum() + outputs["coeffs"].sum()) * 0
+        # No positive (or no weight): a zero that still reaches the mask branch. Selected on the
+        # device; the division by 1 keeps the unselected branch finite.
+        has_weight = weight_sum > 0
+        ratio = dice_sum / torch.where(has_weight, weight_sum, torch.ones_like(weight_sum))
+        no_mask = (outputs["protos"].sum() + outputs["coeffs"].sum()) * 0
+        mask = torch.where(has_weight, 1 - ratio, no_mask)
         if cfg.self_balance:
             box, mask = self_balance(box, cls), self_balance(mask, cls)
         else:

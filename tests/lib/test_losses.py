@@ -1,4 +1,5 @@
-"""Loss terms: hand-computed values, OHEM's selection, and the Rank & Sort loss against a direct loop."""
+"""Loss terms: hand-computed values, OHEM's selection, and the Rank & Sort loss against a direct
+loop and against the positive-by-positive implementation it replaces."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from gmaiou.losses import (
+    _rank_sort_loss_loop_reference,
     dice_coefficient,
     mask_bce_loss,
     ohem_cross_entropy,
@@ -220,3 +222,138 @@ def test_rank_sort_descent_ranks_positives_first():
         loss.backward()
         opt.step()
     assert loss.item() < 0.25 * first
+
+
+# --------------------------------------------------------------------------- Rank & Sort, binned
+
+
+def _loss_and_grad(fn, logits, targets, positive, **kwargs):
+    """``(loss, ranking, sorting, grad)`` of one RS implementation; the gradient of ``loss``."""
+    x = logits.clone().requires_grad_(True)
+    loss, ranking, sorting = fn(x, targets, positive, **kwargs)
+    loss.backward()
+    return loss.detach(), ranking, sorting, x.grad
+
+
+def _assert_matches_the_loop(logits, targets, positive, delta=0.5, atol=1e-6, **kwargs):
+    got = _loss_and_grad(rank_sort_loss, logits, targets, positive, delta=delta, **kwargs)
+    ref = _loss_and_grad(_rank_sort_loss_loop_reference, logits, targets, positive, delta=delta)
+    for a, b in zip(got, ref):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert torch.allclose(a, b, atol=atol, rtol=0), float((a - b).abs().max())
+    return got
+
+
+def _random_case(seed, n, pos_fraction, scale=1.5, grid=None):
+    """``[n]`` float64 logits (rounded to ``grid`` for ties), IoU targets and a positive mask."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, generator=g, dtype=torch.float64) * scale
+    if grid is not None:
+        logits = (logits / grid).round() * grid
+    positive = torch.rand(n, generator=g) < pos_fraction
+    iou = torch.rand(n, generator=g, dtype=torch.float64)
+    return logits, torch.where(positive, iou, torch.zeros_like(iou)), positive
+
+
+def test_rank_sort_hand_computed_false_positives_in_and_above_the_band():
+    # positive 0 at logit 0 (IoU 1), δ = 0.5; negatives at 0.25 (H = 0.75), 2 (H = 1), -3 (H = 0):
+    # rank⁺ = H(0) = 1/2, N_FP = 1.75, ranking error 1.75 / 2.25 = 7/9, no sorting error.
+    logits = torch.tensor([0.0, 0.25, 2.0, -3.0], dtype=torch.float64, requires_grad=True)
+    positive = torch.tensor([True, False, False, False])
+    targets = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    loss, ranking, sorting = rank_sort_loss(logits, targets, positive)
+    assert (loss.item(), ranking.item(), sorting.item()) == pytest.approx((7 / 9, 7 / 9, 0.0))
+    loss.backward()
+    # 7/9 leaves the positive; the negatives take 7/9 in proportion to H: 0.75 / 1.75 and 1 / 1.75
+    assert logits.grad.tolist() == pytest.approx([-7 / 9, 1 / 3, 4 / 9, 0.0])
+
+
+def test_rank_sort_hand_computed_overlapping_bands():
+    # positives at 0 (IoU 0.5) and 0.5 (IoU 1), δ = 0.5; one negative at 0.5.
+    # Positive 0: rank⁺ = 1/2 + 1 = 3/2, N_FP = 1, ranking error 1 / (5/2) = 2/5;
+    # sorting: current (1/2 · 1/2 + 1 · 0) / (3/2) = 1/6, target (y >= 1/2: both) the same: 0.
+    # Positive 1: rank⁺ = 0 + 1/2 = 1/2, N_FP = 1/2, ranking error 1/2; sorting:
+    # current (0 + 1/2 · 0) / (1/2) = 0, target 0.
+    logits = torch.tensor([0.0, 0.5, 0.5], dtype=torch.float64, requires_grad=True)
+    positive = torch.tensor([True, True, False])
+    targets = torch.tensor([0.5, 1.0, 0.0], dtype=torch.float64)
+    loss, ranking, sorting = rank_sort_loss(logits, targets, positive)
+    assert ranking.item() == pytest.approx((2 / 5 + 1 / 2) / 2)
+    assert sorting.item() == pytest.approx(0.0, abs=1e-12)
+    loss.backward()
+    # each positive's ranking error goes to the one negative; everything over |P| = 2
+    assert logits.grad.tolist() == pytest.approx([-1 / 5, -1 / 4, 1 / 5 + 1 / 4])
+
+
+@pytest.mark.parametrize(
+    "seed, n, pos_fraction, grid",
+    [
+        (0, 50, 0.3, None),
+        (1, 400, 0.05, None),
+        (2, 3000, 0.02, None),
+        (3, 300, 0.2, 0.25),  # ties: logits on a grid of δ / 2, band edges on logits
+        (4, 2000, 0.05, 0.5),
+        (5, 200, 0.9, None),  # mostly positives
+    ],
+)
+def test_rank_sort_matches_the_positive_by_positive_loop(seed, n, pos_fraction, grid):
+    logits, targets, positive = _random_case(seed, n, pos_fraction, grid=grid)
+    positive[0] = True
+    if grid is not None:  # tied targets too
+        targets = (targets * 4).round() / 4
+    for delta in (0.5, 0.2, 1.5):
+        _assert_matches_the_loop(logits, targets, positive, delta=delta)
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 1 << 23])
+def test_rank_sort_chunks_of_positive_pairs_do_not_change_the_result(chunk):
+    logits, targets, positive = _random_case(6, 500, 0.1)
+    _assert_matches_the_loop(logits, targets, positive, chunk_elements=chunk)
+
+
+def test_rank_sort_one_positive_and_no_positive():
+    logits, targets, positive = _random_case(7, 100, 0.0)
+    positive[17] = True
+    targets[17] = 0.6
+    loss, _, sorting, grad = _assert_matches_the_loop(logits, targets, positive)
+    assert sorting.item() == 0 and loss.item() > 0  # one positive is always sorted
+    assert grad.sum().abs().item() < 1e-12  # what the positive loses, the negatives gain
+    none = torch.zeros(100, dtype=torch.bool)
+    loss, ranking, sorting, grad = _assert_matches_the_loop(logits, targets, none)
+    assert loss.item() == ranking.item() == sorting.item() == 0 and grad.abs().sum() == 0
+
+
+def test_rank_sort_with_every_negative_far_below_has_only_the_sorting_error():
+    logits, targets, positive = _random_case(8, 300, 0.2)
+    logits = torch.where(positive, logits, logits - 100.0)
+    loss, ranking, sorting, grad = _assert_matches_the_loop(logits, targets, positive)
+    assert ranking.item() == 0 and sorting.item() > 0
+    assert loss.item() == pytest.approx(sorting.item())
+    assert grad[~positive].abs().max() == 0
+
+
+def test_rank_sort_of_float16_logits_computes_in_float32():
+    logits, targets, positive = _random_case(9, 1000, 0.05)
+    half = logits.half()
+    got = _loss_and_grad(rank_sort_loss, half, targets.float(), positive)
+    ref = _loss_and_grad(rank_sort_loss, half.double(), targets, positive)
+    assert got[0].dtype == torch.float32 and got[3].dtype == torch.float16
+    for a, b in zip(got[:3], ref[:3]):
+        assert abs(a.item() - b.item()) < 1e-6
+    # the gradient, rounded to float16 on its way back to the logits
+    assert torch.allclose(got[3].double(), ref[3], atol=1e-6, rtol=1e-3)
+    _assert_matches_the_loop(half, targets.float(), positive, atol=1e-6)
+
+
+def test_rank_sort_valid_mask_is_the_loss_of_the_valid_pairs():
+    logits, targets, positive = _random_case(10, 400, 0.1)
+    valid = torch.rand(400, generator=torch.Generator().manual_seed(11)) < 0.7
+    valid |= positive
+    got = _loss_and_grad(rank_sort_loss, logits, targets, positive, valid=valid)
+    ref = _loss_and_grad(rank_sort_loss, logits[valid], targets[valid], positive[valid])
+    for a, b in zip(got[:3], ref[:3]):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+    assert torch.allclose(got[3][valid], ref[3], atol=1e-12, rtol=0)
+    assert got[3][~valid].abs().max() == 0  # ignored pairs get no gradient
+    with pytest.raises(ValueError, match="1-D"):
+        rank_sort_loss(logits, targets, positive, valid=valid[:10])

@@ -253,9 +253,7 @@ def test_assignment_follows_the_configured_assigner_and_measure():
         else:
             assigner = ATSSAssigner(9, model.config.assigner.measure)
         for i in range(2):
-            ref = assigner.assign(
-                grid.anchors, grid.num_level_anchors, batch["boxes"][i], batch["masks"][i]
-            )
+            ref = assigner.assign(grid, batch["boxes"][i], batch["masks"][i])
             assert torch.equal(got[i], ref.gt_inds)
         results[name] = got
     # on irregular shapes the measures pick different positives

@@ -1,28 +1,34 @@
-"""``gmaiou-paper bench carafe``: CARAFE's reassembly, fused vs the shifted sum, at P3 of a 550 image.
+"""``gmaiou-paper bench carafe``: CARAFE's reassembly, three implementations, at P3 of a 550 image.
 
 GmaYOLACT's FPN upsamples with CARAFE; the largest upsampling brings P4 (``35 x 35`` at
-550) to P3 (``70 x 70``, cropped to 69) with 256 channels, ``k_up = 5``, ``σ = 2``. Two
+550) to P3 (``70 x 70``, cropped to 69) with 256 channels, ``k_up = 5``, ``σ = 2``. Three
 implementations of the reassembly, the part that differs, are timed on the same random
 input and softmax-normalised kernels:
 
 * ``shifted``: :func:`gmaiou.models.carafe.carafe_reassemble_shifted`, 25 shifted
-  multiply-adds in Python (the earlier form);
-* ``fused``: :func:`gmaiou.models.carafe.carafe_reassemble`, a strided window view and
-  one ``einsum``.
+  multiply-adds in Python, differentiated by autograd (the first form; ONNX export);
+* ``fused``: ``gmaiou.models.carafe._carafe_reassemble_windows``, a strided window view
+  and one ``einsum``, which copies the 25 windows and keeps the copy (the second form);
+* ``accumulated``: :func:`gmaiou.models.carafe.carafe_reassemble`, 25 in-place
+  multiply-adds forward and backward in an autograd function of its own (in use).
 
 Per implementation: the forward time, the forward + backward time (medians, after
-warm-up, alternating between the two), the bytes autograd keeps for the backward pass
+warm-up, alternating between them), the bytes autograd keeps for the backward pass
 (the tensors saved by the graph, counted by a ``saved_tensors_hooks``; the same on every
 device), the largest difference from ``shifted`` in values and in both gradients (relative to
-the largest magnitude), and on
-CUDA the peak allocated memory of a forward + backward. The record states the device
-(CPU model and torch's thread count, or the GPU) and writes JSON and a Markdown table.
+the largest magnitude), and the peak memory allocated during a forward + backward, beyond
+the inputs (CUDA: the allocator's peak; CPU: the running total of torch's CPU
+allocations and frees recorded by ``torch.profiler`` with ``profile_memory``). The record
+states the device (CPU model and torch's thread count, or the GPU) and writes JSON and a
+Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +64,27 @@ def _saved_bytes(fn: Reassemble, x: Tensor, kernels: Tensor, k: int, s: int) -> 
     return sum(n for (ptr, _), n in seen.items() if ptr not in own_inputs)
 
 
+def _cpu_peak_bytes(step: Callable[[], Any]) -> int:
+    """Peak of torch's CPU allocations minus frees while ``step`` runs (``torch.profiler``)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    with tempfile.TemporaryDirectory() as folder:
+        trace = Path(folder) / "trace.json"
+        prof.export_chrome_trace(str(trace))
+        events = json.loads(trace.read_text())["traceEvents"]
+    memory = sorted(
+        (e for e in events if e.get("name") == "[memory]" and e["args"].get("Device Type") == 0),
+        key=lambda e: e["ts"],
+    )
+    current = peak = 0
+    for event in memory:
+        current += event["args"]["Bytes"]
+        peak = max(peak, current)
+    return peak
+
+
 def _time(step: Callable[[], Any], device: torch.device) -> float:
     _sync(device)
     start = time.perf_counter()
@@ -78,7 +105,11 @@ def run_carafe_benchmark(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Time both reassemblies on ``[batch_size, channels, side, side]``; see the module docstring."""
-    from gmaiou.models.carafe import carafe_reassemble, carafe_reassemble_shifted
+    from gmaiou.models.carafe import (
+        _carafe_reassemble_windows,
+        carafe_reassemble,
+        carafe_reassemble_shifted,
+    )
 
     for name, value in (("batch_size", batch_size), ("channels", channels), ("side", side)):
         if value < 1:
@@ -93,7 +124,8 @@ def run_carafe_benchmark(
     grad = torch.randn(batch_size, channels, scale * side, scale * side, generator=g).to(device)
     fns: dict[str, Reassemble] = {
         "shifted": carafe_reassemble_shifted,
-        "fused": carafe_reassemble,
+        "fused": _carafe_reassemble_windows,
+        "accumulated": carafe_reassemble,
     }
     xs = {k: x.clone().requires_grad_() for k in fns}
     ks = {k: kernels.clone().requires_grad_() for k in fns}
@@ -123,19 +155,21 @@ def run_carafe_benchmark(
         got = forward_backward(name)
         # Largest difference relative to the largest magnitude of the reference.
         diffs = [float((a - b).abs().max() / b.abs().max()) for a, b in zip(got, reference)]
-        peak = None
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
             base = torch.cuda.memory_allocated(device)
             forward_backward(name)
             peak = torch.cuda.max_memory_allocated(device) - base
+        else:
+            peak = _cpu_peak_bytes(lambda n=name: forward_backward(n))
         results[name] = {
             "forward_ms": 1e3 * statistics.median(times[name]["forward"]),
             "forward_backward_ms": 1e3 * statistics.median(times[name]["forward_backward"]),
             "saved_for_backward_mib": _saved_bytes(fns[name], xs[name], ks[name], up_kernel, scale)
             / 2**20,
-            "cuda_peak_mib": None if peak is None else peak / 2**20,
+            "cuda_peak_mib": peak / 2**20 if device.type == "cuda" else None,
+            "cpu_peak_mib": None if device.type == "cuda" else peak / 2**20,
             "max_rel_diff": {"output": diffs[0], "grad_input": diffs[1], "grad_kernels": diffs[2]},
         }
     return {
@@ -150,8 +184,11 @@ def run_carafe_benchmark(
         "iters": iters,
         "warmup": warmup,
         "results": results,
-        "speedup_forward_backward": results["shifted"]["forward_backward_ms"]
-        / results["fused"]["forward_backward_ms"],
+        # Forward + backward time of shifted over that of each implementation.
+        "speedup_forward_backward": {
+            name: results["shifted"]["forward_backward_ms"] / r["forward_backward_ms"]
+            for name, r in results.items()
+        },
     }
 
 
@@ -165,20 +202,24 @@ def markdown_table(record: dict[str, Any]) -> str:
         f"{record['iters']} runs.",
         "",
         "| implementation | forward (ms) | forward + backward (ms) | saved for backward (MiB) "
-        "| CUDA peak (MiB) | max diff / max value (out / grad x / grad K) |",
+        f"| {'CUDA' if record['device_type'] == 'cuda' else 'CPU'} peak, forward + backward (MiB) "
+        "| max diff / max value (out / grad x / grad K) |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for name, r in record["results"].items():
-        peak = "–" if r["cuda_peak_mib"] is None else f"{r['cuda_peak_mib']:.1f}"
         d = r["max_rel_diff"]
+        peak = r["cuda_peak_mib"] if r["cuda_peak_mib"] is not None else r["cpu_peak_mib"]
         lines.append(
             f"| {name} | {r['forward_ms']:.1f} | {r['forward_backward_ms']:.1f} | "
-            f"{r['saved_for_backward_mib']:.1f} | {peak} | "
+            f"{r['saved_for_backward_mib']:.1f} | {peak:.1f} | "
             f"{d['output']:.1e} / {d['grad_input']:.1e} / {d['grad_kernels']:.1e} |"
         )
+    speedup = record["speedup_forward_backward"]
     lines += [
         "",
-        f"Forward + backward speed-up of fused: {record['speedup_forward_backward']:.2f}x.",
+        "Forward + backward speed-up over shifted: "
+        + ", ".join(f"{name} {speedup[name]:.2f}x" for name in speedup if name != "shifted")
+        + ".",
     ]
     return "\n".join(lines) + "\n"
 
@@ -211,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "carafe",
-        help="CARAFE reassembly: fused vs shifted-sum time and memory at P3 of a 550 image",
+        help="CARAFE reassembly: three implementations' time and memory at P3 of a 550 image",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
