@@ -3,10 +3,21 @@
 An assigner has one job: label each anchor positive (matched to a ground truth),
 negative or ignored. Result convention (``docs/spec.md`` section 2): ``gt_inds[a] = g >= 0``
 for a positive matched to GT ``g``, ``-1`` for a negative, ``-2`` for ignored.
+
+Every assigner is called the same way: the anchors, then the GT (boxes, then masks), then
+options by keyword::
+
+    assigner.assign(grid, gt_boxes, gt_masks)  # an AnchorGrid carries its level counts
+    assigner.assign(anchors, gt_boxes, gt_masks, num_level_anchors=counts)
+
+The order of gmaiou 0.x, ``assign(anchors, num_level_anchors, gt_boxes, gt_masks)``, is
+still accepted (the level counts are recognised as a list or tuple of ints in second
+place) with a :class:`DeprecationWarning`.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +28,6 @@ from gmaiou._validation import check_boxes, check_same_device, widened
 from gmaiou.anchors import AnchorGrid
 from gmaiou.measure import (
     MaskIntegrals,
-    _grouped_gmaiou,
     box_overlaps,
     canonical_measure,
     check_mask_input,
@@ -25,6 +35,7 @@ from gmaiou.measure import (
     pairwise_overlaps,
     polygon_of,
 )
+from gmaiou.measure.mask_aware import _grouped_gmaiou
 
 __all__ = ["ATSSAssigner", "AssignResult", "MaxIoUAssigner", "NEGATIVE", "IGNORED"]
 
@@ -60,13 +71,59 @@ class AssignResult:
         return int(self.pos_mask.sum())
 
 
+_GtMasks = Tensor | MaskIntegrals | None
+
+
+def _is_level_counts(value: object) -> bool:
+    """Whether ``value`` looks like ``num_level_anchors`` (a list or tuple of ints), not GT boxes."""
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(n, int) and not isinstance(n, bool) for n in value
+    )
+
+
+def _arguments_in_order(
+    assigner: str,
+    gt_boxes: Tensor | Sequence[int],
+    gt_masks: _GtMasks | Tensor,
+    extra: tuple,
+    num_level_anchors: Sequence[int] | None,
+) -> tuple[Tensor, _GtMasks, Sequence[int] | None]:
+    """``(gt_boxes, gt_masks, num_level_anchors)`` of an ``assign`` call, from the current
+    order or, with a :class:`DeprecationWarning`, the old ``(anchors, num_level_anchors,
+    gt_boxes, gt_masks)`` one."""
+    if not _is_level_counts(gt_boxes):
+        if extra:
+            raise TypeError(
+                f"{assigner}.assign() takes (anchors, gt_boxes, gt_masks) positionally and "
+                f"num_level_anchors by keyword; got {3 + len(extra)} positional arguments"
+            )
+        return gt_boxes, gt_masks, num_level_anchors  # type: ignore[return-value]
+    if num_level_anchors is not None or len(extra) > 1:
+        raise TypeError(
+            f"{assigner}.assign() got the level counts both in second place and by keyword, "
+            "or too many arguments; call assign(anchors, gt_boxes, gt_masks, "
+            "num_level_anchors=counts)"
+        )
+    warnings.warn(
+        f"{assigner}.assign(anchors, num_level_anchors, gt_boxes, gt_masks) is deprecated; "
+        "call assign(anchors, gt_boxes, gt_masks, num_level_anchors=counts), or pass an "
+        "AnchorGrid as anchors and leave the counts out",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if gt_masks is None:
+        raise ValueError("gt_boxes [G, 4] is required")
+    return gt_masks, (extra[0] if extra else None), gt_boxes  # type: ignore[return-value]
+
+
 def _check_assign_inputs(
     anchors: Tensor | AnchorGrid,
     num_level_anchors: Sequence[int] | None,
-    gt_boxes: Tensor | None,
-    gt_masks: Tensor | MaskIntegrals | None,
+    gt_boxes: Tensor,
+    gt_masks: _GtMasks,
     measure: str,
-) -> tuple[Tensor, Sequence[int], Tensor, Tensor | MaskIntegrals | None, torch.dtype]:
+    levels_required: bool = True,
+) -> tuple[Tensor, Sequence[int], Tensor, _GtMasks, torch.dtype]:
     if isinstance(anchors, AnchorGrid):
         if num_level_anchors is not None and tuple(num_level_anchors) != anchors.num_level_anchors:
             raise ValueError(
@@ -74,14 +131,14 @@ def _check_assign_inputs(
                 f"{list(anchors.num_level_anchors)}; leave it out when passing an AnchorGrid"
             )
         anchors, num_level_anchors = anchors.anchors, anchors.num_level_anchors
-    elif num_level_anchors is None:
+    elif num_level_anchors is None and levels_required:
         raise ValueError(
             "num_level_anchors is required with an anchors tensor (or pass an AnchorGrid)"
         )
-    if gt_boxes is None:
-        raise ValueError("gt_boxes [G, 4] is required")
     anchors = check_boxes(anchors, "anchors")
     gt_boxes = check_boxes(gt_boxes, "gt_boxes")
+    if num_level_anchors is None:
+        num_level_anchors = (anchors.shape[0],)  # one level: the assigner ignores levels
     if sum(num_level_anchors) != anchors.shape[0] or any(n < 0 for n in num_level_anchors):
         raise ValueError(
             f"num_level_anchors {list(num_level_anchors)} sums to {sum(num_level_anchors)} "
@@ -141,17 +198,23 @@ class MaxIoUAssigner:
     def assign(
         self,
         anchors: Tensor | AnchorGrid,
-        num_level_anchors: Sequence[int] | None = None,
-        gt_boxes: Tensor | None = None,
+        gt_boxes: Tensor,
         gt_masks: Tensor | MaskIntegrals | None = None,
+        *deprecated: Tensor | MaskIntegrals | None,
+        num_level_anchors: Sequence[int] | None = None,
     ) -> AssignResult:
         """Label ``[A, 4]`` anchors against ``[G, 4]`` GT boxes (and ``[G, H, W]`` masks if mask-aware).
 
-        ``anchors`` may be an :class:`~gmaiou.anchors.AnchorGrid`, whose level counts
-        then stand for ``num_level_anchors``: ``assign(grid, gt_boxes=b, gt_masks=m)``.
+        ``anchors`` is a tensor or an :class:`~gmaiou.anchors.AnchorGrid`. The rule does
+        not use the levels: ``num_level_anchors`` is optional and, when given, only checked
+        (it must sum to ``A``). ``deprecated`` takes the masks of the old argument order
+        (see the module docstring).
         """
+        gt_boxes, gt_masks, num_level_anchors = _arguments_in_order(
+            "MaxIoUAssigner", gt_boxes, gt_masks, deprecated, num_level_anchors
+        )
         anchors, num_level_anchors, gt_boxes, gt_masks, dtype = _check_assign_inputs(
-            anchors, num_level_anchors, gt_boxes, gt_masks, self.measure
+            anchors, num_level_anchors, gt_boxes, gt_masks, self.measure, levels_required=False
         )
         num_gt, num_anchors = gt_boxes.shape[0], anchors.shape[0]
         if num_gt == 0 or num_anchors == 0:
@@ -247,16 +310,21 @@ class ATSSAssigner:
     def assign(
         self,
         anchors: Tensor | AnchorGrid,
-        num_level_anchors: Sequence[int] | None = None,
-        gt_boxes: Tensor | None = None,
+        gt_boxes: Tensor,
         gt_masks: Tensor | MaskIntegrals | None = None,
+        *deprecated: Tensor | MaskIntegrals | None,
+        num_level_anchors: Sequence[int] | None = None,
     ) -> AssignResult:
         """Label ``[A, 4]`` anchors against ``[G, 4]`` GT boxes (and ``[G, H, W]`` masks if mask-aware).
 
-        ``num_level_anchors`` gives how many of the anchors, in order, belong to each level;
-        with an :class:`~gmaiou.anchors.AnchorGrid` for ``anchors`` it may be left out:
-        ``assign(grid, gt_boxes=b, gt_masks=m)``.
+        ``num_level_anchors`` gives how many of the anchors, in order, belong to each level:
+        required with an anchors tensor, left out with an :class:`~gmaiou.anchors.AnchorGrid`
+        (``assign(grid, gt_boxes, gt_masks)``). ``deprecated`` takes the masks of the old
+        argument order (see the module docstring).
         """
+        gt_boxes, gt_masks, num_level_anchors = _arguments_in_order(
+            "ATSSAssigner", gt_boxes, gt_masks, deprecated, num_level_anchors
+        )
         anchors, num_level_anchors, gt_boxes, gt_masks, dtype = _check_assign_inputs(
             anchors, num_level_anchors, gt_boxes, gt_masks, self.measure
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import pickle
 import tempfile
 import warnings
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from gmaiou.models import YOLACT, build_model, load_state
-from gmaiou.runs import CHECKPOINT_FILE, CONFIG_FILE, read_record
+from gmaiou.runs import CHECKPOINT_FILE, CONFIG_FILE, load_checkpoint, read_record
 
 __all__ = ["ONNX_EXTRA", "OUTPUT_NAMES", "export_onnx", "register", "require_onnx"]
 
@@ -232,6 +233,15 @@ def compare_with_onnxruntime(
 # --------------------------------------------------------------------------- CLI
 
 
+def _read_state(path: Path) -> dict[str, Tensor]:
+    """The state dict in ``path``; a file that cannot be read (truncated, not a checkpoint)
+    is the one-line ``ValueError`` that :func:`gmaiou.runs.load_checkpoint` gives."""
+    try:
+        return load_state(path)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"checkpoint {path} could not be read ({err}); it may be corrupt") from err
+
+
 def _num_classes_of(state: dict[str, Tensor]) -> int | None:
     weight = state.get("semantic_head.conv.weight")
     return None if weight is None else int(weight.shape[0])
@@ -279,7 +289,9 @@ def run(args: argparse.Namespace) -> int:
             weights = Path(args.weights)
     if weights is not None:
         # A model trained on a dataset with other classes carries them in its semantic head.
-        num_classes = _num_classes_of(load_state(weights))
+        # A run's checkpoint is read as train and eval read it (one line if truncated).
+        state = load_checkpoint(weights)["model"] if args.run is not None else _read_state(weights)
+        num_classes = _num_classes_of(state)
         if num_classes is not None and num_classes != config.model.num_classes:
             config = config.with_num_classes(num_classes)
     model = build_model(config, weights)

@@ -56,6 +56,9 @@ RUN_FILE_PATTERNS: tuple[str, ...] = (
     CHECKPOINT_FILE,
     EVAL_FILE,
     "detections*.json",  # detections.json, gmaiou eval's detections_SPLIT[.metrics].json
+    "metrics.csv",  # the curves of gmaiou.training.curves
+    "curves.png",
+    "tensorboard/*",
     ".*.tmp",  # temporaries of atomic writes left by a killed process
 )
 

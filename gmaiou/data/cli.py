@@ -89,8 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     from gmaiou.data.synthetic import generate, split_sizes
+    from gmaiou.paths import check_writable_folder
 
-    out: Path = args.out
+    out: Path = check_writable_folder(args.out, "dataset folder")
     if out.is_dir() and any(out.iterdir()) and not args.force:
         raise FileExistsError(
             f"{out} is not empty; choose another --out or pass --force to replace it"

@@ -18,7 +18,9 @@ Degenerate annotations are dropped and counted in ``dataset.dropped`` by reason:
 ``zero_area`` and ``invalid_segmentation`` when the file is read, ``empty_mask`` and
 ``too_small`` (width or height under ``min_box_size`` pixels after the transform) when
 an item is loaded. The load-time counts accumulate in the process that loads the item,
-so with DataLoader workers they stay in the workers' copies.
+so with DataLoader workers they stay in the workers' copies. A ``bbox`` that is not four
+finite numbers with a width and height >= 0 is not dropped but refused when the file is
+read: a ``ValueError`` names the annotation file, the annotation id and the image id.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -195,6 +198,24 @@ def _load_coco(ann_file: Path) -> COCO:
     return coco
 
 
+def _bbox_problem(bbox: Any) -> str | None:
+    """What is wrong with a COCO ``[x, y, width, height]`` box, or ``None`` if nothing.
+
+    A box of zero width or height is not wrong here (such annotations are dropped and
+    counted); a non-finite number or a negative size is, as the loss would meet it as a NaN
+    iterations later.
+    """
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        return "expected [x, y, width, height]"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+        return "expected 4 numbers [x, y, width, height]"
+    if not all(math.isfinite(v) for v in bbox):
+        return "its numbers must be finite (no NaN or infinity)"
+    if bbox[2] < 0 or bbox[3] < 0:
+        return "its width and height must be >= 0"
+    return None
+
+
 def _clean_segmentation(segmentation: Any) -> Any | None:
     """The segmentation without polygons of fewer than 3 points; ``None`` if nothing usable is left.
 
@@ -281,12 +302,13 @@ class CocoInstances(Dataset):
                     f"{ann.get('category_id')}, which is not in 'categories'"
                 )
             bbox = ann.get("bbox")
-            if not isinstance(bbox, list) or len(bbox) != 4:
+            problem = _bbox_problem(bbox)
+            if problem is not None:
                 raise ValueError(
-                    f"annotation file {self.ann_file}: annotation {ann.get('id')} has bbox {bbox!r}; "
-                    "expected [x, y, width, height]"
+                    f"annotation file {self.ann_file}: annotation {ann.get('id')} (image "
+                    f"{image_id}) has bbox {bbox!r}: {problem}"
                 )
-            if bbox[2] <= 0 or bbox[3] <= 0 or ann.get("area", 1) <= 0:
+            if bbox[2] == 0 or bbox[3] == 0 or ann.get("area", 1) <= 0:
                 self.dropped["zero_area"] += 1
                 continue
             if ann.get("iscrowd", 0):

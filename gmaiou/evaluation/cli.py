@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from gmaiou.devices import resolve_device
     from gmaiou.evaluation.results import save_results
     from gmaiou.evaluation.run import evaluate_run
+    from gmaiou.paths import check_writable_folder
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     out = given if given is not None else args.run / f"detections_{args.split}.json"
     if given is not None and out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    check_writable_folder(out.parent, "detections folder")  # before the model runs
     _preflight(args)
     detections, metrics = evaluate_run(
         args.run,

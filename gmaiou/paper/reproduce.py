@@ -3,8 +3,8 @@
 ``make reproduce [PROFILE=quick]`` calls ``python -m gmaiou.paper.reproduce --profile P``. Each
 notebook in ``notebooks/`` whose name starts with a digit runs in order, with the papermill
 parameter ``profile``, its executed copy written to ``build/notebooks/``. The wall time of
-each, and the total, go to ``reproduce_times_<profile>.md`` in the profile's figures folder,
-with the machine, the torch thread setting and whether runs were retrained
+each, and the total, go to ``timings/reproduce_times_<profile>.md`` in the profile's figures
+folder, with the machine, the torch thread setting and whether runs were retrained
 (``GMAIOU_FORCE``) or only re-plotted (``GMAIOU_RECORDED_ONLY``), so that a profile's time
 budget is a measured, committed number.
 """
@@ -118,13 +118,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gmaiou.paper.figures import save_table
     from gmaiou.paper.profiles import get_profile
 
-    get_profile(args.profile)  # an unknown profile fails here, before any notebook starts
     root = repo_root()
-    notebooks = find_notebooks(args.notebooks or root / "notebooks")
+    try:
+        # An unknown profile or a missing folder fails here, in one line, before any notebook.
+        get_profile(args.profile)
+        notebooks = find_notebooks(args.notebooks or root / "notebooks")
+    except (ValueError, FileNotFoundError) as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
     times = run_notebooks(notebooks, args.profile, args.out or root / "build" / "notebooks")
     path = save_table(
         format_times(times, args.profile),
-        f"reproduce_times_{args.profile}",
+        f"timings/reproduce_times_{args.profile}",
         args.profile,
         source=_conditions(),
     )

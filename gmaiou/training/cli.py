@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a model (SGD, warm-up, step/cosine decay, AMP on CUDA, DDP under torchrun)",
         description=(
-            "Train a preset into RUN_DIR (config.json, metrics.jsonl, checkpoint.pt, eval.json). "
+            "Train a preset into RUN_DIR (config.json, metrics.jsonl, checkpoint.pt, eval.json, "
+            "metrics.csv and curves.png). "
             "--batch-size is the global batch: under torchrun each of the N processes takes "
             "1/N of it; a batch other than the preset's scales the learning rate linearly."
         ),
@@ -126,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     from gmaiou.models import WEIGHT_KEYWORDS
 
     weights = args.weights if args.weights in (None, *WEIGHT_KEYWORDS) else Path(args.weights)
+    if isinstance(weights, Path) and not weights.is_file():
+        raise FileNotFoundError(f"weights file not found: {weights}")  # before the data checks
     eval_split = None if args.eval_split.lower() == "none" else args.eval_split
     options = RunOptions(
         out_dir=args.out,

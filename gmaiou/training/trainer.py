@@ -7,6 +7,8 @@ One call, :func:`train`, runs a whole training job into a run directory::
     RUN_DIR/checkpoint.pt   model, optimizer, scheduler, grad scaler, RNG states, position
     RUN_DIR/eval.json       COCO box/mask AP and oLRP on the evaluation split (at the end)
     RUN_DIR/detections.json the detections behind eval.json (COCO results format)
+    RUN_DIR/metrics.csv     one row per iteration, AP at each evaluation; curves.png plots
+                            them (and tensorboard/, with the package): gmaiou.training.curves
 
 Resume is bit-exact on one process with ``num_workers=0``: the checkpoint holds the
 position (epoch and the batch within it) and the RNG states of every process, and the
@@ -44,6 +46,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from gmaiou.measure import MaskIntegrals, is_mask_measure
+from gmaiou.paths import check_writable_folder
 from gmaiou.runs import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -63,6 +66,7 @@ from gmaiou.training.checkpoint import (
     has_training_state,
     restore_rng_state,
 )
+from gmaiou.training.curves import write_curves
 from gmaiou.training.distributed import (
     DistContext,
     ResumableSampler,
@@ -425,16 +429,23 @@ def _train(
         from gmaiou.devices import resolve_device
 
         ctx = DistContext(device=resolve_device(options.device))
-    job = _setup(config, options, ctx)
-    if job.resuming:
-        _resume(job)
-    else:
-        # Model initialisation used ``seed``; the data draws of rank r use ``seed + r``.
-        seed_everything(options.seed + ctx.rank)
-    if ctx.is_main:
-        _write_run_record(job, config_name, overrides)
+    new_folders = _missing_folders(Path(options.out_dir)) if ctx.is_main else []
+    try:
+        job = _setup(config, options, ctx)
+        if job.resuming:
+            _resume(job)
+        else:
+            # Model initialisation used ``seed``; the data draws of rank r use ``seed + r``.
+            seed_everything(options.seed + ctx.rank)
+        if ctx.is_main and not (options.resume and (job.out_dir / CONFIG_FILE).is_file()):
+            _write_run_record(job, config_name, overrides)  # a resumed run keeps its record
+    except BaseException:
+        _remove_empty(new_folders)  # a run that fails before its first step leaves no folder
+        raise
     interrupted = _run_loop(job, config_name, on_iteration)
     if interrupted:
+        if ctx.is_main:
+            write_curves(job.out_dir, title=_curves_title(job, config_name))
         raise KeyboardInterrupt(
             f"training stopped at iteration {job.iteration}; checkpoint written to {job.out_dir}"
         )
@@ -459,6 +470,8 @@ def _train(
                 job.device,
             )
         barrier(ctx)
+    if ctx.is_main:
+        write_curves(job.out_dir, job.iteration, metrics, title=_curves_title(job, config_name))
     return TrainResult(
         iterations=job.iteration,
         finished=job.finished,
@@ -466,6 +479,44 @@ def _train(
         run_dir=job.out_dir,
         model=job.model,
     )
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) where this call created them and left them empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return  # not empty: what is in it stays, and so do the folders above
+
+
+def _check_resumed_data(out_dir: Path, data_root: Path) -> None:
+    """A resumed run goes on with the data it was trained on (its ``config.json``'s)."""
+    record_path = out_dir / CONFIG_FILE
+    try:
+        recorded = json.loads(record_path.read_text()).get("data_root")
+    except (OSError, ValueError, AttributeError):
+        return  # no readable record: prepare_run_dir says what is missing
+    if recorded is not None and Path(recorded).resolve() != Path(data_root).resolve():
+        raise ValueError(
+            f"cannot resume {out_dir}: it was trained on the data in {recorded}, not "
+            f"{data_root}; resume it with --data {recorded}"
+        )
+
+
+def _curves_title(job: _Job, config_name: str | None) -> str:
+    return f"{config_name or job.config.name} · {job.out_dir.name}"
 
 
 def _preflight(train_set: Any, options: RunOptions, data_root: Path, ctx: DistContext) -> None:
@@ -494,6 +545,8 @@ def _setup(config: Any, options: RunOptions, ctx: DistContext) -> _Job:
     from gmaiou.models import build_model, resolve_weights
 
     out_dir = Path(options.out_dir)
+    if ctx.is_main:
+        check_writable_folder(out_dir, "run directory")
     seed_everything(options.seed)
     # The data is checked before the run directory is touched.
     data_root = resolve_data_root(
@@ -501,6 +554,8 @@ def _setup(config: Any, options: RunOptions, ctx: DistContext) -> _Job:
         options.synthetic_images,
         options.synthetic_size or config.model.image_size,
     )
+    if options.resume:
+        _check_resumed_data(out_dir, data_root)
     train_set, test_transform = _build_datasets(config, options, data_root)
     _preflight(train_set, options, data_root, ctx)
     if ctx.is_main:

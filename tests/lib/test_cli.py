@@ -221,9 +221,11 @@ def test_train_then_eval_end_to_end(tmp_path, capsys, data_root):
     old = {p.name for p in run.iterdir()}
     assert {"detections_val.json", "detections_val.metrics.json", "eval.json"} <= old
     assert main(_train_args(data_root, run, "--overwrite", "--eval-split", "none")) == 0
-    assert sorted(p.name for p in run.iterdir()) == [
+    assert sorted(p.name for p in run.iterdir() if p.name != "tensorboard") == [
         "checkpoint.pt",
         "config.json",
+        "curves.png",
+        "metrics.csv",
         "metrics.jsonl",
         "notes.txt",
     ]

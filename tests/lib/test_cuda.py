@@ -77,11 +77,15 @@ def test_atss_on_cuda_in_float16_assigns_as_float32_on_cpu(measure):
 
     grid = atss_anchors(400)
     boxes, masks = random_instances(np.random.default_rng(7), 10, 400, 400)
+    levels = grid.num_level_anchors
     half = ATSSAssigner(measure=measure).assign(
-        grid.anchors.half().to(CUDA), grid.num_level_anchors, boxes.half().to(CUDA), masks.to(CUDA)
+        grid.anchors.half().to(CUDA),
+        boxes.half().to(CUDA),
+        masks.to(CUDA),
+        num_level_anchors=levels,
     )
     full = ATSSAssigner(measure=measure).assign(
-        grid.anchors.half().float(), grid.num_level_anchors, boxes.half().float(), masks
+        grid.anchors.half().float(), boxes.half().float(), masks, num_level_anchors=levels
     )
     assert torch.equal(half.gt_inds.cpu(), full.gt_inds)
 

@@ -370,6 +370,9 @@ def test_run_one_writes_a_record_and_skips_it_next_time(tmp_path, monkeypatch):
     # A finished run keeps its weights only: a third of the disk, and they still evaluate.
     checkpoint = load_checkpoint(spec.run_dir(tmp_path) / "checkpoint.pt")
     assert not has_training_state(checkpoint) and checkpoint["model"]
+    # The trainer rewrites one checkpoint.pt (every epoch and chunk): it is the only one left.
+    run_files = sorted(p.name for p in spec.run_dir(tmp_path).iterdir())
+    assert [n for n in run_files if n.endswith((".pt", ".tmp"))] == ["checkpoint.pt"], run_files
     model, _, _ = load_run(spec.run_dir(tmp_path))
     assert sum(p.numel() for p in model.parameters()) > 0
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -69,11 +72,43 @@ def test_main_runs_real_notebooks_and_writes_the_times(tmp_path, monkeypatch):
         main(["--profile", "quick", "--notebooks", str(books), "--out", str(tmp_path / "b")]) == 0
     )
     assert (tmp_path / "b" / "01_second.ipynb").is_file()
-    text = (tmp_path / "figures" / "reproduce_times_quick.md").read_text()
+    # In the quick profile's figures folder (figures/quick/ or a subfolder of it).
+    (path,) = (tmp_path / "figures" / "quick").rglob("reproduce_times_quick.md")
+    text = path.read_text()
     assert "| 00_first.ipynb |" in text and "| 01_second.ipynb |" in text
     assert "*profile: quick · data:" in text and "OMP_NUM_THREADS" in text
 
 
-def test_main_refuses_an_unknown_profile_before_running_anything(tmp_path):
-    with pytest.raises(ValueError, match="unknown profile 'fast'"):
-        main(["--profile", "fast", "--notebooks", str(tmp_path)])
+def test_main_refuses_an_unknown_profile_in_one_line_before_running_anything(
+    tmp_path, capsys, monkeypatch
+):
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    _notebook(books / "00_first.ipynb", "x = 1")
+    monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path / "figures"))
+    out = tmp_path / "b"
+    assert main(["--profile", "fast", "--notebooks", str(books), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "unknown profile 'fast'" in err[0], err
+    assert "smoke" in err[0] and "paper" in err[0]  # the choices
+    assert captured.out == ""  # no notebook started
+    assert not out.exists() and not (tmp_path / "figures").exists()
+    assert main(["--profile", "quick", "--notebooks", str(tmp_path / "absent")]) == 2
+    assert "absent" in capsys.readouterr().err
+
+
+def test_make_reproduce_with_a_bogus_profile_is_one_line(tmp_path):
+    """What `make reproduce PROFILE=bogus` runs, as a process: exit 2, one line, no traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gmaiou.paper.reproduce", "--profile", "bogus"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GMAIOU_FIGURES": str(tmp_path / "figures")},
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "python -m gmaiou.paper.reproduce: error: unknown profile 'bogus'; "
+        "choose one of smoke, quick, default, paper"
+    ]
+    assert done.stdout == ""

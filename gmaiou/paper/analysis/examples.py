@@ -211,9 +211,7 @@ def atss_positives(
     grid = atss_anchors(size, scales_per_octave=scales_per_octave)
     out = {}
     for measure in measures:
-        result = ATSSAssigner(measure=measure).assign(
-            grid.anchors, grid.num_level_anchors, boxes, masks
-        )
+        result = ATSSAssigner(measure=measure).assign(grid, boxes, masks)
         out[measure] = grid.anchors[result.gt_inds == gt_index]
     return out
 

@@ -18,23 +18,27 @@ Times are in ms per image, each image's best of ``repeats`` passes over the imag
 gives the torch thread count and the CPU cores the process may run on (pin it, e.g.
 ``taskset -c 1`` with ``OMP_NUM_THREADS=1``, for stable numbers; ``--threads`` sets torch's
 count, one by default), and
-:meth:`AssignBenchmark.ratios` the three ratios the issue sets goals for (:data:`GOALS`)
-and three more (:data:`EXTRA_RATIOS`).
+:meth:`AssignBenchmark.ratios` the three ratios with a goal (:data:`GOALS`) and three more
+(:data:`EXTRA_RATIOS`).
 
 Timings on a shared machine move with its other tenants' load from minute to minute.
-:func:`run_goal_sittings` (``--sittings N``) times only what the goals compare, ``N``
-times over, and :func:`format_sittings` gives each goal ratio's median, range and the
-sittings that met it.
+:func:`run_goal_rounds` (``--rounds N``) times only what the goals compare, ``N`` rounds in
+a row. Runs of several settings (thread counts, devices) and rounds fold into two tables,
+each with a figure and sentences computed from it: :func:`format_assignment_cost` (ms per
+image of every method: the median over the runs of a setting and their range) and
+:func:`format_assignment_goals` (every ratio: median, range, runs that met its goal).
+:func:`assignment_record` and :func:`load_runs` keep runs as one JSON record.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from statistics import median
 
@@ -63,15 +67,19 @@ __all__ = [
     "FLOOR",
     "GOALS",
     "AssignBenchmark",
-    "format_sittings",
-    "format_thread_comparison",
+    "assignment_cost_findings",
+    "assignment_goals_findings",
+    "assignment_record",
+    "describe_runs",
+    "format_assignment_cost",
+    "format_assignment_goals",
     "gmaiou_full_image",
-    "plot_sittings",
+    "load_runs",
+    "plot_assignment_cost",
+    "plot_assignment_goals",
     "run",
     "run_assign_benchmark",
-    "run_goal_sittings",
-    "sittings_findings",
-    "thread_findings",
+    "run_goal_rounds",
 ]
 
 _ATSS_GMA, _ATSS_IOU = "ATSS GmaIoU (P=M)", "ATSS IoU"
@@ -87,8 +95,15 @@ _GIVEN_READ = "ATSS without a measure, then reading every mask once (the two in 
 #: sequence per image: the read evicts ATSS's own data from the cache, so the two
 #: timed apart and added understate it.
 FLOOR = "(ATSS without a measure, then reading the masks) / ATSS IoU"
-#: The ratios reported beside :data:`GOALS`.
-EXTRA_RATIOS = (FLOOR, "ATSS GmaIoU, tables prepared / ATSS IoU", "brute force / Alg. 1")
+_PREPARED = f"{_ATSS_GMA}, tables prepared"
+#: The ratios reported beside :data:`GOALS`: ``name -> (numerator, denominator)``.
+_EXTRA: dict[str, tuple[str, str]] = {
+    FLOOR: (_GIVEN_READ, _ATSS_IOU),
+    "ATSS GmaIoU, tables prepared / ATSS IoU": (_PREPARED, _ATSS_IOU),
+    "brute force / Alg. 1": (_BRUTE, _ALG1),
+}
+#: The names of the ratios reported beside :data:`GOALS`.
+EXTRA_RATIOS = tuple(_EXTRA)
 
 
 def _read_masks(masks: Tensor) -> object:
@@ -180,7 +195,11 @@ class _OverlapsGiven(ATSSAssigner):
 
 @dataclass
 class AssignBenchmark:
-    """Results of one benchmark run: ms per image for each (dataset, size, method)."""
+    """Results of one benchmark run: ms per image for each (dataset, size, method).
+
+    ``device_type`` is ``cpu`` or ``cuda``; :func:`load_runs` tells it from the device's name
+    for records written before it was kept.
+    """
 
     device: str
     torch_version: str
@@ -188,16 +207,26 @@ class AssignBenchmark:
     repeats: int
     rows: list[dict] = field(default_factory=list)
     cpu_affinity: list[int] | None = None
+    device_type: str = "cpu"
 
     def table(self) -> list[dict]:
         return self.rows
 
-    def ratio(self, dataset: str, size: int, numerator: str, denominator: str) -> float:
-        times = {
+    @property
+    def setting(self) -> str:
+        """What the times depend on besides the code: ``CPU, N torch thread(s)``, or the GPU."""
+        return f"CPU, {_threads(self.threads)}" if self.device_type == "cpu" else self.device
+
+    def times(self, dataset: str, size: int) -> dict[str, float]:
+        """ms per image of every method timed on ``dataset`` at ``size``."""
+        return {
             r["method"]: r["ms_per_image"]
             for r in self.rows
             if r["dataset"] == dataset and r["size"] == size
         }
+
+    def ratio(self, dataset: str, size: int, numerator: str, denominator: str) -> float:
+        times = self.times(dataset, size)
         return times[numerator] / times[denominator]
 
     def goal_ratios(self) -> list[dict]:
@@ -214,15 +243,14 @@ class AssignBenchmark:
         return out
 
     def ratios(self) -> list[dict]:
-        """Per dataset and size: the goal ratios (with whether each is met) and :data:`EXTRA_RATIOS`."""
+        """Per dataset and size: the goal ratios (with whether each is met) and those of
+        :data:`EXTRA_RATIOS` whose two methods this run timed."""
         out = []
         for row in self.goal_ratios():
-            dataset, size = row["dataset"], row["size"]
-            row["brute force / Alg. 1"] = self.ratio(dataset, size, _BRUTE, _ALG1)
-            row[FLOOR] = self.ratio(dataset, size, _GIVEN_READ, _ATSS_IOU)
-            row["ATSS GmaIoU, tables prepared / ATSS IoU"] = self.ratio(
-                dataset, size, f"{_ATSS_GMA}, tables prepared", _ATSS_IOU
-            )
+            times = self.times(row["dataset"], row["size"])
+            for name, (num, den) in _EXTRA.items():
+                if num in times and den in times:
+                    row[name] = times[num] / times[den]
             out.append(row)
         return out
 
@@ -400,6 +428,7 @@ def _new_record(dev: torch.device, repeats: int) -> AssignBenchmark:
         threads=torch.get_num_threads(),
         repeats=repeats,
         cpu_affinity=sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        device_type=dev.type,
     )
 
 
@@ -460,8 +489,8 @@ def _run_assign_benchmark(
     return result
 
 
-def run_goal_sittings(
-    sittings: int,
+def run_goal_rounds(
+    rounds: int,
     sizes: Sequence[int] = (400, 550, 700),
     num_images: int = 50,
     repeats: int = 5,
@@ -470,17 +499,17 @@ def run_goal_sittings(
     threads: int | None = 2,
     progress: bool = True,
 ) -> list[AssignBenchmark]:
-    """The ratios of :data:`GOALS` measured ``sittings`` times over: one record per sitting.
+    """The ratios of :data:`GOALS` measured ``rounds`` times in a row: one record per round.
 
-    A sitting times what the goals compare, as :func:`run_assign_benchmark` does (the
+    A round times what the goals compare, as :func:`run_assign_benchmark` does (the
     three overlap matrices, then ATSS with IoU and with GmaIoU from raw masks; each
-    image's best of ``repeats`` passes), on each size in turn. The sittings follow one
+    image's best of ``repeats`` passes), on each size in turn. The rounds follow one
     another, so the spread of a ratio over them is how far it moves with the machine's
     state from minute to minute: on a shared machine, one record's ratio near its goal
     can land on either side of it.
     """
-    if sittings < 1:
-        raise ValueError(f"sittings must be at least 1, got {sittings}")
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
     _check_dataset(dataset)
     from tqdm.auto import tqdm
 
@@ -488,12 +517,12 @@ def run_goal_sittings(
     with _torch_threads(threads):
         images = {size: _load_images(dataset, size, num_images, dev) for size in sizes}
         records = []
-        jobs = [(i, size) for i in range(sittings) for size in sizes]
-        for i, size in tqdm(jobs, desc="goal sittings", disable=not progress):
+        jobs = [(i, size) for i in range(rounds) for size in sizes]
+        for i, size in tqdm(jobs, desc="goal rounds", disable=not progress):
             if i == len(records):
                 records.append(_new_record(dev, repeats))
             times = _bench_goals(images[size], size, dev, repeats)
-            _add_rows(records[i], dataset, size, images[size], times, sitting=i)
+            _add_rows(records[i], dataset, size, images[size], times, round=i)
     return records
 
 
@@ -585,69 +614,277 @@ def _span(values: Sequence[float], text: Callable[[float], str] = "{:.2f}".forma
     return low if low == high else f"{low}-{high}"
 
 
-def format_thread_comparison(results: Sequence[AssignBenchmark]) -> str:
-    """A Markdown table of the goal ratios and the floor of runs with different thread counts.
+def _ms_text(value: float) -> str:
+    """ms to 3 significant digits, whole numbers from 1,000 on (never an exponent)."""
+    return f"{value:,.0f}" if value >= 999.5 else f"{value:.3g}"
 
-    One row per (dataset, size, torch threads), from every run in ``results``.
+
+def _factor_text(value: float) -> str:
+    """A ratio to at most 3 significant digits: 245, 22.1, 1.06."""
+    if value >= 99.95:
+        return f"{value:.0f}"
+    return f"{value:.1f}" if value >= 9.995 else f"{value:.2f}"
+
+
+def _spread_text(values: Sequence[float], text: Callable[[float], str]) -> str:
+    """``median`` and, where the values differ, ``(lowest-highest)``."""
+    mid, span = text(median(values)), _span(values, text)
+    return mid if span == mid else f"{mid} ({span})"
+
+
+# ----------------------------------------------------------------------------- runs as one record
+
+
+def assignment_record(results: Sequence[AssignBenchmark], source: str | None = None) -> dict:
+    """Runs as one JSON-ready record: ``{"benchmark": "assign", "source": ..., "runs": [...]}``.
+
+    ``source`` says which data the runs timed (the tables' stamp); :func:`load_runs` reads the
+    record back.
     """
-    names = [*GOALS, FLOOR]
-    head = "| dataset | size | torch threads | " + _ratio_headers(names)
-    rows = sorted(
-        ((row, result.threads) for result in results for row in result.ratios()),
-        key=lambda item: (item[0]["dataset"], item[0]["size"], item[1]),
-    )
-    lines = [head + " |", "|---|---:|---:|" + "---:|" * len(names)]
-    for row, threads in rows:
-        cells = [_ratio_cell(row, n) for n in names]
-        lines.append(
-            f"| {row['dataset']} | {row['size']} | {threads} | " + " | ".join(cells) + " |"
-        )
+    record: dict = {"benchmark": "assign"}
+    if source:
+        record["source"] = source
+    record["runs"] = [asdict(r) for r in results]
+    return record
+
+
+def _device_type(device: str) -> str:
+    """``cpu`` for a name :func:`gmaiou.paper.benchmarks.device_name` gave a CPU, else ``cuda``."""
+    return "cpu" if re.search(r"\(\d+ threads\)$", device) else "cuda"
+
+
+def load_runs(record: dict) -> list[AssignBenchmark]:
+    """The runs of a record of :func:`assignment_record`, or of one run's record as
+    ``gmaiou-paper bench assign`` wrote it before (the run's fields and its ratios)."""
+    items = record.get("runs", record.get("sittings", [record]))
+    names = {f.name for f in fields(AssignBenchmark)}
+    runs = []
+    for item in items:
+        kwargs = {k: v for k, v in item.items() if k in names}
+        kwargs.setdefault("device_type", _device_type(item["device"]))
+        runs.append(AssignBenchmark(**kwargs))
+    return runs
+
+
+# ----------------------------------------------------------------------------- settings and cells
+
+
+def _settings(results: Sequence[AssignBenchmark]) -> list[str]:
+    """The runs' settings in table order: the CPU's by thread count, then each other device."""
+    keys = {
+        r.setting: (r.device_type != "cpu", r.threads if r.device_type == "cpu" else 0)
+        for r in results
+    }
+    return sorted(keys, key=lambda s: (*keys[s], s))
+
+
+def _is_full(result: AssignBenchmark) -> bool:
+    """Whether the run timed every method (:func:`run_assign_benchmark`), not only the goals'."""
+    return any(r["method"] == _PREPARED for r in result.rows)
+
+
+def _methods(results: Sequence[AssignBenchmark]) -> list[str]:
+    """Every method timed, in the order of the first run that timed every method."""
+    ordered = sorted(results, key=lambda r: not _is_full(r))
+    return list(dict.fromkeys(row["method"] for r in ordered for row in r.rows))
+
+
+def _columns(results: Sequence[AssignBenchmark]) -> list[tuple[str, int]]:
+    return sorted({(row["dataset"], row["size"]) for r in results for row in r.rows})
+
+
+def _ms_values(results: Sequence[AssignBenchmark]) -> dict[tuple[str, str, int, str], list[float]]:
+    """ms per image of every (method, dataset, size, setting): one value per run that timed it."""
+    values: dict[tuple[str, str, int, str], list[float]] = {}
+    for result in results:
+        for row in result.rows:
+            key = (row["method"], row["dataset"], row["size"], result.setting)
+            values.setdefault(key, []).append(row["ms_per_image"])
+    return values
+
+
+def _ratio_rows(results: Sequence[AssignBenchmark]) -> dict[tuple[str, int, str], list[dict]]:
+    """:meth:`AssignBenchmark.ratios` rows by (dataset, size, setting), in table order."""
+    order = {s: i for i, s in enumerate(_settings(results))}
+    groups: dict[tuple[str, int, str], list[dict]] = {}
+    for result in results:
+        for row in result.ratios():
+            groups.setdefault((row["dataset"], row["size"], result.setting), []).append(row)
+    return dict(sorted(groups.items(), key=lambda item: (*item[0][:2], order[item[0][2]])))
+
+
+def _series(results: Sequence[AssignBenchmark], groups: dict) -> list[tuple[str, str]]:
+    """The (dataset, setting) pairs of :func:`_ratio_rows` ``groups``: by dataset, then setting."""
+    pairs = {(d, t) for d, _, t in groups}
+    datasets = dict.fromkeys(d for d, _, _ in groups)
+    return [(d, t) for d in datasets for t in _settings(results) if (d, t) in pairs]
+
+
+def describe_runs(results: Sequence[AssignBenchmark]) -> str:
+    """One line per setting: its device, torch version, cores (CPU) and how many runs it has."""
+    lines = []
+    for setting in _settings(results):
+        runs = [r for r in results if r.setting == setting]
+        first = runs[0]
+        device = re.sub(r" \(\d+ threads\)$", "", first.device)
+        torch_versions = ", ".join(sorted({r.torch_version for r in runs}))
+        cores = ""
+        if first.device_type == "cpu" and first.cpu_affinity is not None:
+            cores = f", on core(s) {','.join(map(str, first.cpu_affinity))}"
+        full = sum(_is_full(r) for r in runs)
+        count = f"{_runs(full)} of every method"
+        if len(runs) > full:
+            count += f", {_runs(len(runs) - full)} of the methods the goals compare"
+        device = "" if device == setting else f"{device}, "
+        lines.append(f"- {setting}: {device}torch {torch_versions}{cores}; {count}")
     return "\n".join(lines)
 
 
-def thread_findings(results: Sequence[AssignBenchmark]) -> list[str]:
-    """Per dataset and goal, where each run met it and where it missed, with the values.
+def _runs(n: int) -> str:
+    return f"{n} run{'s' if n != 1 else ''}"
 
-    Sentences computed from the records (for the README), one per dataset and goal, then
-    one per dataset for the floor (:data:`FLOOR`).
+
+def _passes(results: Sequence[AssignBenchmark]) -> str:
+    return ", ".join(str(n) for n in sorted({r.repeats for r in results}))
+
+
+# ----------------------------------------------------------------------------- assignment cost
+
+
+def format_assignment_cost(results: Sequence[AssignBenchmark]) -> str:
+    """Markdown: ms per image of every method, per (dataset, size) and setting.
+
+    A cell is the median over the runs of its setting that timed the method, and, where they
+    differ, their lowest-highest; above the table, each setting's device and runs.
     """
+    columns, values = _columns(results), _ms_values(results)
+    head = "| method | setting | " + " | ".join(f"{d} {s}" for d, s in columns) + " |"
+    lines = [
+        f"ms per image, each image's best of {_passes(results)} passes over the images; a cell "
+        "is the median over the runs of its setting, with their lowest-highest where they differ.",
+        "",
+        describe_runs(results),
+        "",
+        head,
+        "|---|---|" + "---:|" * len(columns),
+    ]
+    for method in _methods(results):
+        for setting in _settings(results):
+            cells = [values.get((method, d, s, setting)) for d, s in columns]
+            if not any(cells):
+                continue
+            text = [_spread_text(c, _ms_text) if c else "–" for c in cells]
+            lines.append(f"| {method} | {setting} | " + " | ".join(text) + " |")
+    return "\n".join(lines)
+
+
+#: Shorter method names for the figure's axis.
+_SHORT = {
+    _FULL: "GmaIoU matrix, full-image tables",
+    _ALG1: "GmaIoU matrix, Alg. 1",
+    _GIVEN: "ATSS without a measure",
+    _GIVEN_READ: "ATSS without a measure, then reading the masks",
+    _READ: "reading every mask once",
+}
+
+
+def plot_assignment_cost(results: Sequence[AssignBenchmark]):
+    """One panel per (dataset, size): a bar per method and setting at the median ms per image
+    over the runs, a line from the lowest to the highest, on a log scale."""
+    import matplotlib.pyplot as plt
+
+    if not results:
+        raise ValueError("no run to plot")
+    columns, values = _columns(results), _ms_values(results)
+    datasets = list(dict.fromkeys(d for d, _ in columns))
+    sizes = sorted({s for _, s in columns})
+    methods, settings = _methods(results), _settings(results)
+    height = 0.8 / len(settings)
+    fig, axes = plt.subplots(
+        len(datasets),
+        len(sizes),
+        figsize=(
+            3.6 * len(sizes) + 3.2,
+            0.28 * len(methods) * len(settings) ** 0.5 * len(datasets) + 1.6,
+        ),
+        squeeze=False,
+        sharey=True,
+    )
+    for i, dataset in enumerate(datasets):
+        for j, size in enumerate(sizes):
+            ax = axes[i, j]
+            for k, setting in enumerate(settings):
+                offset = (k - (len(settings) - 1) / 2) * height
+                ys, mids, lows, highs = [], [], [], []
+                for m, method in enumerate(methods):
+                    v = values.get((method, dataset, size, setting))
+                    if v:
+                        ys.append(m + offset)
+                        mids.append(median(v))
+                        lows.append(median(v) - min(v))
+                        highs.append(max(v) - median(v))
+                label = setting if (i, j) == (0, 0) else None
+                ax.barh(ys, mids, height, xerr=[lows, highs], color=f"C{k}", label=label)
+            ax.set_xscale("log")
+            ax.set_title(f"{dataset}, {size} px", fontsize=9)
+            ax.set_xlabel("ms per image (log)", fontsize=8)
+            ax.tick_params(labelsize=7)
+    axes[0, 0].set_yticks(range(len(methods)), [_SHORT.get(m, m) for m in methods])
+    axes[0, 0].invert_yaxis()
+    fig.legend(loc="upper center", ncol=len(settings), fontsize=8, bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle(
+        "Overlap matrix and assignment time per image: median over the runs, lines from the "
+        "lowest to the highest",
+        fontsize=9,
+        y=1.04,
+    )
+    fig.tight_layout()
+    return fig
+
+
+#: The sentences of :func:`assignment_cost_findings`: numerator, denominator, text.
+_COST_SENTENCES = (
+    (_BRUTE, _ALG1, "Alg. 1 builds the GmaIoU matrix {}x faster than brute force"),
+    (_FULL, _ALG1, "{}x faster than the public maIoU code's full-image tables"),
+    (_ALG1, _BOX, "in {}x the time of a box IoU matrix of the same pairs"),
+    (_ATSS_GMA, _ATSS_IOU, "ATSS GmaIoU (P=M) from raw masks takes {}x the time of ATSS IoU"),
+    (_PREPARED, _ATSS_IOU, "{}x with its tables prepared in the loader"),
+    (_GIVEN_READ, _ATSS_IOU, "the floor (ATSS without a measure, then reading the masks) is {}x"),
+)
+
+
+def assignment_cost_findings(results: Sequence[AssignBenchmark]) -> list[str]:
+    """Per dataset and setting, from the medians of :func:`format_assignment_cost`: Alg. 1
+    against brute force, full-image tables and a box IoU matrix; ATSS-GmaIoU from raw masks,
+    with tables prepared and the floor, against ATSS-IoU; each over the sizes timed."""
+    values, columns = _ms_values(results), _columns(results)
     lines = []
-    ratios = [(result.threads, result.ratios()) for result in results]
-    for dataset in sorted({r["dataset"] for _, rows in ratios for r in rows}):
-        runs = [(t, [r for r in rows if r["dataset"] == dataset]) for t, rows in ratios]
-        runs = [(threads, rows) for threads, rows in runs if rows]
-        for name, (_, _, sense, goal) in GOALS.items():
-            parts = []
-            for threads, rows in runs:
-                met = [str(r["size"]) for r in rows if r[f"{name} met"]]
-                missed = [str(r["size"]) for r in rows if not r[f"{name} met"]]
-                if not missed:
-                    verdict = "met at every size"
-                elif not met:
-                    verdict = "missed at every size"
-                else:
-                    verdict = f"missed at {', '.join(missed)} px, met at {', '.join(met)} px"
-                values = ", ".join(f"{r[name]:.2f}" for r in rows)
-                sizes = ", ".join(str(r["size"]) for r in rows)
-                parts.append(f"with {_threads(threads)} {verdict} ({values} at {sizes} px)")
-            lines.append(f"{dataset}, {name} (goal {sense} {goal:g}): " + "; ".join(parts) + ".")
-        floors = [
-            f"{_span([r[FLOOR] for r in rows])} with {_threads(threads)}" for threads, rows in runs
-        ]
-        lines.append(f"{dataset}, the floor {FLOOR}: " + "; ".join(floors) + ".")
+    for dataset in dict.fromkeys(d for d, _ in columns):
+        sizes = [s for d, s in columns if d == dataset]
+        for setting in _settings(results):
+            parts, measured = [], set()
+            for num, den, text in _COST_SENTENCES:
+                factors = {}
+                for size in sizes:
+                    a = values.get((num, dataset, size, setting))
+                    b = values.get((den, dataset, size, setting))
+                    if a and b:
+                        factors[size] = median(a) / median(b)
+                if factors:
+                    parts.append(text.format(_span(list(factors.values()), _factor_text)))
+                    measured |= set(factors)
+            if parts:
+                where = ", ".join(str(s) for s in sorted(measured))
+                lines.append(
+                    f"{dataset}, {setting} ({where} px, medians): " + "; ".join(parts) + "."
+                )
     return lines
 
 
-def _by_setting(results: Sequence[AssignBenchmark]) -> dict[tuple, list[dict]]:
-    """Goal-ratio rows of ``results`` grouped by (dataset, size, torch threads), in record order."""
-    groups: dict[tuple, list[dict]] = {}
-    for result in results:
-        for row in result.goal_ratios():
-            groups.setdefault((row["dataset"], row["size"], result.threads), []).append(row)
-    return dict(sorted(groups.items()))
+# ----------------------------------------------------------------------------- goal ratios
 
 
-def _spread(rows: Sequence[dict], name: str) -> tuple[str, str, int]:
+def _goal_cell(rows: Sequence[dict], name: str) -> tuple[str, str, int]:
     """Goal ratio ``name`` over ``rows``: its median, its range (one value if all agree), and
     how many rows met it."""
     values = [row[name] for row in rows]
@@ -655,80 +892,104 @@ def _spread(rows: Sequence[dict], name: str) -> tuple[str, str, int]:
     return _ratio_text(median(values), name), span, sum(row[f"{name} met"] for row in rows)
 
 
-def format_sittings(results: Sequence[AssignBenchmark]) -> str:
-    """A Markdown table of the goal ratios over sittings (:func:`run_goal_sittings`).
+def format_assignment_goals(results: Sequence[AssignBenchmark]) -> str:
+    """Markdown: every ratio of :data:`GOALS` and :data:`EXTRA_RATIOS` per (dataset, size, setting).
 
-    One row per (dataset, size, torch threads); each goal's cell is its median over the
-    sittings, its lowest-highest, and in how many sittings it was met.
+    A goal's cell is its median over the runs, their lowest-highest where they differ and in
+    how many runs it was met; the other ratios' the same without the goal, over the runs that
+    timed both their methods.
     """
-    names = list(GOALS)
-    head = "| dataset | size | torch threads | sittings | " + _ratio_headers(names) + " |"
-    lines = [head, "|---|---:|---:|---:|" + "---:|" * len(names)]
-    for (dataset, size, threads), rows in _by_setting(results).items():
+    names = [*GOALS, *EXTRA_RATIOS]
+    head = "| dataset | size | setting | runs | " + _ratio_headers(names) + " |"
+    lines = [
+        "Each ratio is of two methods' ms per image in one run (the assignment cost table); a "
+        "cell is its median over the runs, with their lowest-highest where they differ, and for "
+        "a ratio with a goal, in how many runs the goal was met.",
+        "",
+        describe_runs(results),
+        "",
+        head,
+        "|---|---:|---|---:|" + "---:|" * len(names),
+    ]
+    for (dataset, size, setting), rows in _ratio_rows(results).items():
         cells = []
-        for name in names:
-            mid, span, met = _spread(rows, name)
+        for name in GOALS:
+            mid, span, met = _goal_cell(rows, name)
             spread = "" if span == mid else f" ({span})"
             cells.append(f"{mid}{spread}, met in {met}/{len(rows)}")
+        for name in EXTRA_RATIOS:
+            got = [row[name] for row in rows if name in row]
+            cells.append(_spread_text(got, _factor_text) if got else "–")
         lines.append(
-            f"| {dataset} | {size} | {threads} | {len(rows)} | " + " | ".join(cells) + " |"
+            f"| {dataset} | {size} | {setting} | {len(rows)} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
 
 
-def sittings_findings(results: Sequence[AssignBenchmark]) -> list[str]:
-    """Per dataset, thread count and goal: in how many sittings it was met at each size.
-
-    Sentences computed from the records (for the README).
-    """
-    groups = _by_setting(results)
+def assignment_goals_findings(results: Sequence[AssignBenchmark]) -> list[str]:
+    """Per dataset, setting and goal: where it was met and in how many runs, with the values;
+    then the floor's range. Sentences computed from the records."""
+    groups = _ratio_rows(results)
     lines = []
-    for dataset, threads in dict.fromkeys((d, t) for d, _, t in groups):
-        sizes = {s: rows for (d, s, t), rows in groups.items() if (d, t) == (dataset, threads)}
+    for dataset, setting in _series(results, groups):
+        sizes = {s: rows for (d, s, t), rows in groups.items() if (d, t) == (dataset, setting)}
         n = max(len(rows) for rows in sizes.values())
         for name, (_, _, sense, goal) in GOALS.items():
-            parts, everywhere = [], True
+            parts, met_all, met_none = [], True, True
             for size, rows in sizes.items():
-                mid, span, met = _spread(rows, name)
-                spread = "" if span == mid else f", {span}"
-                parts.append(f"{size} px: met in {met} of {len(rows)} (median {mid}{spread})")
-                everywhere &= met == len(rows)
-            verdict = (
-                "met in every sitting at every size" if everywhere else "not met in every sitting"
-            )
+                mid, span, met = _goal_cell(rows, name)
+                if len(rows) == 1:
+                    parts.append(f"{size} px: {mid}, {'met' if met else 'missed'}")
+                else:
+                    spread = "" if span == mid else f", {span}"
+                    parts.append(f"{size} px: met in {met} of {len(rows)} (median {mid}{spread})")
+                met_all &= met == len(rows)
+                met_none &= met == 0
+            every = "in every run " if n > 1 else ""
+            if met_all or met_none:
+                verdict = f"{'met' if met_all else 'missed'} {every}at every size"
+            else:
+                verdict = "not met in every run at every size" if n > 1 else "met at some sizes"
             lines.append(
-                f"{dataset}, {name} (goal {sense} {goal:g}), {n} sittings with {_threads(threads)}: "
-                f"{verdict}; " + "; ".join(parts) + "."
+                f"{dataset}, {setting}, {name} (goal {sense} {goal:g}), {_runs(n)}: {verdict}; "
+                + "; ".join(parts)
+                + "."
             )
+        floors = [row[FLOOR] for rows in sizes.values() for row in rows if FLOOR in row]
+        if floors:
+            lines.append(f"{dataset}, {setting}, the floor {FLOOR}: {_span(floors)}.")
     return lines
 
 
-def plot_sittings(results: Sequence[AssignBenchmark]):
-    """One panel per goal ratio: each sitting's value at each size (dots), their median
-    (a bar) and the goal (dashed), per (dataset, torch threads)."""
+def plot_assignment_goals(results: Sequence[AssignBenchmark]):
+    """One panel per goal ratio: each run's value at each size (dots), their median (a bar)
+    and the goal (dashed), per (dataset, setting)."""
     import matplotlib.pyplot as plt
 
-    groups = _by_setting(results)
+    groups = _ratio_rows(results)
     if not groups:
-        raise ValueError("no sitting to plot")
-    series = list(dict.fromkeys((d, t) for d, _, t in groups))
-    fig, axes = plt.subplots(1, len(GOALS), figsize=(4.4 * len(GOALS), 3.2), squeeze=False)
+        raise ValueError("no run to plot")
+    series = _series(results, groups)
+    fig, axes = plt.subplots(1, len(GOALS), figsize=(4.6 * len(GOALS), 3.4), squeeze=False)
     for ax, (name, (_, _, sense, goal)) in zip(axes[0], GOALS.items()):
-        for j, (dataset, threads) in enumerate(series):
-            sizes = [s for d, s, t in groups if (d, t) == (dataset, threads)]
+        sizes = sorted({s for _, s, _ in groups})
+        for j, (dataset, setting) in enumerate(series):
+            label: str | None = f"{dataset}, {setting}"  # on the series' first dots only
             for k, size in enumerate(sizes):
-                values = [row[name] for row in groups[(dataset, size, threads)]]
-                x = k + 0.15 * (j - (len(series) - 1) / 2)
-                label = f"{dataset}, {_threads(threads)}" if k == 0 else None
+                rows = groups.get((dataset, size, setting))
+                if not rows:
+                    continue
+                values = [row[name] for row in rows]
+                x = k + 0.12 * (j - (len(series) - 1) / 2)
                 ax.plot([x] * len(values), values, "o", color=f"C{j}", alpha=0.6, label=label)
-                ax.plot([x - 0.06, x + 0.06], [median(values)] * 2, color=f"C{j}", lw=2)
-            ax.set_xticks(range(len(sizes)), [f"{s} px" for s in sizes])
-            ax.set_xlim(-0.5, len(sizes) - 0.5)
+                ax.plot([x - 0.05, x + 0.05], [median(values)] * 2, color=f"C{j}", lw=2)
+                label = None
+        ax.set_xticks(range(len(sizes)), [f"{s} px" for s in sizes])
+        ax.set_xlim(-0.5, len(sizes) - 0.5)
         ax.axhline(goal, color="k", ls="--", lw=1, label=f"goal {sense} {goal:g}")
         ax.set_title(name, fontsize=9)
-        ax.legend(fontsize=7)
-    sittings = max(len(rows) for rows in groups.values())
-    fig.suptitle(f"Goal ratios over {sittings} sittings on {results[0].device}", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle("Goal ratios: one dot per run, a bar at their median", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -752,8 +1013,8 @@ def format_table(result: AssignBenchmark) -> str:
 def run(args: argparse.Namespace) -> int:
     profile = get_profile(args.profile)
     sizes = tuple(args.sizes) if args.sizes else profile.image_sizes
-    if args.sittings is not None:
-        return _run_sittings(args, profile, sizes)
+    if args.rounds is not None:
+        return _run_rounds(args, profile, sizes)
     result = run_assign_benchmark(
         sizes=sizes,
         num_images=args.images or profile.num_images,
@@ -771,7 +1032,7 @@ def run(args: argparse.Namespace) -> int:
     for line in summarise(result):
         print(line)
     markdown = f"{describe(result)}\n\n{format_table(result)}\n\n{format_ratios(result)}\n"
-    _write_outputs(args, {**asdict(result), "ratios": result.ratios()}, markdown)
+    _write_outputs(args, assignment_record([result]), markdown)
     return 0
 
 
@@ -787,15 +1048,15 @@ def _write_outputs(args: argparse.Namespace, record: dict, markdown: str) -> Non
         print(f"written {out}")
 
 
-def _run_sittings(args: argparse.Namespace, profile: Profile, sizes: tuple[int, ...]) -> int:
-    """``--sittings N``: the goal ratios only, ``N`` times over, per dataset."""
+def _run_rounds(args: argparse.Namespace, profile: Profile, sizes: tuple[int, ...]) -> int:
+    """``--rounds N``: the goal ratios only, ``N`` rounds in a row, per dataset."""
     records: list[AssignBenchmark] = []
     for dataset in args.datasets:
         if dataset == "coco" and coco_sample_dir() is None:
             print("the COCO sample is not here: dataset 'coco' skipped")
             continue
-        records += run_goal_sittings(
-            args.sittings,
+        records += run_goal_rounds(
+            args.rounds,
             sizes,
             num_images=args.images or profile.num_images,
             repeats=args.repeats or profile.repeats,
@@ -806,13 +1067,13 @@ def _run_sittings(args: argparse.Namespace, profile: Profile, sizes: tuple[int, 
     if not records:
         print("nothing timed: no dataset left")
         return 1
-    text = f"{describe(records[0])}\n\n{format_sittings(records)}"
+    text = format_assignment_goals(records)
     print(text)
     print()
-    findings = sittings_findings(records)
+    findings = assignment_goals_findings(records)
     print("\n".join(findings))
     bullets = "\n".join(f"- {line}" for line in findings)
-    _write_outputs(args, {"sittings": [asdict(r) for r in records]}, f"{text}\n\n{bullets}\n")
+    _write_outputs(args, assignment_record(records), f"{text}\n\n{bullets}\n")
     return 0
 
 
@@ -846,10 +1107,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "a detector assigning in its main process has torch's default, one per core)",
     )
     p.add_argument(
-        "--sittings",
+        "--rounds",
         type=int,
-        help="time only the goal ratios, this many times over, and report their spread "
-        "(median, lowest-highest, sittings that met each goal)",
+        help="time only the goal ratios, this many rounds in a row, and report their spread "
+        "(median, lowest-highest, rounds that met each goal)",
     )
     p.add_argument("--out", default="runs/bench/assign.json", help="JSON output file")
     p.add_argument("--markdown", default=None, help="also write the tables as Markdown here")
