@@ -42,16 +42,20 @@ def load_state(path: str | Path) -> dict[str, Tensor]:
     """The ``state_dict`` stored in ``path`` (bare, or under ``"model"`` / ``"state_dict"``).
 
     Raises ``FileNotFoundError`` naming a missing file and ``ValueError`` for a file
-    that holds no state dict.
+    that cannot be read (truncated, corrupt) or holds no state dict.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
+    unreadable = (RuntimeError, EOFError, OSError, pickle.UnpicklingError)
     try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # A checkpoint of this package may also carry plain Python objects (run metadata).
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            # A checkpoint of this package may also carry plain Python objects (run metadata).
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+    except unreadable as err:
+        raise ValueError(f"weights file {path} could not be read ({err}); it may be corrupt") from err
     if isinstance(obj, dict):
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), dict):

@@ -219,6 +219,16 @@ def test_missing_weights_leave_no_run_folder(tmp_path, capsys, data_root):
     assert not (tmp_path / "a").exists()
 
 
+def test_corrupt_weights_are_one_line_and_leave_no_run_folder(tmp_path, capsys, data_root):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(os.urandom(1000))
+    out = tmp_path / "a" / "run"
+    assert main(_train_args(data_root, out, "--weights", str(garbage))) == 2
+    errors = [x for x in capsys.readouterr().err.splitlines() if "error:" in x]
+    assert len(errors) == 1 and str(garbage) in errors[0] and "Traceback" not in errors[0]
+    assert not (tmp_path / "a").exists()
+
+
 def test_a_run_that_fails_before_its_first_step_leaves_no_folder(tmp_path, data_root):
     """Past the command line's checks (the library call): the folders it made go again."""
     from gmaiou.configs import get_config
@@ -231,7 +241,7 @@ def test_a_run_that_fails_before_its_first_step_leaves_no_folder(tmp_path, data_
     options = RunOptions(
         out_dir=out, data_root=data_root, num_workers=0, progress=False, weights=garbage
     )
-    with pytest.raises(Exception):  # noqa: B017 - whatever torch raises for the file
+    with pytest.raises(ValueError, match="could not be read"):
         train(get_config(CONFIG), options)
     assert _tree(tmp_path / "kept") == []
 
