@@ -26,7 +26,9 @@ BENCHMARKS: tuple[str, ...] = (
     "gmaiou.paper.benchmarks.data",
     "gmaiou.paper.benchmarks.gpu",
     "gmaiou.paper.benchmarks.infer",
+    "gmaiou.paper.benchmarks.rsloss",
     "gmaiou.paper.benchmarks.train",
+    "gmaiou.paper.benchmarks.tvmatch",
 )
 
 

@@ -1,0 +1,153 @@
+"""Notebook 08's parts (gmaiou.paper.torchvision_demo) and ``gmaiou-paper bench tvmatch``."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import pytest
+import torch
+
+from gmaiou.paper.benchmarks.tvmatch import markdown_table, maskrcnn_anchors, run_tvmatch
+from gmaiou.paper.cli import main
+from gmaiou.paper.torchvision_demo import (
+    FAMILIES,
+    TV_MEASURES,
+    build_family,
+    change_table,
+    label_changes,
+    paired_comparison,
+    paired_table,
+    plan,
+    plot_label_changes,
+    record_file,
+    synthetic_batch,
+    train_steps,
+    tv_grid,
+)
+from gmaiou.torchvision import describe
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_synthetic_batch_holds_torchvision_targets():
+    images, targets = synthetic_batch(96, 2, seed=1)
+    assert len(images) == len(targets) == 2
+    for image, t in zip(images, targets):
+        assert image.shape == (3, 96, 96) and 0.0 <= float(image.min()) <= float(image.max()) <= 1
+        g = len(t["boxes"])
+        assert g > 0 and t["masks"].shape == (g, 96, 96) and t["masks"].dtype == torch.uint8
+        assert t["labels"].dtype == torch.int64 and int(t["labels"].min()) >= 1
+        for box, mask in zip(t["boxes"], t["masks"].bool()):  # tight boxes of the masks
+            ys, xs = torch.where(mask)
+            assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def test_every_family_reports_no_change_under_iou_and_consistent_changes_under_gmaiou():
+    images, targets = synthetic_batch(96, 2, seed=2)
+    stages = {
+        "maskrcnn": ["rpn", "roi"],
+        "fasterrcnn": ["rpn", "roi"],
+        "retinanet": ["retinanet"],
+        "ssdlite": ["ssd"],
+        "fcos": ["fcos"],
+    }
+    all_changes = []
+    for family in FAMILIES:
+        model = build_family(family, 96)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        same = label_changes(model, family, images, targets, "iou")
+        assert [c.stage for c in same] == [s for s in stages[family] for _ in images]
+        for c in same:
+            assert torch.equal(c.by_measure, c.by_iou)
+        changes = label_changes(model, family, images, targets, "gmaiou")
+        assert "gmaiou-mask" in describe(model)
+        for k, v in model.state_dict().items():  # no step, running statistics put back
+            assert torch.equal(v, state[k]), k
+        for c in changes:
+            assert not bool((c.gained & c.lost).any())
+            assert c.boxes.shape[0] == c.by_measure.shape[0] == c.by_iou.shape[0]
+            assert int((c.by_measure >= 0).sum()) - int((c.by_iou >= 0).sum()) == int(
+                c.gained.sum()
+            ) - int(c.lost.sum())
+        all_changes += changes
+    table = change_table(all_changes)
+    assert list(table["family"]) == [f for f in FAMILIES for _ in stages[f]]
+    assert int(table["boxes"].iloc[0]) == sum(
+        c.boxes.shape[0] for c in all_changes if c.family == "maskrcnn" and c.stage == "rpn"
+    )
+    assert (table["positives (measure)"] - table["positives (IoU)"]).equals(
+        table["gained"] - table["lost"]
+    )
+    fig = plot_label_changes(images[0], targets[0], all_changes[:3], title="t")
+    assert len(fig.axes) == 3
+
+
+def test_train_steps_returns_one_finite_loss_per_step():
+    images, targets = synthetic_batch(96, 2, seed=3)
+    losses = train_steps(build_family("retinanet", 96), images, targets, steps=2)
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_grid_pairs_every_seed_and_set_and_the_plan_multiplies_out():
+    runs = tv_grid("default")
+    assert len(runs) == 12 and len({r.run_id for r in runs}) == 12
+    pairs = {(r.mix, r.seed) for r in runs}
+    assert len(pairs) == 6 and {r.measure for r in runs} == set(TV_MEASURES)
+    p = plan("default", seconds_per_iter=1.5, seconds_per_val_image=0.6)
+    assert p["runs"] == 12 and p["iterations per run"] == 800  # 4 epochs of 800 images, batch 4
+    assert p["minutes per run"] == pytest.approx((800 * 1.5 + 200 * 0.6) / 60)
+    assert p["minutes for the grid"] == pytest.approx(12 * p["minutes per run"])
+    with pytest.raises(ValueError, match="no paired comparison"):
+        tv_grid("nonsense")
+
+
+def _fake_record(run, mask_ap):
+    return {
+        "run": {"profile": run.profile, "mix": run.mix, "measure": run.measure, "seed": run.seed},
+        "metrics": {"segm": {"AP": mask_ap}, "bbox": {"AP": mask_ap / 2}},
+    }
+
+
+def test_paired_comparison_reads_records_and_trains_only_the_missing(tmp_path):
+    runs = tv_grid("smoke")
+    figures = tmp_path / "figures"
+    for run in runs[:3]:
+        path = record_file(run, figures)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_fake_record(run, 10.0 if run.measure == "iou" else 12.0)))
+    read = paired_comparison("smoke", root=tmp_path, figures=figures, train=False)
+    assert len(read) == 3
+    table = paired_table(read)
+    assert set(table["measure"]) == {"iou", "gmaiou"}
+    assert table["mask AP gain (GmaIoU - IoU)"].iloc[0] == pytest.approx(2.0)
+    assert table["paired seeds"].iloc[0] == 1  # seed 1 has its IoU run only
+    # The missing run is trained (2 iterations at smoke) on a dataset generated under root.
+    records = paired_comparison("smoke", root=tmp_path, figures=figures, train=True)
+    assert len(records) == 4 and record_file(runs[3], figures).is_file()
+    trained = records[3]
+    assert trained["run_id"] == runs[3].run_id and trained["iterations"] == 2
+    assert set(trained["metrics"]) == {"bbox", "segm"} and "AP" in trained["metrics"]["segm"]
+    assert (tmp_path / "data").is_dir()
+
+
+def test_tvmatch_benchmark_record_and_cli(tmp_path):
+    assert maskrcnn_anchors(320).shape == (25575, 4)  # (80² + 40² + 20² + 10² + 5²) × 3
+    record = run_tvmatch(sizes=(128,), images=1, repeats=1, proposals=50)
+    (row,) = record["rows"]
+    assert set(row["ms"]) == {"iou", "maiou", "gmaiou"} and row["ms"]["iou"]["tables"] == 0.0
+    assert set(row["ratio"]) == {"maiou", "gmaiou"} and all(v > 0 for v in row["ratio"].values())
+    assert "| 128 |" in markdown_table(record)
+    out = tmp_path / "tv.json"
+    args = ["bench", "tvmatch", "--sizes", "96", "--images", "1", "--repeats", "1"]
+    assert main([*args, "--proposals", "20", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["benchmark"] == "tvmatch"
+    assert out.with_suffix(".md").read_text().startswith("Mask R-CNN matching")
