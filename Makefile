@@ -31,7 +31,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
-# Copy the generated tables the README includes (<!-- include figures/x.md -->) into it.
+# Copy the generated files that README.md and docs/*.md include (<!-- include figures/x.md -->)
+# into them; `python -m gmaiou.paper.readme --check` only reports the stale ones.
 readme: $(STAMP)
 	$(BIN)/python -m gmaiou.paper.readme
 

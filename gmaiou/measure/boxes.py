@@ -1,4 +1,4 @@
-"""Box measures, the baselines of spec section 2: box areas and unions, and IoU, GIoU, DIoU
+"""Box measures, the baselines of ``docs/spec.md`` section 2: box areas and unions, and IoU, GIoU, DIoU
 and CIoU through ``torchvision.ops``, kept finite for zero-area boxes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The brute-force reference for the tests: GmaIoU (spec section 1) by counting the mask
+"""The brute-force reference for the tests: GmaIoU (``docs/spec.md`` section 1.4) by counting the mask
 pixels under every anchor, one pair at a time, under the same discretization."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""MaskIntegrals, Alg. 1's per-image state (spec section 1): one summed-area table per mask,
+"""MaskIntegrals, Alg. 1's per-image state (``docs/spec.md`` section 1.6): one summed-area table per mask,
 built by OpenCV on the CPU or by torch elsewhere, and ``|box ∩ M|`` from four look-ups."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GmaIoU (Eq. 7 of the paper; spec section 1) with P = M and P = B (maIoU), dense and per GT,
+"""GmaIoU (Eq. 7 of the paper; ``docs/spec.md`` section 1.4) with P = M and P = B (maIoU), dense and per GT,
 and the mask-over-box ratio (Eq. 1), from Alg. 1's counts."""
 
 from __future__ import annotations

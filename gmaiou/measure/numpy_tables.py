@@ -1,5 +1,5 @@
 """Alg. 1 on the CPU: summed-area tables of mask crops by OpenCV, and their look-ups in NumPy
-(spec section 1, "The efficient algorithm"), for prepared tables and for raw masks."""
+(``docs/spec.md`` section 1.6, Algorithm 1), for prepared tables and for raw masks."""
 
 from __future__ import annotations
 

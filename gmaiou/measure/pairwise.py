@@ -1,4 +1,4 @@
-"""Named overlap measures (spec section 2's ablation: IoU, GIoU, DIoU, CIoU, maIoU, GmaIoU)
+"""Named overlap measures (``docs/spec.md`` section 2's ablation: IoU, GIoU, DIoU, CIoU, maIoU, GmaIoU)
 and :func:`pairwise_overlaps`, every GT against every anchor under one of them."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Mask pixel counts and extents on the CPU (OpenCV, NumPy): ``|M|`` in one read of the masks
-(spec section 1) and the crops that Alg. 1's tables span."""
+(``docs/spec.md`` section 1.5) and the crops that Alg. 1's tables span."""
 
 from __future__ import annotations
 

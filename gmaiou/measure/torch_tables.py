@@ -1,5 +1,5 @@
 """Alg. 1 in torch (the GPU's path): summed-area tables of the masks' tight crops cut out of
-whole-image prefix sums, and their look-ups, under spec section 1's rounding."""
+whole-image prefix sums, and their look-ups, under the rounding of ``docs/spec.md`` section 1.5."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from gmaiou.measure.numpy_tables import _INT32_PIXELS
 
 
 def _rounded_pixel_bounds(boxes: Tensor, height: int, width: int) -> Tensor:
-    """Integer pixel bounds ``[N, 4]`` (c1, r1, c2, r2) of boxes under the spec's rounding and clamping."""
+    """Integer pixel bounds ``[N, 4]`` (c1, r1, c2, r2) of boxes under the rounding and clamping of ``docs/spec.md`` section 1.5."""
     r = boxes.round().clamp_(min=0)
     if height == width:  # one clamp over the whole contiguous tensor
         return r.clamp_(max=width).long()

@@ -125,7 +125,7 @@ SETTINGS: tuple[Setting, ...] = (
     # ------------------------------------------------------------------ model
     _s("model", "architecture", None, "all",
        "yolact: YOLACT; gmayolact: GmaYOLACT (from the preset name)",
-       "paper §4.1, §4.3; spec §3"),
+       "paper §4.1, §4.3; docs/spec.md section 3"),
     _s("model", "backbone and image size", None, "all",
        "ResNet-50 / ResNet-101 at 400, 550, 700 (from the preset name)",
        "paper §4.1 (ResNet-50, the sizes of Bolya et al.); ResNet-101 is YOLACT's own "
@@ -138,7 +138,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("model", "protonet channels", "model.proto_channels", "all", 256, f"{_HEAD}:796"),
     _s("model", "prototypes", "model.num_protos", "all", 32, f"{_Y550}:51,56"),
     _s("model", "protonet upsampling (prototypes at stride 8 / scale)", "model.proto_scale", "all",
-       2, "spec section 3 (protonet: three 3x3 convs, x2 upsample, 3x3 conv, 1x1 conv)"),
+       2, "docs/spec.md section 3 (protonet: three 3x3 convs, x2 upsample, 3x3 conv, 1x1 conv)"),
     _s("model", "FPN upsampling", "model.upsample", "yolact", "bilinear", f"{_Y550}:25"),
     _s("model", "FPN upsampling", "model.upsample", "gmayolact", "carafe",
        f"{_MAY}:8-20 (k_up 5, k_encoder 3, 64 compressed channels)"),
@@ -392,9 +392,9 @@ def render_markdown() -> str:
         "(r18/r34 at 160/256/320) keep their own settings (random initialisation, prior-biased "
         "heads, anchors scaled with the image, antialiased resizing, no channel swap). "
         "CARAFE's reassembly is one fused computation; `gmaiou-paper bench carafe` times it against "
-        "the earlier shifted sum (figures/carafe_bench_cpu.md).",
+        "the earlier shifted sum (figures/timings/carafe_cpu.md).",
         "",
-        "Sources: *paper* is the GmaIoU paper (`docs/paper.txt` in the shared folder; section "
+        "Sources: *paper* is the GmaIoU paper (arXiv 2312.17031; section "
         "numbers). File references are `repository path:line` at these commits:",
         "",
     ]

@@ -1,16 +1,21 @@
-"""Keep the README's numbers the committed figures' numbers: fill its include regions.
+"""Keep the numbers of the README and of docs/ the committed figures' numbers: fill include regions.
 
-A region in ``README.md`` is::
+A region in a Markdown file is::
 
-    <!-- include figures/table4_efficiency.md -->
-    ... (the file's text, written by this module) ...
+    <!-- include figures/table2_findings.md -->
+    ... (the named file's text, written by this module) ...
     <!-- end -->
 
-``python -m gmaiou.paper.readme`` (or ``make readme``) rewrites every region with the current
-text of the file it names (a path relative to the README's folder);
-``python -m gmaiou.paper.readme --check`` only reports the regions that differ and exits 1
-if any does (the test suite runs the same check). Add a region anywhere to include
-another generated table.
+The path is relative to the Markdown file's own folder, as a Markdown link is
+(``../figures/x.md`` in ``docs/``); a path that does not exist there is looked up from the
+repository root (``figures/x.md`` works in ``docs/`` too).
+
+``python -m gmaiou.paper.readme`` (or ``make readme``) rewrites every region of
+``README.md`` and of every Markdown file under ``docs/`` that has one, each with the
+current text of the file it names; ``python -m gmaiou.paper.readme --check`` only reports
+the regions that differ and exits 1 if any does (``tests/paper/test_readme.py`` runs the
+same check). Name files to handle only those. Add a region anywhere to include another
+generated table.
 """
 
 from __future__ import annotations
@@ -18,12 +23,12 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from gmaiou.paper.paths import repo_root
 
-__all__ = ["INCLUDE", "fill_includes", "main", "stale_includes"]
+__all__ = ["INCLUDE", "fill_includes", "included_path", "include_targets", "main", "stale_includes"]
 
 #: One include region: the opening marker (with the path), the body, the closing marker.
 INCLUDE = re.compile(
@@ -32,11 +37,22 @@ INCLUDE = re.compile(
 )
 
 
-def _included_text(base: Path, rel: str) -> str:
-    path = base / rel
-    if not path.is_file():
-        raise FileNotFoundError(f"README includes {rel}, which does not exist ({path})")
-    text = path.read_text()
+def included_path(base: Path, rel: str, root: Path | None = None) -> Path:
+    """The file a region names: ``base / rel``, else ``root / rel`` (``root``: the repository).
+
+    Raises:
+        FileNotFoundError: neither exists.
+    """
+    root = repo_root() if root is None else root
+    for folder in dict.fromkeys((base, root)):
+        path = folder / rel
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"an include region names {rel}, which does not exist ({base / rel})")
+
+
+def _included_text(base: Path, rel: str, root: Path | None = None) -> str:
+    text = included_path(base, rel, root).read_text()
     return text if text.endswith("\n") else text + "\n"
 
 
@@ -45,12 +61,17 @@ def _check_markers(text: str) -> None:
     found = len(INCLUDE.findall(text))
     if opened != found:
         raise ValueError(
-            f"{opened - found} README include marker(s) have no '<!-- end -->' or a malformed path"
+            f"{opened - found} include marker(s) have no '<!-- end -->' or a malformed path"
         )
 
 
-def fill_includes(text: str, base: Path) -> str:
+def fill_includes(text: str, base: Path, root: Path | None = None) -> str:
     """``text`` with every include region's body replaced by the file it names.
+
+    Args:
+        text: a Markdown file's text.
+        base: the folder the paths are relative to (the Markdown file's own).
+        root: where a path is looked up when ``base`` lacks it (default: the repository).
 
     Raises:
         FileNotFoundError: a region names a missing file.
@@ -58,54 +79,69 @@ def fill_includes(text: str, base: Path) -> str:
     """
     _check_markers(text)
     return INCLUDE.sub(
-        lambda m: m["open"] + _included_text(base, m["path"]) + m["close"],
+        lambda m: m["open"] + _included_text(base, m["path"], root) + m["close"],
         text,
     )
 
 
-def stale_includes(readme: Path) -> list[str]:
-    """The paths whose README region differs from the file's current text."""
-    text = readme.read_text()
+def stale_includes(markdown: Path, root: Path | None = None) -> list[str]:
+    """The paths whose region in ``markdown`` differs from the file's current text."""
+    text = markdown.read_text()
     _check_markers(text)
     return [
         m["path"]
         for m in INCLUDE.finditer(text)
-        if m["body"] != _included_text(readme.parent, m["path"])
+        if m["body"] != _included_text(markdown.parent, m["path"], root)
     ]
+
+
+def include_targets(root: Path | None = None) -> list[Path]:
+    """The files the tool keeps: ``README.md`` and every ``docs/**/*.md`` with a region."""
+    root = repo_root() if root is None else root
+    docs = sorted((root / "docs").rglob("*.md")) if (root / "docs").is_dir() else []
+    readme = root / "README.md"
+    return [readme] * readme.is_file() + [p for p in docs if INCLUDE.search(p.read_text())]
+
+
+def _refresh(paths: Iterable[Path], check: bool, root: Path | None) -> int:
+    stale_any = False
+    for path in paths:
+        if check:
+            stale = stale_includes(path, root)
+            for rel in stale:
+                print(f"{path}: the region of {rel} is out of date", file=sys.stderr)
+            stale_any |= bool(stale)
+            continue
+        text = path.read_text()
+        filled = fill_includes(text, path.parent, root)
+        if filled != text:
+            path.write_text(filled)
+        print(f"{path}: {len(INCLUDE.findall(filled))} include region(s) up to date")
+    if stale_any:
+        print("run `python -m gmaiou.paper.readme` (make readme) to refresh them", file=sys.stderr)
+    return 1 if stale_any else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gmaiou.paper.readme",
-        description="Fill the README's <!-- include PATH --> ... <!-- end --> regions.",
+        description="Fill the <!-- include PATH --> ... <!-- end --> regions of the README and docs/.",
     )
     parser.add_argument(
-        "--readme", type=Path, default=repo_root() / "README.md", help="default: README.md"
+        "files",
+        nargs="*",
+        type=Path,
+        help="Markdown files (default: README.md and every docs/*.md with a region)",
     )
     parser.add_argument(
         "--check", action="store_true", help="only report stale regions (exit 1 if any)"
     )
     args = parser.parse_args(argv)
     try:
-        if args.check:
-            stale = stale_includes(args.readme)
-            for path in stale:
-                print(f"{args.readme}: the region of {path} is out of date", file=sys.stderr)
-            if stale:
-                print(
-                    "run `python -m gmaiou.paper.readme` (make readme) to refresh it",
-                    file=sys.stderr,
-                )
-            return 1 if stale else 0
-        text = args.readme.read_text()
-        filled = fill_includes(text, args.readme.parent)
-        if filled != text:
-            args.readme.write_text(filled)
-        print(f"{args.readme}: {len(INCLUDE.findall(filled))} include region(s) up to date")
+        return _refresh(args.files or include_targets(), args.check, None)
     except (FileNotFoundError, ValueError) as err:
         print(f"gmaiou.paper.readme: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

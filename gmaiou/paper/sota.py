@@ -3,7 +3,7 @@
 **Nothing here was measured by this package.** Every number is copied from the source
 named in its row (a paper and its table, or a repository and its file), with the GPU its
 speed was measured on. The paper's own Table 5 lost its numbers in the text extraction
-(``../shared/docs/paper.txt``; only the method list, backbones and venues survive); for the
+(its extracted text, ``docs/spec.md`` section 5; only the method list, backbones and venues survive); for the
 methods it lists, the values here are the ones their own papers or official repositories
 report, looked up again. Where a number could not be found reliably it is ``None`` and
 tables show "not found" — never a guess. Some rows come from a third party's table (the
@@ -77,7 +77,7 @@ SOURCES: dict[str, tuple[str, str]] = {
     "maiou-readme": (
         "maIoU official repository (Oksuz et al., BMVC 2021), README.md, 'maYOLACT Detector "
         "(on COCO test-dev)' table; the V100 and the maYOLACT-700 AP50-APL from the "
-        "project's spec, section 5 (../shared/docs/spec.md)",
+        "project's spec, docs/spec.md section 5",
         "https://github.com/kemaloksuz/Mask-aware-IoU",
     ),
     "maiou-pwc": (
@@ -87,8 +87,8 @@ SOURCES: dict[str, tuple[str, str]] = {
     ),
     "gmaiou-paper": (
         "the reproduced paper (Cam et al., GmaIoU), text of sections 4.3-4.4 and the "
-        "abstract as given in spec section 5 (its tables lost their numbers)",
-        "../shared/docs/paper.txt",
+        "abstract as given in docs/spec.md section 5 (its tables lost their numbers)",
+        "https://arxiv.org/abs/2312.17031",
     ),
 }
 

@@ -126,7 +126,7 @@ def test_efficient_matches_bruteforce_property(
     hint_boxes = {"tight": boxes, "none": None, "wrong": boxes.flip(0) if num_gt else boxes}[hint]
     got = gmaiou(boxes, MaskIntegrals(masks, hint_boxes, backend=backend), anchors, polygon=polygon)
     assert got.shape == (num_gt, num_anchors)
-    # rtol: an anchor far smaller than a pixel that still counts one (the spec's rounding) gives
+    # rtol: an anchor far smaller than a pixel that still counts one (the rounding of docs/spec.md section 1.5) gives
     # values far above 1 (e.g. 112.6 for a 1x1 image), where float32 carries ~1e-5 relative.
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
 
@@ -648,7 +648,7 @@ def test_real_coco_masks_match_bruteforce(coco_sample, rng):
 
 
 def test_real_coco_gt_mob_share(coco_sample):
-    """On real COCO annotations about 27-29% of GT boxes have MOB < 0.5 (spec section 5)."""
+    """On real COCO annotations about 27-29% of GT boxes have MOB < 0.5 (docs/spec.md section 5)."""
     _, coco = coco_sample
     mobs = []
     for image_id in sorted(coco.getImgIds()):

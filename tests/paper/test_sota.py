@@ -19,7 +19,7 @@ from gmaiou.paper.sota import (
     sota_frame,
 )
 
-#: The rows of the paper's Table 5, in its order (paper.txt; names only, its numbers were lost).
+#: The rows of the paper's Table 5, in its order (its extracted text, docs/spec.md section 5; names only, its numbers were lost).
 PAPER_ROWS = [
     ("YOLACT-700", "ResNet-101"),
     ("PolarMask", "ResNet-101"),

@@ -222,7 +222,7 @@ def corollary_1_check(
     The corollary assumes ``M ⊆ B``. Annotated COCO boxes do not always hold their
     mask (and resizing moves the two apart), so the boxes are replaced here by the
     masks' tight boxes. It then holds exactly for anchors with integer coordinates;
-    with fractional coordinates the spec's discretisation counts rounded pixels
+    with fractional coordinates the discretisation of ``docs/spec.md`` section 1.5 counts rounded pixels
     against a continuous ``|A|``, so a few pairs can break it by a small margin.
     Reports, for both anchor sets and for the annotated boxes, the pairs checked,
     the pairs that break it and the largest excess.
