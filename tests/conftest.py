@@ -85,3 +85,11 @@ def coco_image_instances(coco, image_id: int) -> tuple[torch.Tensor, torch.Tenso
     boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32)
     boxes[:, 2:] += boxes[:, :2]
     return boxes, masks
+
+
+def numbers_in(text: str) -> list[float]:
+    """The signed decimal numbers of a generated line, in order (thousands separators
+    dropped): findings are checked by the numbers they state, not by their wording."""
+    import re
+
+    return [float(x.replace(",", "")) for x in re.findall(r"[+-]?\d[\d,]*\.?\d*", text)]
