@@ -3,25 +3,82 @@ the paper, each stamped with the profile and the data it was made from.
 
 The stamp is one line, ``profile: default · data: coco-sample val2017 (158 images)``: drawn
 under a figure (:func:`save_figure`) and written as the last line of a Markdown table
-(:func:`save_table`), so a smoke-profile figure can never pass for a default one.
+(:func:`save_table`) or findings file (:func:`save_findings`), so a smoke-profile figure can
+never pass for a default one.
+
+Every file is written so that the same content gives the same bytes: :func:`write_figure` is
+the one place a figure becomes a PNG or PDF, without the writing software's version or the date
+in the file's metadata; a stamp names paths under the checkout relative to it. Re-running a
+notebook from the same records therefore leaves its outputs unchanged; only the timing-dependent
+outputs under ``timings/`` (:func:`gmaiou.paper.paths.timings_dir`) change from run to run.
+
+``name`` may name a subfolder of the profile's figures folder, e.g. ``timings/model_speed``.
 """
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterable
 from numbers import Integral, Real
 from pathlib import Path
 
-from gmaiou.paper.paths import figures_dir
+from gmaiou.paper.paths import figures_dir, repo_root
 
-__all__ = ["format_cell", "provenance", "save_figure", "save_table", "table_figure"]
+__all__ = [
+    "STABLE_METADATA",
+    "format_cell",
+    "provenance",
+    "save_figure",
+    "save_findings",
+    "save_table",
+    "table_figure",
+    "write_figure",
+]
+
+#: Metadata per file format that would otherwise carry matplotlib's version or the time of
+#: writing (``None`` leaves the key out of the file).
+STABLE_METADATA: dict[str, dict[str, None]] = {
+    "png": {"Software": None},
+    "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+}
 
 
 def provenance(profile: str, source: str | None = None) -> str:
-    """The stamp line: ``profile: NAME`` and, when given, ``· data: SOURCE``."""
+    """The stamp line: ``profile: NAME`` and, when given, ``· data: SOURCE``.
+
+    A path under this checkout in ``source`` is written relative to it, so the stamp reads
+    the same in every checkout.
+    """
     if not profile or not isinstance(profile, str):
         raise ValueError(f"profile must be a non-empty string, got {profile!r}")
+    if source:
+        source = source.replace(f"{repo_root()}/", "")
     return f"profile: {profile}" + (f" · data: {source}" if source else "")
+
+
+def _output(profile: str, name: str, suffix: str) -> Path:
+    """``<figures of the profile>/<name><suffix>``, its folder created."""
+    path = figures_dir(profile) / f"{name}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_figure(fig, path: str | Path, dpi: int = 150) -> Path:
+    """Write ``fig`` to ``path`` (``.png`` or ``.pdf``), the same figure always to the same bytes.
+
+    The format follows the suffix; PNG at ``dpi``; the bounding box tight; no software version
+    or creation date in the metadata (:data:`STABLE_METADATA`).
+    """
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in STABLE_METADATA:
+        raise ValueError(f"write a figure as .png or .pdf, not {path.name!r}")
+    options = {"dpi": dpi} if fmt == "png" else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(
+        path, format=fmt, bbox_inches="tight", metadata=dict(STABLE_METADATA[fmt]), **options
+    )
+    return path
 
 
 def save_figure(
@@ -30,9 +87,8 @@ def save_figure(
     """Write ``fig`` as ``<name>.png`` and ``<name>.pdf`` into the profile's figure folder.
 
     A footer under the figure states :func:`provenance` (``profile`` and ``source``, the
-    data it was made from).
+    data it was made from); the files are written by :func:`write_figure`.
     """
-    out = figures_dir(profile)
     # Below everything already drawn (legends placed under the axes included); the layout
     # is frozen first so that a layout engine does not move things onto the footer.
     fig.canvas.draw()
@@ -48,11 +104,7 @@ def save_figure(
         color="0.35",
         transform=fig.transFigure,
     )
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
-    # No creation date in the PDF: re-running a notebook leaves unchanged figures unchanged.
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
-    return paths
+    return [write_figure(fig, _output(profile, name, suffix), dpi) for suffix in (".png", ".pdf")]
 
 
 def save_table(
@@ -63,12 +115,21 @@ def save_table(
     The last line is ``*profile: ... · data: ...*`` (:func:`provenance`), so a table
     included elsewhere (the README) carries where it came from.
     """
-    out = figures_dir(profile) / f"{name}.md"
+    out = _output(profile, name, ".md")
     text = (
         frame_or_text if isinstance(frame_or_text, str) else frame_or_text.to_markdown(index=False)
     )
     out.write_text(f"{text.rstrip()}\n\n*{provenance(profile, source)}*\n")
     return out
+
+
+def save_findings(
+    lines: Iterable[str], name: str, profile: str = "default", *, source: str | None = None
+) -> Path:
+    """Write sentences computed from a table as ``<name>_findings.md``: one bullet each, then
+    the stamp (:func:`save_table`)."""
+    text = "\n".join(f"- {line}" for line in lines) or "- nothing to report: no record was found"
+    return save_table(text, f"{name}_findings", profile, source=source)
 
 
 def format_cell(value, digits: int = 2) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gmaiou.paths import cache_dir, coco_sample_dir, repo_root
 
-__all__ = ["cache_dir", "coco_sample_dir", "figures_dir", "repo_root"]
+__all__ = ["TIMINGS", "cache_dir", "coco_sample_dir", "figures_dir", "repo_root", "timings_dir"]
 
 
 def figures_dir(profile: str = "default") -> Path:
@@ -19,5 +19,18 @@ def figures_dir(profile: str = "default") -> Path:
     """
     base = Path(os.environ.get("GMAIOU_FIGURES", repo_root() / "figures"))
     path = base if profile == "default" else base / profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+#: The subfolder of a figures folder that holds every timing-dependent output: the speed
+#: benchmarks' records (JSON, with the device and torch version) and the tables, figures and
+#: findings made from them. Everything outside it is rewritten byte for byte by a re-run.
+TIMINGS = "timings"
+
+
+def timings_dir(profile: str = "default") -> Path:
+    """``<figures of the profile>/timings``: where timing-dependent outputs go (created)."""
+    path = figures_dir(profile) / TIMINGS
     path.mkdir(parents=True, exist_ok=True)
     return path

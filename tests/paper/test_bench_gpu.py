@@ -8,20 +8,28 @@ from pathlib import Path
 
 import pytest
 
-from gmaiou.paper.benchmarks.gpu import Step, gpu_findings, gpu_steps, gpu_tables, run_steps
+from gmaiou.paper.benchmarks.gpu import Step, gpu_findings, gpu_records, gpu_steps, run_steps
 from gmaiou.paper.paths import repo_root
 
 
 def test_steps_run_in_order_and_write_only_into_the_out_dir(tmp_path):
     steps = gpu_steps(tmp_path, ["runs/a", "runs/b"], device="cuda:1", profile="paper")
     assert [s.name for s in steps] == ["tests", "infer", "assign", "paper", "table5"]
-    assert steps[0].argv[-3:][0].endswith("tests/test_cuda.py") and "-m" in steps[0].argv
+    assert steps[0].argv[-3:][0].endswith("tests/lib/test_cuda.py") and "-m" in steps[0].argv
     infer = steps[1].argv
     assert infer[infer.index("--device") + 1] == "cuda:1"
     assert [infer[i + 1] for i, a in enumerate(infer) if a == "--run"] == ["runs/a", "runs/b"]
+    outs = []
     for step in steps[1:]:
-        outs = [step.argv[i + 1] for i, a in enumerate(step.argv) if a in ("--out", "--markdown")]
-        assert outs and all(Path(o).parent == tmp_path and "_cuda" in o for o in outs)
+        out = [step.argv[i + 1] for i, a in enumerate(step.argv) if a in ("--out", "--markdown")]
+        assert len(out) == 1 and Path(out[0]).parent == tmp_path  # one JSON record, no table
+        outs.append(Path(out[0]).name)
+    assert outs == [
+        "trained_inference_cuda.json",
+        "assignment_cost_cuda.json",
+        "model_speed_paper_cuda.json",
+        "model_speed_table5_cuda.json",
+    ]
     assert "--batch-size" in steps[3].argv and "--batch-size" not in steps[4].argv
 
 
@@ -67,8 +75,8 @@ def _inference_record(device: str, device_type: str, rows: list[tuple]) -> dict:
 def test_findings_compare_each_gpu_model_with_the_same_config_on_the_cpu(tmp_path):
     cpu = _inference_record("CPU", "cpu", [("YOLACT", "yolact-fixed", 40.0, 5.0, 4.0, 25.0)])
     gpu = _inference_record("GPU X", "cuda", [("YOLACT", "yolact-fixed", 4.0, 4.0, 1.0, 25.5)])
-    (tmp_path / "table4_inference.json").write_text(json.dumps(cpu))
-    (tmp_path / "table4_inference_cuda_a.json").write_text(json.dumps(gpu))
+    (tmp_path / "trained_inference_cpu.json").write_text(json.dumps(cpu))
+    (tmp_path / "trained_inference_cuda_a.json").write_text(json.dumps(gpu))
     lines = gpu_findings(tmp_path)
     assert any("4.0 ms per image" in line and "against 1.0 ms" in line for line in lines)
     versus = [line for line in lines if "fps on GPU X" in line]
@@ -81,9 +89,14 @@ def test_findings_compare_each_gpu_model_with_the_same_config_on_the_cpu(tmp_pat
 
 
 def test_the_committed_gpu_records_are_listed_and_read():
-    figures = repo_root() / "figures"
-    tables = gpu_tables(figures)
-    if not tables:
-        pytest.skip("this checkout has no GPU records under figures/")
-    assert all(p.suffix == ".md" and "cuda" in p.name for p in tables)
-    assert any("NVIDIA" in line or "GPU" in line for line in gpu_findings(figures))
+    timings = repo_root() / "figures" / "timings"
+    records = gpu_records(timings)
+    if not records:
+        pytest.skip("this checkout has no GPU records under figures/timings/")
+    assert all(p.suffix == ".json" and "cuda" in p.name for p in records)
+    for path in records:  # each names its card and torch's version
+        record = json.loads(path.read_text())
+        runs = record.get("runs", [record])
+        assert all(run["device"].startswith("NVIDIA") for run in runs)
+        assert all(run.get("torch", run.get("torch_version")) for run in runs)
+    assert any("NVIDIA" in line for line in gpu_findings(timings))

@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from gmaiou.cli import main as gmaiou_main
 from gmaiou.data.synthetic import ensure_synthetic
 from gmaiou.paper.benchmarks.train import (
     MODELS,
+    default_out,
     find_trained_runs,
+    format_model_speed,
     format_speed_table,
+    model_speed_findings,
+    plot_speed,
     preset_at,
     speed_findings,
     speed_settings,
@@ -24,7 +29,8 @@ SMOKE = ["--profile", "smoke", "--device", "cpu", "--no-progress"]
 @pytest.fixture(scope="module")
 def smoke_record(tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("bench") / "speed.json"
-    assert main(["bench", "train", "--scale", "cpu", *SMOKE, "--out", str(out)]) == 0
+    args = ["--out", str(out), "--markdown", str(out.with_suffix(".md"))]
+    assert main(["bench", "train", "--scale", "cpu", *SMOKE, *args]) == 0
     return json.loads(out.read_text()), out
 
 
@@ -56,10 +62,25 @@ def test_three_models_side_by_side(smoke_record):
 def test_table5_scale_writes_default_record(tmp_path, monkeypatch):
     monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path))
     assert main(["bench", "train", "--scale", "table5", "--skip-training", *SMOKE]) == 0
-    record = json.loads((tmp_path / "smoke" / "table5_speed_r18_cpu.json").read_text())
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == [Path("smoke/timings/model_speed_table5_cpu.json")]  # the record only
+    record = json.loads((tmp_path / written[0]).read_text())
     assert record["settings"]["train"] is False
     assert all("train_s_per_iter" not in r for r in record["scales"][0]["models"])
-    assert "train s/iter" not in (tmp_path / "smoke" / "table5_speed_r18_cpu.md").read_text()
+    assert "train s/iter" not in format_speed_table(record)
+
+
+def test_default_records_are_named_after_their_scale_under_timings(tmp_path, monkeypatch):
+    monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path))
+    names = {
+        scale: default_out(speed_settings(scale, profile), "cuda", profile)
+        for scale, profile in (("cpu", "default"), ("paper", "smoke"), ("table5", "default"))
+    }
+    assert names == {
+        "cpu": tmp_path / "timings" / "model_speed_recipe_cuda.json",
+        "paper": tmp_path / "smoke" / "timings" / "model_speed_paper_cuda.json",
+        "table5": tmp_path / "timings" / "model_speed_table5_cuda.json",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +89,7 @@ def tiny_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "fixed"
     args = ["train", "--config", "yolact-fixed-r18-160", "--data", str(data), "--out", str(out)]
     args += ["--epochs", "1", "--batch-size", "2", "--max-iters", "1", "--workers", "0"]
-    assert main([*args, "--no-progress"]) == 0
+    assert gmaiou_main([*args, "--no-progress"]) == 0  # the library's command
     return out
 
 
@@ -210,3 +231,39 @@ def test_table_without_training_has_no_training_column():
         "| YOLACT (fixed IoU) | yolact-fixed-r18-160 | 160 | random | 300 | 80.0 | 20.0 | 100 | 10.00 |"
         in text
     )
+
+
+def _gpu(record: dict, scale: str) -> dict:
+    return {
+        **record,
+        "device": "GPU X",
+        "device_type": "cuda",
+        "settings": {**record["settings"], "scale": scale},
+    }
+
+
+def test_records_of_several_devices_fold_into_one_table_figure_and_findings():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    cpu = {**_record(), "settings": {**_record()["settings"], "scale": "cpu"}}
+    gpu = _gpu(_record(train=False), "table5")
+    text = format_model_speed([gpu, cpu])  # CPU first, whatever the order given
+    lines = text.splitlines()
+    assert lines[2].startswith("- CPU, r18 at 160 px (cpu scale): Some CPU (1 threads), pinned")
+    assert (
+        lines[3] == "- GPU X, r18 at 160 px (table5 scale): torch x; inference median of 4 images"
+    )
+    rows = [line for line in lines if line.startswith("| CPU") or line.startswith("| GPU")]
+    assert rows[0] == (
+        "| CPU | r18 | 160 | YOLACT (fixed IoU) | random | 300 | 0.5 | 80.0 | 20.0 | 100 | 10.00 |"
+    )
+    assert rows[3].startswith("| GPU X | r18 | 160 | ATSS-YOLACT (GmaIoU) | random | 100 | – |")
+    findings = model_speed_findings([gpu, cpu])
+    assert [f.split(":")[0] for f in findings] == ["CPU, r18", "GPU X, r18"]
+    assert findings[1].endswith(speed_findings(gpu)[0])
+    fig = plot_speed([cpu, gpu])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "CPU\nr18, 160 px (cpu scale): training: s / iteration"
+    assert titles[1] == "GPU X\nr18, 160 px (table5 scale): training: s / iteration\nnot timed"
+    assert not fig.axes[1].axison and len(fig.axes[3].patches) == 2

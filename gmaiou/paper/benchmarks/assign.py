@@ -656,7 +656,7 @@ def _device_type(device: str) -> str:
 def load_runs(record: dict) -> list[AssignBenchmark]:
     """The runs of a record of :func:`assignment_record`, or of one run's record as
     ``gmaiou-paper bench assign`` wrote it before (the run's fields and its ratios)."""
-    items = record.get("runs", record.get("sittings", [record]))
+    items = record.get("runs", [record])
     names = {f.name for f in fields(AssignBenchmark)}
     runs = []
     for item in items:

@@ -7,15 +7,17 @@ that fails or runs out of time is recorded and the next one starts:
 1. ``pytest -m cuda``: the CUDA tests (CUDA equals the CPU for the measure, the
    assigners, half precision, a training step, inference and mask assembly);
 2. ``gmaiou-paper bench infer --run ...``: trained models' network and post-processing time and
-   fps, both mask assemblies scored (-> ``table4_inference_<device>.json`` / ``.md``);
+   fps, both mask assemblies scored (-> ``trained_inference_<device>.json``);
 3. ``gmaiou-paper bench assign``: the overlap and assignment times and the ratios of Table 4
-   (-> ``table4_efficiency_<device>.json`` / ``.md``);
+   (-> ``assignment_cost_<device>.json``);
 4. ``gmaiou-paper bench train --scale paper`` and ``--scale table5``: ResNet-50 training
-   s/iteration and fps at the paper's sizes (-> ``table4_speed_r50-550_<device>``,
-   ``table5_speed_r50_<device>``).
+   s/iteration and fps at the paper's sizes (-> ``model_speed_paper_<device>.json``,
+   ``model_speed_table5_<device>.json``).
 
-Each step's command, exit status and seconds go to ``gpu_checks_<device>.json`` in
-``--out-dir`` (default ``figures/``, or ``$GMAIOU_FIGURES`` as for the other benchmarks).
+The records are JSON with the device's name and torch's version; notebook 03 folds them into
+the timing tables beside the CPU's (:mod:`gmaiou.paper.benchmarks.timings`). Each step's
+command, exit status and seconds go to ``gpu_checks_<device>.json`` in ``--out-dir``
+(default ``figures/timings/``, under ``$GMAIOU_FIGURES`` as for the other benchmarks).
 ``--device cpu --profile smoke`` runs the same sequence on the CPU in seconds (the tests
 check that the sequence works where no GPU is).
 """
@@ -32,9 +34,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gmaiou.paper.benchmarks import device_name, write_record
-from gmaiou.paper.paths import figures_dir, repo_root
+from gmaiou.paper.paths import repo_root, timings_dir
 
-__all__ = ["GPU_TABLES", "Step", "gpu_findings", "gpu_steps", "gpu_tables", "run_steps"]
+__all__ = ["GPU_RECORDS", "Step", "gpu_findings", "gpu_records", "gpu_steps", "run_steps"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +74,7 @@ def gpu_steps(
     if runs:
         infer = [*py, "gmaiou.paper", "bench", "infer", "--device", device, "--no-progress"]
         infer += [a for run in runs for a in ("--run", run)]
-        infer += ["--out", str(out_dir / f"table4_inference_{tag}.json")]
+        infer += ["--out", str(out_dir / f"trained_inference_{tag}.json")]
         if data is not None:
             infer += ["--data", data]
         if smoke:
@@ -80,15 +82,14 @@ def gpu_steps(
         steps.append(Step("infer", tuple(infer), limits["infer"]))
     assign = [*py, "gmaiou.paper", "bench", "assign", "--device", device, "--profile", profile]
     assign += ["--images", "2" if smoke else "50", "--bruteforce-images", "1"]
-    assign += ["--out", str(out_dir / f"table4_efficiency_{tag}.json")]
-    assign += ["--markdown", str(out_dir / f"table4_efficiency_{tag}.md")]
+    assign += ["--out", str(out_dir / f"assignment_cost_{tag}.json")]
     steps.append(Step("assign", tuple(assign), limits["assign"]))
     for scale in ("paper", "table5"):
         train = [*py, "gmaiou.paper", "bench", "train", "--scale", scale, "--device", device]
         train += ["--profile", profile, "--no-progress"]
         if scale == "paper" and not smoke:
             train += ["--batch-size", str(batch_size)]
-        stem = {"paper": "table4_speed_r50-550", "table5": "table5_speed_r50"}[scale]
+        stem = f"model_speed_{scale}"
         stem += "_smoke" if smoke else ""
         train += ["--out", str(out_dir / f"{stem}_{tag}.json")]
         steps.append(Step(scale, tuple(train), limits[scale]))
@@ -114,7 +115,9 @@ def run_steps(steps: Sequence[Step], log: Path | None = None) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    out_dir = Path(args.out_dir) if args.out_dir else figures_dir()
+    # The records of a lent GPU are committed (figures/timings/); a smoke run's are not.
+    default_dir = timings_dir("smoke" if args.profile == "smoke" else "default")
+    out_dir = Path(args.out_dir) if args.out_dir else default_dir
     runs = args.run
     if runs is None:
         from gmaiou.paper.benchmarks.train import find_trained_runs
@@ -131,88 +134,35 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-#: The records ``gmaiou-paper bench gpu`` writes, as glob patterns of their Markdown tables.
-GPU_TABLES: tuple[str, ...] = (
-    "table4_inference_cuda*.md",
-    "table4_efficiency_cuda.md",
-    "table4_speed_*_cuda.md",
-    "table5_speed_*_cuda.md",
+#: The records ``gmaiou-paper bench gpu`` writes, as glob patterns (``<device>`` is ``cuda``).
+GPU_RECORDS: tuple[str, ...] = (
+    "trained_inference_cuda*.json",
+    "assignment_cost_cuda*.json",
+    "model_speed_*_cuda.json",
 )
 
 
-def gpu_tables(folder: Path) -> list[Path]:
-    """The GPU records' Markdown tables present in ``folder``, in :data:`GPU_TABLES`' order."""
-    return [p for pattern in GPU_TABLES for p in sorted(Path(folder).glob(pattern))]
-
-
-def _assembly_line(record: dict) -> list[str]:
-    lines = []
-    for r in record["trained"]:
-        lines.append(
-            f"{r['model']} on {record['device']}: post-processing {r['post_ms_per_image']:.1f} ms "
-            f"per image with each mask assembled inside its box against "
-            f"{r['post_full_upsampling_ms_per_image']:.1f} ms with the whole maps upsampled "
-            f"({r['detections_per_image']:.0f} detections per image); mask AP "
-            f"{r['mask_ap']:.2f} against {r['mask_ap_full_upsampling']:.2f}."
-        )
-    return lines
-
-
-def _versus_cpu(record: dict, cpu: dict | None) -> list[str]:
-    """Each GPU-timed model against the same config in the CPU record, at each device's default."""
-    if cpu is None:
-        return []
-    on_cpu = {r["config"]: r for r in cpu["trained"]}
-    lines = []
-    for r in record["trained"]:
-        c = on_cpu.get(r["config"])
-        if c is None:
-            continue
-        gpu_fps = r["images_per_s_full_upsampling"]  # the default off the CPU
-        lines.append(
-            f"{r['model']}: {gpu_fps:.0f} fps on {record['device']} "
-            f"({r['network_ms_per_image']:.1f} ms network) against {c['images_per_s']:.1f} fps "
-            f"on {cpu['device']} ({c['network_ms_per_image']:.1f} ms network); mask AP "
-            f"{r['mask_ap_full_upsampling']:.2f} on the GPU, {c['mask_ap']:.2f} on the CPU "
-            f"({r['mask_ap_full_upsampling'] - c['mask_ap']:+.2f})."
-        )
-    return lines
-
-
-def _assign_lines(record: dict) -> list[str]:
-    from gmaiou.paper.benchmarks.assign import GOALS
-
-    lines = []
-    for ratio in record["ratios"]:
-        parts = [
-            f"{name} {ratio[name]:.2f} ({'met' if ratio[f'{name} met'] else 'missed'}, "
-            f"goal {ratio[f'{name} goal']})"
-            for name in GOALS
-        ]
-        lines.append(
-            f"Assignment on {record['device']}, {ratio['dataset']} at {ratio['size']} px: "
-            + "; ".join(parts)
-            + "."
-        )
-    return lines
+def gpu_records(folder: Path) -> list[Path]:
+    """The GPU records present in ``folder``, in :data:`GPU_RECORDS`' order."""
+    return [p for pattern in GPU_RECORDS for p in sorted(Path(folder).glob(pattern))]
 
 
 def gpu_findings(folder: Path) -> list[str]:
-    """Sentences computed from the GPU records in ``folder`` (and the CPU inference record)."""
+    """Sentences computed from the GPU records in ``folder`` (and the CPU inference record
+    ``trained_inference_cpu.json``): both mask assemblies and the CPU's fps of every trained
+    model, and where each assignment goal was met."""
+    from gmaiou.paper.benchmarks.assign import assignment_goals_findings, load_runs
+    from gmaiou.paper.benchmarks.infer import assembly_findings, versus_cpu_findings
+
     folder = Path(folder)
-
-    def load(name: str) -> dict | None:
-        path = folder / name
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    cpu = load("table4_inference.json")
+    cpu_path = folder / "trained_inference_cpu.json"
+    cpu = json.loads(cpu_path.read_text()) if cpu_path.is_file() else None
     lines: list[str] = []
-    for path in sorted(folder.glob("table4_inference_cuda*.json")):
+    for path in sorted(folder.glob("trained_inference_cuda*.json")):
         record = json.loads(path.read_text())
-        lines += _assembly_line(record) + _versus_cpu(record, cpu)
-    assign = load("table4_efficiency_cuda.json")
-    if assign is not None:
-        lines += _assign_lines(assign)
+        lines += assembly_findings(record) + versus_cpu_findings(record, cpu)
+    for path in sorted(folder.glob("assignment_cost_cuda*.json")):
+        lines += assignment_goals_findings(load_runs(json.loads(path.read_text())))
     return lines
 
 
@@ -236,5 +186,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--only", nargs="+", help="run only these steps (tests infer assign paper table5)"
     )
-    p.add_argument("--out-dir", help="where the records go (default figures/, or $GMAIOU_FIGURES)")
+    p.add_argument(
+        "--out-dir", help="where the records go (default figures/timings/, under $GMAIOU_FIGURES)"
+    )
     p.set_defaults(func=run)

@@ -20,8 +20,8 @@ batches from the training data loader with the GmaIoU tables prepared in it (as
 Measurements alternate between the two models, after warm-up, and report the median.
 
 Trained weights (``--run DIR``, several allowed; a run directory or its ``checkpoint.pt``):
-random weights fill every image with 100 detections, so the inference table of the
-issue is timed on trained models instead, on their run's own val split: the network
+random weights fill every image with 100 detections, so Table 4's inference is also
+timed on trained models, on their run's own val split: the network
 (forward in eval mode), then the post-processing at each image's original size (as
 ``gmaiou eval`` does), with each mask assembled inside its box (the default) and by
 upsampling every mask over the whole image (the former assembly), side by side on the

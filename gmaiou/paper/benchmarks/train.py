@@ -722,15 +722,16 @@ def plot_speed(records: Sequence[dict[str, Any]]):
 
     records = sorted(records, key=_record_order)
     frames = [
-        speed_frame(r).assign(backbone=r["settings"]["backbone"], device=_device_label(r))
+        speed_frame(r).assign(
+            column=f"{_device_label(r)}\n{r['settings']['backbone']}, {{}} px "
+            f"({r['settings']['scale']} scale)"
+        )
         for r in records
     ]
     if not frames:
         raise ValueError("no speed record to plot")
     frame = pd.concat(frames, ignore_index=True)
-    frame["scale"] = (
-        frame["device"] + "\n" + frame["backbone"] + ", " + frame["size"].astype(str) + " px"
-    )
+    frame["scale"] = [c.format(s) for c, s in zip(frame["column"], frame["size"])]
     scales = list(dict.fromkeys(frame["scale"]))
     metrics = [c for c in ("train s/iter", "fps") if frame[c].notna().any()]
     titles = {"train s/iter": "training: s / iteration", "fps": "inference: fps (batch 1)"}
@@ -744,6 +745,10 @@ def plot_speed(records: Sequence[dict[str, Any]]):
         for i, metric in enumerate(metrics):
             ax = axes[i, j]
             values = sub[metric]
+            if values.isna().all():  # e.g. training not timed at this scale
+                ax.axis("off")
+                ax.set_title(f"{scale}: {titles[metric]}\nnot timed", fontsize=8)
+                continue
             ax.bar(range(len(values)), values, color=[colors[m] for m in values.index])
             ax.set_xticks(range(len(values)), [m.replace(" (", "\n(") for m in values.index])
             ax.tick_params(axis="x", labelsize=6)
@@ -751,7 +756,7 @@ def plot_speed(records: Sequence[dict[str, Any]]):
             for k, v in enumerate(values):
                 if v == v:
                     ax.annotate(f"{v:.3g}", (k, v), ha="center", va="bottom", fontsize=7)
-    devices = list(dict.fromkeys(f"{_device_label(r)}: {_where(r)}" for r in records))
+    devices = list(dict.fromkeys(_where(r) for r in records))
     fig.suptitle("; ".join(devices), fontsize=8)
     fig.tight_layout()
     return fig
