@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= default
 # FORCE=1: retrain the runs whose record exists under figures/runs/ (default: re-plot them)
 FORCE ?=
-# RECORDED=1: train nothing; plot the runs that have a record (a grid completed across sittings)
+# RECORDED=1: train nothing; plot the runs that have a record (a grid trained in several parts)
 RECORDED ?=
 
 .PHONY: reproduce test install lint readme clean-venv
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 reproduce: $(STAMP)
-	@# every notebook in order; each one's minutes go to figures/reproduce_times_$(PROFILE).md
+	@# every notebook in order; each one's minutes go to figures/timings/reproduce_times_$(PROFILE).md
 	GMAIOU_FORCE=$(FORCE) GMAIOU_RECORDED_ONLY=$(RECORDED) $(BIN)/python -m gmaiou.paper.reproduce --profile $(PROFILE)
 	@echo "figures written to figures/; executed notebooks in build/notebooks/"
 

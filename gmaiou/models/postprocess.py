@@ -118,7 +118,7 @@ def assemble_masks(
     every detection's whole map. ``None`` (the default) picks by device: inside the boxes
     on the CPU, where it saves most of the work, and the whole map elsewhere, where one
     batched kernel beats a few small launches per detection (measured side by side on
-    an H100 in ``figures/table4_inference_cuda_*.md``).
+    an H100 in ``figures/timings/trained_inference.md``).
 
     Args:
         protos: ``[Hp, Wp, P]`` prototypes of one image.

@@ -29,8 +29,8 @@ class Profile:
         image_sizes: square image sides to evaluate.
         repeats: timing repetitions (best of).
         synthetic_images: images in the generated synthetic dataset.
-        sittings: how many times the benchmarks' goal ratios are measured over, to show
-            how far they move between sittings on a shared machine.
+        rounds: how many times in a row the benchmarks' goal ratios are measured, to show
+            how far they move between repeated runs on a shared machine.
     """
 
     name: str
@@ -38,12 +38,12 @@ class Profile:
     image_sizes: tuple[int, ...]
     repeats: int
     synthetic_images: int
-    sittings: int
+    rounds: int
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        "smoke", num_images=6, image_sizes=(550,), repeats=1, synthetic_images=12, sittings=2
+        "smoke", num_images=6, image_sizes=(550,), repeats=1, synthetic_images=12, rounds=2
     ),
     "quick": Profile(
         "quick",
@@ -51,7 +51,7 @@ PROFILES: dict[str, Profile] = {
         image_sizes=(400, 550, 700),
         repeats=3,
         synthetic_images=100,
-        sittings=3,
+        rounds=3,
     ),
     "default": Profile(
         "default",
@@ -59,7 +59,7 @@ PROFILES: dict[str, Profile] = {
         image_sizes=(400, 550, 700),
         repeats=5,
         synthetic_images=400,
-        sittings=5,
+        rounds=5,
     ),
     "paper": Profile(
         "paper",
@@ -67,7 +67,7 @@ PROFILES: dict[str, Profile] = {
         image_sizes=(400, 550, 700),
         repeats=5,
         synthetic_images=5000,
-        sittings=5,
+        rounds=5,
     ),
 }
 

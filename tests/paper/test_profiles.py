@@ -13,15 +13,7 @@ from gmaiou.paper.profiles import PROFILES, check_parameters, get_profile
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 #: The notebooks whose parameters cell ends with the snapshot that check_parameters reads.
-CHECKED = [
-    "00_examples.ipynb",
-    "01_measure.ipynb",
-    "02_mob.ipynb",
-    "04_assigners.ipynb",
-    "05_gmayolact.ipynb",
-    "06_loss_vs_mob.ipynb",
-    "07_sota.ipynb",
-]
+CHECKED = sorted(path.name for path in NOTEBOOKS.glob("*.ipynb"))
 
 
 def _namespace(**injected):

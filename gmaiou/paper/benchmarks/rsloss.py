@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from gmaiou.paper.benchmarks import device_name, write_record
+from gmaiou.paper.paths import timings_dir
 
 __all__ = [
     "GOAL",
@@ -247,7 +248,12 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
     )
-    out = write_record(args.out, record)
+    out_path = (
+        args.out
+        if args.out is not None
+        else timings_dir() / f"rsloss_{_device_tag(getattr(args, 'device', 'cpu'))}.json"
+    )
+    out = write_record(out_path, record)
     table = markdown_table(record)
     out.with_suffix(".md").write_text(table)
     print(table, end="")
@@ -285,7 +291,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         type=Path,
-        default=Path("figures/rsloss_bench_cpu.json"),
-        help="JSON output; the Markdown table goes next to it (.md)",
+        default=None,
+        help="JSON output (default figures/timings/<bench>_<cpu|cuda>.json); the Markdown table goes next to it (.md)",
     )
     p.set_defaults(func=run)
+
+
+def _device_tag(device: str) -> str:
+    """``cpu`` or ``cuda`` for the default file name."""
+    return "cuda" if str(device).startswith("cuda") else "cpu"
