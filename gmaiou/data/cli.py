@@ -8,6 +8,8 @@ import json
 import time
 from pathlib import Path
 
+from gmaiou.data.coco import SPLITS
+
 __all__ = ["register", "run_check", "run_stats", "run_synth"]
 
 
@@ -23,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "synth",
         help="write the synthetic COCO-format dataset",
         description="Write the deterministic synthetic dataset (PNG images, RLE masks, train/val "
-        "splits; a fifth of the images is val). The same arguments give byte-identical files.",
+        "splits; a fifth of the images is val; optionally a held-out test split). The same "
+        "arguments give byte-identical files, and train and val do not change with --test-images.",
     )
     synth.add_argument("--out", type=Path, required=True, help="output folder (empty or absent)")
     synth.add_argument(
@@ -34,15 +37,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     synth.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     synth.add_argument(
+        "--test-images",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also write K held-out test images to test/ (default 0: none)",
+    )
+    synth.add_argument(
         "--mix",
-        choices=("uniform", "coco"),
+        type=_class_mix,
         default="uniform",
-        help="class odds: uniform (default; 66%% of boxes with MOB < 0.5) or coco (COCO's 28%%)",
+        help="class odds: uniform (default; most boxes have MOB < 0.5), coco (about COCO's "
+        "share of such boxes) or mob<NN> (a target share of NN%% of such boxes, e.g. mob30, "
+        "changing only how often the low-MOB classes are drawn); `gmaiou data stats` measures "
+        "a set's share",
     )
     synth.add_argument(
         "--force",
         action="store_true",
-        help="replace annotations/, train/ and val/ in a non-empty --out",
+        help="replace annotations/, train/, val/ and test/ in a non-empty --out",
     )
     synth.set_defaults(func=run_synth)
 
@@ -59,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     stats.add_argument("--size", type=int, default=550, help="synthetic image side (default 550)")
     stats.add_argument("--seed", type=int, default=0, help="synthetic seed (default 0)")
-    stats.add_argument("--split", choices=("train", "val"), default="train")
+    stats.add_argument("--split", choices=SPLITS, default="train")
     stats.add_argument(
         "--max-images", type=int, default=None, help="analyse only the first M images"
     )
@@ -79,12 +92,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument(
         "--split",
-        choices=("train", "val"),
+        choices=SPLITS,
         action="append",
         default=None,
         help="split to check (repeatable; default: every split present)",
     )
     check.set_defaults(func=run_check)
+
+
+def _class_mix(name: str) -> str:
+    """A ``--mix`` value: a named class mix or ``mob<NN>`` within reach."""
+    from gmaiou.data.synthetic import _mix_odds
+
+    try:
+        _mix_odds(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return name
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -96,9 +120,20 @@ def run_synth(args: argparse.Namespace) -> int:
         raise FileExistsError(
             f"{out} is not empty; choose another --out or pass --force to replace it"
         )
-    generate(out, args.images, args.size, args.seed, overwrite=args.force, mix=args.mix)
+    generate(
+        out,
+        args.images,
+        args.size,
+        args.seed,
+        overwrite=args.force,
+        mix=args.mix,
+        test_images=args.test_images,
+    )
     num_train, num_val = split_sizes(args.images)
-    print(f"wrote {num_train} train + {num_val} val images of {args.size}x{args.size} to {out}")
+    test = f" + {args.test_images} test" if args.test_images else ""
+    print(
+        f"wrote {num_train} train + {num_val} val{test} images of {args.size}x{args.size} to {out}"
+    )
     return 0
 
 
@@ -125,7 +160,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from gmaiou.data.coco import SPLITS, CocoInstances, check_image_files, find_split
+    from gmaiou.data.coco import CocoInstances, check_image_files, find_split
 
     root: Path = args.data
     if args.split:

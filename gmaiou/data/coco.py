@@ -59,7 +59,7 @@ _LAYOUTS: tuple[tuple[str, str], ...] = (
     ("{split}2017", "instances_{split}2017.json"),  # COCO
     ("{split}", "instances_{split}.json"),  # gmaiou synthetic
 )
-SPLITS: tuple[str, ...] = ("train", "val")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 #: ``dataset.dropped`` keys and how a summary line names them.
 DROP_REASONS: dict[str, str] = {
@@ -71,7 +71,7 @@ DROP_REASONS: dict[str, str] = {
 
 
 def find_split(root: str | Path, split: str) -> tuple[Path, Path]:
-    """The image folder and annotation file of ``split`` (``"train"`` or ``"val"``) under ``root``.
+    """The image folder and annotation file of ``split`` (one of :data:`SPLITS`) under ``root``.
 
     Resolves the COCO layout (``annotations/instances_train2017.json`` + ``train2017/``)
     and the synthetic layout (``annotations/instances_train.json`` + ``train/``).

@@ -14,10 +14,13 @@ Layout written by :func:`generate` (read by :func:`gmaiou.data.find_split`)::
 
     <root>/annotations/instances_train.json   <root>/train/000001.png ...
     <root>/annotations/instances_val.json     <root>/val/...
+    <root>/annotations/instances_test.json    <root>/test/...   (only with test_images > 0)
 
 Masks are stored as compressed RLE. The same arguments give byte-identical files
 (fixed PNG settings, JSON with sorted keys, one random stream per image seeded by
-``(seed, image index)``). ``docs/data.md`` documents the classes and their statistics.
+``(seed, image index)``). Held-out test images have streams of their own, seeded by
+``(seed, image index, _TEST_STREAM)``, so asking for them leaves train and val unchanged.
+``docs/data.md`` documents the classes and their statistics.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import colorsys
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -45,10 +49,15 @@ __all__ = [
     "CLASSES",
     "CLASS_MIXES",
     "FORMAT_VERSION",
+    "HIGH_MOB_SHARE_BELOW",
+    "LOW_MOB_SHARE_BELOW",
     "SyntheticClass",
     "ensure_synthetic",
     "generate",
     "generate_atomically",
+    "mob_mix_name",
+    "mob_mix_odds",
+    "mob_share_range",
     "render_scene",
     "split_sizes",
 ]
@@ -81,17 +90,100 @@ CLASSES: tuple[SyntheticClass, ...] = (
     SyntheticClass("rectangle", "rectangle", 0.875, "axis-aligned rectangle (fills its box)"),
 )
 
+#: Mean share of boxes with MOB < 0.5 among the six low-MOB classes (bar to stick figure) and
+#: among the two high-MOB ones (blob, rectangle) in the default set, occlusion included,
+#: measured by ``gmaiou data stats``.
+LOW_MOB_SHARE_BELOW = 0.796
+HIGH_MOB_SHARE_BELOW = 0.011
+
+#: The low-MOB classes (the first six) and the high-MOB ones (the last two), by class index.
+_LOW_MOB_CLASSES = 6
+
+#: ``mob<NN>``: the class mix whose target share of boxes with MOB < 0.5 is ``NN`` percent.
+_MOB_MIX = re.compile(r"mob(0|[1-9][0-9]?|100)")
+
+
+def mob_share_range() -> tuple[float, float]:
+    """The shares of boxes with MOB < 0.5 that the ``mob<NN>`` mixes can target: all-high to all-low."""
+    return HIGH_MOB_SHARE_BELOW, LOW_MOB_SHARE_BELOW
+
+
+def mob_mix_name(share: float) -> str:
+    """The name of the mix targeting ``share`` (a whole percentage), e.g. ``0.3 -> "mob30"``."""
+    percent = round(100 * share)
+    if abs(100 * share - percent) > 1e-9:
+        raise ValueError(f"mob mixes target whole percentages, got a share of {share!r}")
+    name = f"mob{percent}"
+    mob_mix_odds(name)  # refuses a share out of reach
+    return name
+
+
+def mob_mix_odds(name: str) -> tuple[float, ...] | None:
+    """The class odds of a ``mob<NN>`` mix; ``None`` for a name outside that family.
+
+    The mix changes only how often a low-MOB object is drawn: the six low-MOB classes get
+    ``w / 6`` each and the two high-MOB ones ``(1 - w) / 2``, with ``w`` solving
+    ``w * LOW_MOB_SHARE_BELOW + (1 - w) * HIGH_MOB_SHARE_BELOW = NN / 100``. The odds within
+    each group, the objects per image, their extents and textures are those of every set.
+
+    Raises:
+        ValueError: the target share is out of reach (``w`` outside [0, 1]).
+    """
+    match = _MOB_MIX.fullmatch(name)
+    if match is None:
+        return None
+    share = int(match.group(1)) / 100
+    low, high = mob_share_range()
+    if not low <= share <= high:
+        raise ValueError(
+            f"class mix {name!r} targets {share:.2f} of boxes with MOB < 0.5, out of reach: "
+            f"the mob mixes reach {low:.3f} (high-MOB classes only) to {high:.3f} (low-MOB only)"
+        )
+    w = (share - HIGH_MOB_SHARE_BELOW) / (LOW_MOB_SHARE_BELOW - HIGH_MOB_SHARE_BELOW)
+    high_classes = len(CLASSES) - _LOW_MOB_CLASSES
+    return (w / _LOW_MOB_CLASSES,) * _LOW_MOB_CLASSES + ((1 - w) / high_classes,) * high_classes
+
+
+class _ClassMixes(dict):
+    """The named mixes, which also resolve ``mob<NN>`` names on lookup (not listed when iterated)."""
+
+    def __missing__(self, key: str) -> tuple[float, ...]:
+        odds = mob_mix_odds(key) if isinstance(key, str) else None
+        if odds is None:
+            raise KeyError(key)
+        return odds
+
+    def __contains__(self, key: object) -> bool:
+        if super().__contains__(key):
+            return True
+        try:
+            return isinstance(key, str) and mob_mix_odds(key) is not None
+        except ValueError:
+            return False
+
+    def get(self, key: str, default=None):
+        try:
+            return self[key]
+        except (KeyError, ValueError):
+            return default
+
+
 #: Class odds of the synthetic sets, by name. ``uniform`` (the default set): every class
 #: alike, so 65.6% of the boxes have MOB < 0.5. ``coco``: the six low-MOB classes share
 #: 0.339 and the blobs and rectangles 0.661 so that the share of boxes with MOB < 0.5 is
 #: the COCO sample's, 27.7% (train and val, 2,838 GTs). The split solves
 #: ``w * 0.796 + (1 - w) * 0.011 = 0.277``, where 0.796 and 0.011 are the mean shares below 0.5
-#: of the low- and high-MOB classes in the default set (occlusion included), measured by
-#: ``gmaiou data stats``; ``tests/lib/test_data_synthetic.py`` checks the result on a generated set.
-CLASS_MIXES: dict[str, tuple[float, ...] | None] = {
-    "uniform": None,  # drawn with rng.integers, as before the mixes existed (same bytes)
-    "coco": (0.0565,) * 6 + (0.3305, 0.3305),
-}
+#: of the low- and high-MOB classes in the default set (occlusion included,
+#: :data:`LOW_MOB_SHARE_BELOW`, :data:`HIGH_MOB_SHARE_BELOW`), measured by ``gmaiou data stats``;
+#: ``tests/lib/test_data_synthetic.py`` checks the result on a generated set. Lookups also
+#: accept the one-parameter family ``mob<NN>`` (:func:`mob_mix_odds`): the same split for a
+#: target share of ``NN`` percent, e.g. ``CLASS_MIXES["mob30"]``.
+CLASS_MIXES: dict[str, tuple[float, ...] | None] = _ClassMixes(
+    {
+        "uniform": None,  # drawn with rng.integers, as before the mixes existed (same bytes)
+        "coco": (0.0565,) * 6 + (0.3305, 0.3305),
+    }
+)
 
 #: Object extents in pixels at 550 (scaled with the image), by tier, and the tiers' odds.
 _EXTENT_TIERS: tuple[tuple[float, float], ...] = ((16.0, 48.0), (48.0, 140.0), (140.0, 330.0))
@@ -101,6 +193,8 @@ _MIN_VISIBLE_FRACTION = 0.2
 _MIN_VISIBLE_PIXELS = 20
 _MIN_SIZE = 64
 _PNG_COMPRESS_LEVEL = 3
+#: The third word of a held-out test image's seed, ``(seed, image index, _TEST_STREAM)``.
+_TEST_STREAM = 0x7E57
 
 
 def split_sizes(num_images: int) -> tuple[int, int]:
@@ -253,9 +347,14 @@ def render_scene(
 
 
 def _mix_odds(mix: str) -> np.ndarray | None:
-    if mix not in CLASS_MIXES:
-        raise ValueError(f"unknown class mix {mix!r}; choose one of {', '.join(CLASS_MIXES)}")
-    odds = CLASS_MIXES[mix]
+    odds = mob_mix_odds(mix) if isinstance(mix, str) else None  # refuses a share out of reach
+    if odds is None:
+        if mix not in CLASS_MIXES:
+            raise ValueError(
+                f"unknown class mix {mix!r}; choose one of {', '.join(CLASS_MIXES)} or mob<NN> "
+                "(a target share of NN percent of boxes with MOB < 0.5)"
+            )
+        odds = CLASS_MIXES[mix]
     return None if odds is None else np.asarray(odds, dtype=np.float64) / sum(odds)
 
 
@@ -279,9 +378,13 @@ def _annotation(ann_id: int, image_id: int, label: int, mask: np.ndarray) -> dic
     }
 
 
-def _check_args(num_images: int, size: int, seed: int, mix: str = "uniform") -> None:
+def _check_args(
+    num_images: int, size: int, seed: int, mix: str = "uniform", test_images: int = 0
+) -> None:
     split_sizes(num_images)
     _mix_odds(mix)
+    if isinstance(test_images, bool) or not isinstance(test_images, int) or test_images < 0:
+        raise ValueError(f"test_images must be a non-negative integer, got {test_images!r}")
     if isinstance(size, bool) or not isinstance(size, int) or size < _MIN_SIZE:
         raise ValueError(f"size must be an integer >= {_MIN_SIZE}, got {size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -296,27 +399,33 @@ def generate(
     overwrite: bool = False,
     progress: bool = True,
     mix: str = "uniform",
+    test_images: int = 0,
 ) -> Path:
     """Write the synthetic dataset (``num_images`` in all, see :func:`split_sizes`) to ``out_dir``.
 
     Image ``i`` (ids ``1 .. num_images``, train first) is drawn from its own random
-    stream seeded by ``(seed, i)``.
+    stream seeded by ``(seed, i)``; held-out test image ``i`` (ids ``num_images + 1`` on) from
+    one seeded by ``(seed, i, _TEST_STREAM)``, so train and val are the same bytes with or
+    without test images.
 
     Args:
         out_dir: target folder; created if absent.
         num_images: train plus val images (>= 2).
         size: square image side in pixels.
         seed: dataset seed.
-        overwrite: replace this dataset's ``annotations/``, ``train/`` and ``val/`` in a
-            non-empty ``out_dir`` (other files there are left alone); otherwise a
+        overwrite: replace this dataset's ``annotations/``, ``train/``, ``val/`` and ``test/``
+            in a non-empty ``out_dir`` (other files there are left alone); otherwise a
             non-empty ``out_dir`` is an error.
         progress: show a progress bar.
-        mix: the class odds, a key of :data:`CLASS_MIXES` (``coco``: COCO's share of low-MOB boxes).
+        mix: the class odds, a key of :data:`CLASS_MIXES` (``coco``: COCO's share of low-MOB
+            boxes) or ``mob<NN>`` (a target share of ``NN`` percent, :func:`mob_mix_odds`).
+        test_images: held-out test images, written to ``test/`` with
+            ``annotations/instances_test.json`` (0: no test split).
 
     Returns:
         ``out_dir``.
     """
-    _check_args(num_images, size, seed, mix)
+    _check_args(num_images, size, seed, mix, test_images)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder")
@@ -325,7 +434,7 @@ def generate(
             raise FileExistsError(
                 f"{out} is not empty; choose an empty folder or allow overwriting"
             )
-        for sub in ("annotations", "train", "val"):
+        for sub in ("annotations", "train", "val", "test"):
             if (out / sub).is_dir():
                 shutil.rmtree(out / sub)
             elif (out / sub).exists():
@@ -335,13 +444,16 @@ def generate(
     categories = [
         {"id": i + 1, "name": c.name, "supercategory": "shape"} for i, c in enumerate(CLASSES)
     ]
-    bar = tqdm(total=num_images, desc=f"synthetic {size}px", unit="img", disable=not progress)
+    total = num_images + test_images
+    bar = tqdm(total=total, desc=f"synthetic {size}px", unit="img", disable=not progress)
     image_index, ann_id = 0, 1
-    for split, count in (("train", num_train), ("val", num_val)):
+    splits = (("train", num_train), ("val", num_val), ("test", test_images))
+    for split, count in splits[: 3 if test_images else 2]:
         (out / split).mkdir(exist_ok=True)
         images, annotations = [], []
         for _ in range(count):
-            rng = np.random.default_rng(np.random.SeedSequence([seed, image_index]))
+            words = [seed, image_index] + ([_TEST_STREAM] if split == "test" else [])
+            rng = np.random.default_rng(np.random.SeedSequence(words))
             image_index += 1
             pixels, instances = render_scene(size, rng, mix)
             file_name = f"{image_index:06d}.png"
@@ -367,6 +479,7 @@ def generate(
                 "seed": seed,
                 "split": split,
                 **({} if mix == "uniform" else {"mix": mix}),
+                **({"test_images": test_images} if split == "test" else {}),
             },
             "licenses": [],
             "categories": categories,
@@ -380,7 +493,12 @@ def generate(
 
 
 def ensure_synthetic(
-    num_images: int, size: int, seed: int = 0, progress: bool = True, mix: str = "uniform"
+    num_images: int,
+    size: int,
+    seed: int = 0,
+    progress: bool = True,
+    mix: str = "uniform",
+    test_images: int = 0,
 ) -> Path:
     """The root of the cached synthetic dataset with these arguments, generated if absent.
 
@@ -388,12 +506,15 @@ def ensure_synthetic(
     folder beside it and renames it into place, so an interrupted run never leaves a
     half dataset, and two processes generating at once both end with a complete one.
     """
-    _check_args(num_images, size, seed, mix)
+    _check_args(num_images, size, seed, mix, test_images)
     tag = "" if mix == "uniform" else f"-{mix}"
-    root = cache_dir() / f"synthetic-v{FORMAT_VERSION}{tag}-n{num_images}-s{size}-seed{seed}"
+    test = f"-test{test_images}" if test_images else ""
+    root = cache_dir() / f"synthetic-v{FORMAT_VERSION}{tag}-n{num_images}-s{size}-seed{seed}{test}"
     if root.is_dir():
         return root
-    return generate_atomically(root, num_images, size, seed, progress=progress, mix=mix)
+    return generate_atomically(
+        root, num_images, size, seed, progress=progress, mix=mix, test_images=test_images
+    )
 
 
 def generate_atomically(
@@ -403,6 +524,7 @@ def generate_atomically(
     seed: int = 0,
     progress: bool = True,
     mix: str = "uniform",
+    test_images: int = 0,
 ) -> Path:
     """:func:`generate` into a temporary folder beside ``root``, then rename it to ``root``.
 
@@ -414,7 +536,7 @@ def generate_atomically(
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
-        generate(tmp, num_images, size, seed, progress=progress, mix=mix)
+        generate(tmp, num_images, size, seed, progress=progress, mix=mix, test_images=test_images)
         try:
             os.rename(tmp, root)
         except OSError:

@@ -273,7 +273,7 @@ def test_find_split_errors_name_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="instances_train2017.json"):
         find_split(tmp_path, "train")
     with pytest.raises(ValueError, match="unknown split"):
-        find_split(tmp_path, "test")
+        find_split(tmp_path, "minival")
     root = tmp_path / "r"
     write_tiny_coco(root, "val2017")
     (root / "val2017" / "a.png").unlink()

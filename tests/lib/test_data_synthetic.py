@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -15,7 +16,16 @@ from pycocotools.coco import COCO
 from gmaiou import mob_ratio
 from gmaiou.cli import main as gmaiou_main
 from gmaiou.data import CocoInstances, ensure_synthetic, find_split, generate, synthetic
-from gmaiou.data.synthetic import CLASSES, render_scene, split_sizes
+from gmaiou.data.stats import dataset_statistics
+from gmaiou.data.synthetic import (
+    CLASS_MIXES,
+    CLASSES,
+    HIGH_MOB_SHARE_BELOW,
+    LOW_MOB_SHARE_BELOW,
+    mob_mix_name,
+    render_scene,
+    split_sizes,
+)
 from gmaiou.shapes import tight_box
 
 
@@ -200,3 +210,130 @@ def test_cli_synth_writes_and_refuses_to_overwrite(tmp_path, capsys):
         == 0
     )
     assert (out / "train" / "000001.png").read_bytes() != before
+
+
+# ----------------------------------------------------------------------------- held-out test split
+
+
+def _digest(root: Path, splits: tuple[str, ...]) -> dict[str, str]:
+    """sha256 of every file of ``splits`` (images and annotation files), by relative path."""
+    out = {}
+    for split in splits:
+        for path in [root / "annotations" / f"instances_{split}.json", *(root / split).iterdir()]:
+            out[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def test_test_images_leave_train_and_val_byte_identical(tmp_path):
+    plain = generate(tmp_path / "plain", 6, 64, seed=2, progress=False)
+    with_test = generate(tmp_path / "with", 6, 64, seed=2, progress=False, test_images=3)
+    assert _digest(plain, ("train", "val")) == _digest(with_test, ("train", "val"))
+    assert not (plain / "test").exists()
+    image_dir, ann_file = find_split(with_test, "test")
+    assert image_dir == with_test / "test"
+    data = json.loads(ann_file.read_text())
+    assert [im["id"] for im in data["images"]] == [7, 8, 9]
+    assert data["info"]["split"] == "test" and data["info"]["test_images"] == 3
+    assert len(CocoInstances.from_root(with_test, "test")) == 3
+    ann_ids = [
+        a["id"]
+        for split in ("train", "val", "test")
+        for a in json.loads((with_test / "annotations" / f"instances_{split}.json").read_text())[
+            "annotations"
+        ]
+    ]
+    assert len(ann_ids) == len(set(ann_ids))
+    pixels = set(_digest(with_test, ("train", "val")).values())
+    assert not pixels & set(_digest(with_test, ("test",)).values())
+
+
+def test_overwrite_replaces_an_old_test_split(tmp_path):
+    out = generate(tmp_path / "ds", 3, 64, seed=1, progress=False, test_images=2)
+    generate(out, 3, 64, seed=1, progress=False, overwrite=True)
+    assert not (out / "test").exists()
+    assert not (out / "annotations" / "instances_test.json").exists()
+    with pytest.raises(ValueError, match="test_images"):
+        generate(tmp_path / "bad", 3, 64, progress=False, test_images=-1)
+
+
+def test_ensure_synthetic_keeps_sets_with_test_images_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("GMAIOU_CACHE", str(tmp_path / "cache"))
+    root = ensure_synthetic(3, 64, seed=1, progress=False, test_images=2)
+    assert root.name.endswith("-seed1-test2")
+    assert len(CocoInstances.from_root(root, "test")) == 2
+
+
+#: sha256 (first 16 hex digits) of a 6-image 64 px set with seed 2, over its annotation files
+#: and the decoded pixels of its images, as written before the mob mixes and test images existed.
+_REFERENCE_DIGESTS = {"uniform": "2a0fdf8f32be8984", "coco": "3b04e663c988f6fe"}
+
+
+@pytest.mark.parametrize("mix", ["uniform", "coco"])
+def test_named_mixes_write_the_same_sets_as_before(tmp_path, mix):
+    from PIL import Image
+
+    root = generate(tmp_path / mix, 6, 64, seed=2, progress=False, mix=mix)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode())
+        data = np.asarray(Image.open(path)).tobytes() if path.suffix == ".png" else None
+        digest.update(data if data is not None else path.read_bytes())
+    assert digest.hexdigest()[:16] == _REFERENCE_DIGESTS[mix]
+
+
+# ----------------------------------------------------------------------------- mob<NN> mixes
+
+
+def test_mob_mix_odds_change_only_the_low_mob_share():
+    for name in ("mob10", "mob30", "mob70"):
+        odds = CLASS_MIXES[name]
+        assert name in CLASS_MIXES and len(odds) == len(CLASSES) == 8
+        assert sum(odds) == pytest.approx(1.0)
+        assert len(set(odds[:6])) == 1 and len(set(odds[6:])) == 1  # equal within each group
+        w = sum(odds[:6])
+        share = w * LOW_MOB_SHARE_BELOW + (1 - w) * HIGH_MOB_SHARE_BELOW
+        assert share == pytest.approx(int(name[3:]) / 100)
+    assert (LOW_MOB_SHARE_BELOW, HIGH_MOB_SHARE_BELOW) == (0.796, 0.011)
+    assert sum(CLASS_MIXES["mob30"][:6]) == pytest.approx((0.30 - 0.011) / (0.796 - 0.011))
+    assert list(CLASS_MIXES) == ["uniform", "coco"]
+    assert mob_mix_name(0.3) == "mob30"
+
+
+@pytest.mark.parametrize("name", ["mob0", "mob1", "mob80", "mob100"])
+def test_mob_mixes_out_of_reach_are_refused_in_one_line(tmp_path, name):
+    assert name not in CLASS_MIXES
+    with pytest.raises(ValueError, match="out of reach") as err:
+        generate(tmp_path / "x", 2, 64, mix=name, progress=False)
+    assert "\n" not in str(err.value) and "0.011" in str(err.value) and "0.796" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["mob05", "mob", "mob30.5", "MOB30"])
+def test_malformed_mob_names_are_unknown_mixes(name):
+    assert name not in CLASS_MIXES
+    with pytest.raises(ValueError, match="unknown class mix"):
+        synthetic._mix_odds(name)
+
+
+def test_mob_levels_move_the_realised_share(tmp_path):
+    shares = {}
+    for name in ("mob10", "mob70"):
+        root = generate(tmp_path / name, 12, 96, seed=0, progress=False, mix=name)
+        stats = dataset_statistics(CocoInstances.from_root(root, "train"))
+        assert stats["instances"] > 30
+        shares[name] = stats["mob"]["share_below"]
+        info = json.loads((root / "annotations" / "instances_train.json").read_text())["info"]
+        assert info["mix"] == name
+    assert shares["mob10"] < 0.3 < 0.5 < shares["mob70"]
+
+
+def test_cli_synth_test_images_and_mob_mix(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["data", "synth", "--out", str(out), "--images", "3", "--size", "64"]
+    assert gmaiou_main([*args, "--test-images", "2", "--mix", "mob30"]) == 0
+    assert "2 train + 1 val + 2 test" in capsys.readouterr().out
+    data = json.loads((out / "annotations" / "instances_test.json").read_text())
+    assert len(data["images"]) == 2 and data["info"]["mix"] == "mob30"
+    with pytest.raises(SystemExit) as exit_info:
+        gmaiou_main([*args, "--mix", "mob90", "--force"])
+    assert exit_info.value.code == 2
+    assert "out of reach" in capsys.readouterr().err

@@ -20,7 +20,13 @@ from gmaiou.configs import AugmentConfig, Config, apply_settings, get_config
 from gmaiou.data.synthetic import CLASSES, generate, render_scene
 from gmaiou.data.transforms import TrainTransform, mask_tight_boxes, sample_scale_window
 from gmaiou.evaluation.run import load_run
-from gmaiou.paper.experiments.grids import CORE_ASSIGNERS, TABLE2_ASSIGNERS, get_grid
+from gmaiou.paper.experiments.grids import (
+    CORE_ASSIGNERS,
+    MOB_SHARE_PAIRS,
+    PRIMARY_PAIRS,
+    TABLE2_ASSIGNERS,
+    get_grid,
+)
 from gmaiou.paper.experiments.runner import (
     RunSpec,
     SourceState,
@@ -256,6 +262,47 @@ def test_table2_grids_pair_every_assigner_over_the_same_seeds():
         get_grid("table9", "default")
     with pytest.raises(ValueError, match="no training grid for profile 'paper'"):
         get_grid("table2", "paper")
+
+
+@pytest.mark.parametrize(
+    ("grid", "mixes", "pairs"),
+    [
+        ("primary", ("uniform", "coco"), PRIMARY_PAIRS),
+        ("mob-share", ("mob10", "mob30", "mob50", "mob70"), MOB_SHARE_PAIRS),
+    ],
+)
+def test_test_split_grids_pair_seed_and_data_seed(grid, mixes, pairs):
+    specs = get_grid(grid, "default")
+    assert len(specs) == len(mixes) * pairs * 2
+    assert len({s.run_id for s in specs}) == len(specs)
+    table2 = {s.label: s.config() for s in get_grid("table2", "default") if s.seed == 0}
+    runs = {}
+    for s in specs:
+        assert (s.grid, s.data.images, s.data.size, s.data.test_images) == (grid, 1000, 160, 500)
+        assert s.data.seed == s.seed and s.data.eval_split == "test"
+        assert f"-{s.data.mix}-" in s.run_id and f"-data{s.data.seed}-" in s.run_id
+        assert s.train_command()[-2:] == ["--eval-split", "test"]
+        assert s.config() == table2[s.label]  # Table 2's recipe
+        runs.setdefault((s.data.mix, s.seed), []).append(s)
+    assert set(runs) == {(m, k) for m in mixes for k in range(pairs)}
+    for (mix, k), pair in runs.items():
+        assert [s.preset for s in pair] == ["yolact-atss-iou-r18-160", "yolact-atss-gmaiou-r18-160"]
+        assert pair[0].data == pair[1].data == SyntheticData(1000, 160, k, mix, test_images=500)
+        assert pair[0].seed == pair[1].seed == k
+    assert [s.seed for s in specs] == sorted(s.seed for s in specs)  # pair by pair
+    smoke = get_grid(grid, "smoke")
+    assert len(smoke) == len(mixes) * 2 * 2 and {s.data.test_images for s in smoke} == {2}
+
+
+def test_a_set_with_test_images_names_them_and_round_trips():
+    data = SyntheticData(1000, 160, 3, "mob30", test_images=500)
+    assert data.name == "synth-mob30-1000x160-data3-test500" and data.eval_split == "test"
+    assert data.command()[-4:] == ["--mix", "mob30", "--test-images", "500"]
+    assert SyntheticData(1000, 160).name == "synth-uniform-1000x160-data0"
+    assert SyntheticData(1000, 160).eval_split == "val"
+    assert "--eval-split" not in get_grid("table2", "default")[0].train_command()
+    spec = get_grid("mob-share", "default")[5]
+    assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
 def _committed_records() -> list[tuple[Path, dict]]:

@@ -3,7 +3,7 @@
 A run is a :class:`RunSpec`: a preset, training overrides and ``section.field=value``
 settings, a seed and a :class:`SyntheticData` set. :func:`run_one` trains it into
 ``runs/<profile>/<grid>/<id>/`` (resuming an interrupted run from its checkpoint), evaluates
-it on the val split and writes
+it on the val split (on the held-out test split where its set has one) and writes
 
     figures/runs/<profile>/<grid>/<id>.json
 
@@ -91,17 +91,27 @@ class SyntheticData:
         images: train + val images (a fifth is val).
         size: image side in pixels.
         seed: dataset seed.
-        mix: class odds, ``uniform`` (the default set) or ``coco`` (COCO's share of low-MOB boxes).
+        mix: class odds, ``uniform`` (the default set), ``coco`` (COCO's share of low-MOB
+            boxes) or ``mob<NN>`` (a target share of ``NN`` percent of boxes with MOB < 0.5).
+        test_images: held-out test images beside train and val (0: none); runs on a set
+            with a test split are evaluated on it (:attr:`eval_split`).
     """
 
     images: int
     size: int
     seed: int = 0
     mix: str = "uniform"
+    test_images: int = 0
 
     @property
     def name(self) -> str:
-        return f"synth-{self.mix}-{self.images}x{self.size}-data{self.seed}"
+        test = f"-test{self.test_images}" if self.test_images else ""
+        return f"synth-{self.mix}-{self.images}x{self.size}-data{self.seed}{test}"
+
+    @property
+    def eval_split(self) -> str:
+        """The split a run on this set is evaluated on: ``test`` where it has one, else ``val``."""
+        return "test" if self.test_images else "val"
 
     @property
     def folder(self) -> str:
@@ -114,7 +124,7 @@ class SyntheticData:
             "python", "-m", "gmaiou", "data", "synth", "--out", self.folder,
             "--images", str(self.images), "--size", str(self.size), "--seed", str(self.seed),
             "--mix", self.mix,
-        ]  # fmt: skip
+        ] + (["--test-images", str(self.test_images)] if self.test_images else [])  # fmt: skip
 
     def ensure(self, root: Path) -> Path:
         """The dataset folder under ``root``, generated (atomically) if absent."""
@@ -124,7 +134,13 @@ class SyntheticData:
         if (path / "annotations").is_dir():
             return path
         return generate_atomically(
-            path, self.images, self.size, self.seed, progress=False, mix=self.mix
+            path,
+            self.images,
+            self.size,
+            self.seed,
+            progress=False,
+            mix=self.mix,
+            test_images=self.test_images,
         )
 
 
@@ -214,6 +230,8 @@ class RunSpec:
             cmd += ["--set", setting]
         if self.max_iters is not None:
             cmd += ["--max-iters", str(self.max_iters)]
+        if self.data.eval_split != "val":
+            cmd += ["--eval-split", self.data.eval_split]
         if device:
             cmd += ["--device", device]
         return cmd
@@ -453,6 +471,7 @@ def _train_chunks(spec: RunSpec, root: Path, device: str | None, progress: bool)
             ckpt_every=200,
             num_workers=spec.workers,
             progress=progress,
+            eval_split=spec.data.eval_split,
         )
         overrides = {
             **spec.overrides(),
