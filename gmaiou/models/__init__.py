@@ -47,15 +47,16 @@ def load_state(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    unreadable = (RuntimeError, EOFError, OSError, pickle.UnpicklingError)
     try:
         try:
             obj: Any = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
             # A checkpoint of this package may also carry plain Python objects (run metadata).
             obj = torch.load(path, map_location="cpu", weights_only=False)
-    except unreadable as err:
-        raise ValueError(f"weights file {path} could not be read ({err}); it may be corrupt") from err
+    except Exception as err:  # noqa: BLE001 - a damaged pickle may raise anything
+        raise ValueError(
+            f"weights file {path} could not be read ({err}); it may be corrupt"
+        ) from err
     if isinstance(obj, dict):
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), dict):

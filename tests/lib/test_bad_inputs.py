@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -150,7 +151,7 @@ def test_export_of_a_truncated_checkpoint_is_one_line(tmp_path, capsys, trained_
     assert main([*weights, "--onnx", str(out / "w.onnx")]) == 2
     assert str(checkpoint) in _one_line_error(capsys)
     garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(os.urandom(1000))
+    garbage.write_bytes(random.Random(0).randbytes(1000))
     assert main([*weights[:-2], str(garbage), "--no-check", "--onnx", str(out / "g.onnx")]) == 2
     assert str(garbage) in _one_line_error(capsys)
     assert _tree(out) == []  # no model, no temporary
@@ -221,7 +222,7 @@ def test_missing_weights_leave_no_run_folder(tmp_path, capsys, data_root):
 
 def test_corrupt_weights_are_one_line_and_leave_no_run_folder(tmp_path, capsys, data_root):
     garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(os.urandom(1000))
+    garbage.write_bytes(random.Random(0).randbytes(1000))
     out = tmp_path / "a" / "run"
     assert main(_train_args(data_root, out, "--weights", str(garbage))) == 2
     errors = [x for x in capsys.readouterr().err.splitlines() if "error:" in x]
@@ -235,7 +236,7 @@ def test_a_run_that_fails_before_its_first_step_leaves_no_folder(tmp_path, data_
     from gmaiou.training.trainer import RunOptions, train
 
     garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(os.urandom(1000))
+    garbage.write_bytes(random.Random(0).randbytes(1000))
     (tmp_path / "kept").mkdir()
     out = tmp_path / "kept" / "a" / "run"
     options = RunOptions(
@@ -268,3 +269,15 @@ def test_output_into_a_closed_pipe_ends_quietly(reader, unbuffered):
     assert done.returncode == 0
     if reader == "head -1":
         assert done.stdout == f"{list_configs()[0]}\n"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_any_damaged_file_is_a_value_error_naming_it(tmp_path, seed):
+    from gmaiou.models import load_state
+    from gmaiou.runs import load_checkpoint
+
+    garbage = tmp_path / "damaged.pt"
+    garbage.write_bytes(random.Random(seed).randbytes(200 + 50 * seed))
+    for load in (load_state, load_checkpoint):
+        with pytest.raises(ValueError, match="damaged.pt could not be read"):
+            load(garbage)
