@@ -1,10 +1,16 @@
-"""Shared fixtures: random irregular masks and the real COCO sample (skipped where absent)."""
+"""Shared fixtures and helpers: random irregular masks, an L-shaped one-image dataset, the real
+COCO sample (skipped where absent), the numbers a generated line states."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
 
 from gmaiou.paths import coco_sample_dir
 from gmaiou.shapes import random_shape, tight_box
@@ -93,3 +99,48 @@ def numbers_in(text: str) -> list[float]:
     import re
 
     return [float(x.replace(",", "")) for x in re.findall(r"[+-]?\d[\d,]*\.?\d*", text)]
+
+
+def l_mask(h: int = 100, w: int = 100) -> torch.Tensor:
+    """An L: a 10-wide vertical bar (x 10-20, y 10-90) and a 10-high foot (x 10-90, y 80-90); 1500 pixels."""
+    m = torch.zeros(h, w, dtype=torch.bool)
+    m[10:90, 10:20] = True
+    m[80:90, 10:90] = True
+    return m
+
+
+def write_l_dataset(root: Path) -> Path:
+    """One 100 x 100 image with the L (box 10..90, MOB 1500 / 6400) and a filled 20 x 10 rectangle (MOB 1)."""
+    (root / "val").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    Image.fromarray(np.full((100, 100, 3), 127, dtype=np.uint8)).save(root / "val" / "l.png")
+    rect = torch.zeros(100, 100, dtype=torch.bool)
+    rect[30:40, 50:70] = True
+    anns = []
+    for ann_id, (mask, cat) in enumerate(((l_mask(), 1), (rect, 2)), start=1):
+        rle = mask_utils.encode(np.asfortranarray(mask.numpy().astype(np.uint8)))
+        ys, xs = np.nonzero(mask.numpy())
+        bbox = [
+            float(xs.min()),
+            float(ys.min()),
+            float(xs.max() + 1 - xs.min()),
+            float(ys.max() + 1 - ys.min()),
+        ]
+        anns.append(
+            {
+                "id": ann_id,
+                "image_id": 1,
+                "category_id": cat,
+                "iscrowd": 0,
+                "area": float(mask.sum()),
+                "bbox": bbox,
+                "segmentation": {"size": [100, 100], "counts": rle["counts"].decode()},
+            }
+        )
+    data = {
+        "images": [{"id": 1, "file_name": "l.png", "height": 100, "width": 100}],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "ell"}, {"id": 2, "name": "box"}],
+    }
+    (root / "annotations" / "instances_val.json").write_text(json.dumps(data))
+    return root

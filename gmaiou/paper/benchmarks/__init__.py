@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_name", "device_name", "write_record"]
+__all__ = ["cpu_name", "device_name", "torch_threads", "write_outputs", "write_record"]
 
 
 def cpu_name() -> str:
@@ -36,3 +38,27 @@ def write_record(path: str | Path, record: dict) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     return out
+
+
+def write_outputs(out: str | Path, record: dict, table: str) -> Path:
+    """Write ``record`` as JSON to ``out`` and ``table`` beside it (``.md``), print the table
+    and where both went; return the JSON's path."""
+    path = write_record(out, record)
+    path.with_suffix(".md").write_text(table)
+    print(table, end="")
+    print(f"wrote {path} and {path.with_suffix('.md')}")
+    return path
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU thread count set to ``threads`` (``None``: left as set), restored after."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1 (or None), got {threads}")
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

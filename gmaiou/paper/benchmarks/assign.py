@@ -36,8 +36,7 @@ import argparse
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from statistics import median
@@ -58,7 +57,7 @@ from gmaiou.measure import (
 )
 from gmaiou.measure.pixel_counts import _count_all
 from gmaiou.paper.analysis.instances import Instances, coco_instances, synthetic_instances
-from gmaiou.paper.benchmarks import device_name, write_record
+from gmaiou.paper.benchmarks import device_name, torch_threads, write_record
 from gmaiou.paper.paths import coco_sample_dir
 from gmaiou.paper.profiles import Profile, get_profile
 
@@ -395,7 +394,7 @@ def run_assign_benchmark(
     """
     for d in datasets:
         _check_dataset(d)
-    with _torch_threads(threads):
+    with torch_threads(threads):
         return _run_assign_benchmark(
             sizes, num_images, bruteforce_images, repeats, datasets, device, progress
         )
@@ -404,20 +403,6 @@ def run_assign_benchmark(
 def _check_dataset(name: str) -> None:
     if name not in ("coco", "synthetic"):
         raise ValueError(f"unknown dataset {name!r}; choose 'coco' or 'synthetic'")
-
-
-@contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's CPU thread count set to ``threads`` (``None``: left as set), restored after."""
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1 (or None), got {threads}")
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _new_record(dev: torch.device, repeats: int) -> AssignBenchmark:
@@ -514,7 +499,7 @@ def run_goal_rounds(
     from tqdm.auto import tqdm
 
     dev = torch.device(device)
-    with _torch_threads(threads):
+    with torch_threads(threads):
         images = {size: _load_images(dataset, size, num_images, dev) for size in sizes}
         records = []
         jobs = [(i, size) for i in range(rounds) for size in sizes]

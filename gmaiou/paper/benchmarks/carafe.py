@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gmaiou.paper.benchmarks import device_name, write_record
+from gmaiou.paper.benchmarks import device_name, write_outputs
 
 __all__ = ["markdown_table", "register", "run", "run_carafe_benchmark"]
 
@@ -241,11 +241,7 @@ def run(args: argparse.Namespace) -> int:
         from gmaiou.paper.paths import timings_dir
 
         args.out = timings_dir() / f"carafe_{device.type}.json"
-    out = write_record(args.out, record)
-    table = markdown_table(record)
-    out.with_suffix(".md").write_text(table)
-    print(table, end="")
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    write_outputs(args.out, record, markdown_table(record))
     return 0
 
 

@@ -29,15 +29,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from gmaiou.paper.benchmarks import device_name, write_record
+from gmaiou.paper.benchmarks import device_name, torch_threads, write_outputs
 from gmaiou.paper.paths import timings_dir
 
 __all__ = [
@@ -55,20 +54,6 @@ GOAL: dict[str, Any] = {"elements": 2_000_000, "positives": 400, "max_ratio": 15
 LOOP_MAX_ELEMENTS = 4_000_000
 
 LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
-
-
-@contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's CPU thread count set to ``threads`` (``None``: left as set), restored after."""
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1 (or None), got {threads}")
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _case(
@@ -137,7 +122,7 @@ def run_rsloss_benchmark(
     device = torch.device(device)
     fns = _losses(delta)
     rows = []
-    with _torch_threads(threads):
+    with torch_threads(threads):
         name_of_device = device_name(device)  # with the thread count used
         for m, p in itertools.product(elements, positives):
             logits, targets, positive = _case(m, p, seed, device)
@@ -248,16 +233,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
     )
-    out_path = (
-        args.out
-        if args.out is not None
-        else timings_dir() / f"rsloss_{_device_tag(getattr(args, 'device', 'cpu'))}.json"
-    )
-    out = write_record(out_path, record)
-    table = markdown_table(record)
-    out.with_suffix(".md").write_text(table)
-    print(table, end="")
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    tag = _device_tag(getattr(args, "device", "cpu"))
+    out = args.out if args.out is not None else timings_dir() / f"rsloss_{tag}.json"
+    write_outputs(out, record, markdown_table(record))
     return 0
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gmaiou.paper.benchmarks import device_name, write_record
+from gmaiou.paper.benchmarks import device_name, write_outputs
 from gmaiou.paper.paths import timings_dir
 
 __all__ = ["GOAL_RATIO", "markdown_table", "maskrcnn_anchors", "register", "run", "run_tvmatch"]
@@ -183,16 +183,9 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
     )
-    out_path = (
-        args.out
-        if args.out is not None
-        else timings_dir() / f"tvmatch_{_device_tag(getattr(args, 'device', 'cpu'))}.json"
-    )
-    out = write_record(out_path, record)
-    table = markdown_table(record)
-    out.with_suffix(".md").write_text(table)
-    print(table, end="")
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    tag = _device_tag(getattr(args, "device", "cpu"))
+    out = args.out if args.out is not None else timings_dir() / f"tvmatch_{tag}.json"
+    write_outputs(out, record, markdown_table(record))
     return 0
 
 
