@@ -376,6 +376,9 @@ class TrainConfig:
         gamma: step decay factor.
         min_lr_ratio: final factor of the cosine schedule.
         amp: mixed precision where the device supports it.
+        tf32: on CUDA, TF32 for float32 matrix products as for cuDNN convolutions (both of
+            torch's flags set for the run, restored after; ``False``: full float32 in both).
+            The deformable convolutions' products follow it (see :mod:`gmaiou.training.trainer`).
     """
 
     epochs: int = 55
@@ -393,6 +396,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     amp: bool = True
     lr_batch: int | None = None
+    tf32: bool = True
 
     def __post_init__(self) -> None:
         _check_choice(self.schedule, ("step", "cosine"), "train.schedule")

@@ -277,6 +277,10 @@ SETTINGS: tuple[Setting, ...] = (
        "none: the references train in fp32",
        "automatic mixed precision on CUDA for speed (a deliberate departure; the losses "
        "and the assigner run in fp32)"),
+    _s("schedule", "TF32 matrix products and convolutions", "train.tf32", "all", True,
+       "none: the references predate TF32 (fp32 on their GPUs)",
+       "on Ampere and later GPUs, float32 matrix products (the DCNv2 im2col products) use "
+       "TF32 as cuDNN's float32 convolutions do by default; false: full fp32 in both"),
     # ------------------------------------------------------------------ evaluation
     _s("evaluation", "candidates per level before NMS", "postprocess.pre_nms_per_level",
        "all", 1000, f"{_Y550}:81; {_HEAD}:629-643"),

@@ -22,6 +22,17 @@ An exception inside an iteration (an unreadable image, a non-finite loss, out of
 writes a checkpoint of the last completed iteration before it propagates, so ``resume``
 continues from there. A run directory left with only ``config.json`` (and
 ``metrics.jsonl``) by a run that never checkpointed resumes from scratch.
+
+Precision on CUDA: with ``train.amp`` the forward runs under float16 autocast (the losses
+and the assigner in float32) with a gradient scaler; with ``train.tf32`` (the default)
+float32 matrix products use TF32 as cuDNN's float32 convolutions already do by default
+(``torch.backends.cuda.matmul.allow_tf32`` and ``torch.backends.cudnn.allow_tf32`` are both
+set to ``train.tf32`` for the run and restored after). The backbone's deformable
+convolutions (torchvision's ``deform_conv2d``: im2col, then a matrix product) follow the
+matmul flag, so without it they would run in full float32 beside TF32 convolutions.
+``train.tf32=false`` gives full float32 in both. cuDNN autotuning (``cudnn.benchmark``) is
+on unless ``deterministic``; a deterministic run keeps ``train.tf32`` as configured. On the
+CPU none of these flags is touched and training is float32.
 """
 
 from __future__ import annotations
@@ -199,6 +210,31 @@ def _determinism(on: bool) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         torch.backends.cudnn.benchmark = previous[2]
+
+
+@contextmanager
+def _tf32_policy(enabled: bool, device: torch.device) -> Iterator[None]:
+    """On CUDA: TF32 for float32 matrix products and cuDNN convolutions alike (``enabled``) or
+    for neither, inside; the previous flags after. On other devices nothing changes."""
+    if device.type != "cuda":
+        yield
+        return
+    previous = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+
+
+#: The autocast dtype of the forward when ``train.amp`` is on (CUDA only).
+_AMP_DTYPE = torch.float16
+
+
+def _use_amp(train_config: Any, device: torch.device) -> bool:
+    """Mixed precision: ``train.amp`` on a CUDA device."""
+    return bool(train_config.amp) and device.type == "cuda"
 
 
 # --------------------------------------------------------------------------- batches
@@ -413,22 +449,22 @@ def train(
         TrainingDiverged: a non-finite loss (a checkpoint of the last finite iteration is written).
         KeyboardInterrupt: after Ctrl-C, once the checkpoint is written.
     """
-    with _determinism(options.deterministic):
+    if ctx is None:
+        from gmaiou.devices import resolve_device
+
+        ctx = DistContext(device=resolve_device(options.device))
+    with _determinism(options.deterministic), _tf32_policy(config.train.tf32, ctx.device):
         return _train(config, options, ctx, config_name, overrides, on_iteration)
 
 
 def _train(
     config: Any,
     options: RunOptions,
-    ctx: DistContext | None,
+    ctx: DistContext,
     config_name: str | None,
     overrides: dict[str, Any] | None,
     on_iteration: Callable[[int, dict[str, float]], None] | None,
 ) -> TrainResult:
-    if ctx is None:
-        from gmaiou.devices import resolve_device
-
-        ctx = DistContext(device=resolve_device(options.device))
     new_folders = _missing_folders(Path(options.out_dir)) if ctx.is_main else []
     try:
         job = _setup(config, options, ctx)
@@ -590,16 +626,8 @@ def _setup(config: Any, options: RunOptions, ctx: DistContext) -> _Job:
     )
     iters_per_epoch = math.ceil(sampler.num_samples / tc.batch_size)
     total_iters = tc.epochs * iters_per_epoch
-    schedule = LrSchedule(
-        total_iters=total_iters,
-        warmup_iters=min(tc.warmup_iters, total_iters),
-        warmup_ratio=tc.warmup_ratio,
-        kind=tc.schedule,
-        step_iters=steps_to_iterations(tc.steps, iters_per_epoch) if tc.schedule == "step" else (),
-        gamma=tc.gamma,
-        min_ratio=tc.min_lr_ratio,
-    )
-    use_amp = bool(tc.amp) and device.type == "cuda"
+    schedule = _lr_schedule(tc, iters_per_epoch)
+    use_amp = _use_amp(tc, device)
     return _Job(
         config=config,
         process_batch=tc.batch_size,
@@ -621,6 +649,20 @@ def _setup(config: Any, options: RunOptions, ctx: DistContext) -> _Job:
         max_iters=options.max_iters if options.max_iters is not None else total_iters,
         use_amp=use_amp,
         resuming=resuming,
+    )
+
+
+def _lr_schedule(tc: Any, iters_per_epoch: int) -> LrSchedule:
+    """The learning-rate schedule of ``tc`` (a per-process train config) over its epochs."""
+    total_iters = tc.epochs * iters_per_epoch
+    return LrSchedule(
+        total_iters=total_iters,
+        warmup_iters=min(tc.warmup_iters, total_iters),
+        warmup_ratio=tc.warmup_ratio,
+        kind=tc.schedule,
+        step_iters=steps_to_iterations(tc.steps, iters_per_epoch) if tc.schedule == "step" else (),
+        gamma=tc.gamma,
+        min_ratio=tc.min_lr_ratio,
     )
 
 
@@ -848,7 +890,7 @@ def _losses(
 ) -> dict[str, Tensor]:
     """The forward (under autocast when ``use_amp``) and the loss components, in float32."""
     batch = _to_device(batch, device)
-    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+    with torch.autocast(device_type=device.type, dtype=_AMP_DTYPE, enabled=use_amp):
         outputs = net(batch["images"])
     return model.loss(_to_float(outputs), batch)
 

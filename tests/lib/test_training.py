@@ -226,6 +226,87 @@ def test_metrics_lines_are_json(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in lines)
 
 
+# --------------------------------------------------------------------------- precision policy
+
+
+def _flags() -> tuple[bool, bool, bool]:
+    return (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
+
+
+@pytest.fixture
+def saved_flags():
+    saved = _flags()
+    yield saved
+    (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    ) = saved
+
+
+@pytest.mark.parametrize(("tf32", "deterministic"), [(True, False), (False, False), (True, True)])
+def test_tf32_is_set_for_a_cuda_run_and_restored_after(
+    tmp_path, monkeypatch, saved_flags, tf32, deterministic
+):
+    """Both TF32 flags follow ``train.tf32`` inside :func:`train` on CUDA (deterministic runs
+    too), cuDNN autotuning follows ``deterministic``; the previous flags come back after,
+    also when the run raises. The device is only named: no CUDA call is made."""
+    from gmaiou.configs import apply_settings, get_config
+    from gmaiou.training import trainer
+    from gmaiou.training.distributed import DistContext
+
+    torch.backends.cuda.matmul.allow_tf32 = not tf32
+    torch.backends.cudnn.allow_tf32 = not tf32
+    before = _flags()
+    seen = []
+
+    def fake_train(config, options, ctx, *rest):
+        seen.append((ctx.device.type, _flags()))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(trainer, "_train", fake_train)
+    config = apply_settings(get_config("yolact-fixed-r18-160"), [f"train.tf32={str(tf32).lower()}"])
+    options = trainer.RunOptions(out_dir=tmp_path / "run", deterministic=deterministic)
+    with pytest.raises(RuntimeError, match="stop here"):
+        trainer.train(config, options, ctx=DistContext(device=torch.device("cuda", 0)))
+    assert seen == [("cuda", (tf32, tf32, not deterministic))]
+    assert _flags() == before
+
+
+def test_tf32_flags_are_not_touched_on_the_cpu(tmp_path, monkeypatch, saved_flags):
+    from gmaiou.configs import get_config
+    from gmaiou.training import trainer
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = True
+    seen = []
+    monkeypatch.setattr(
+        trainer, "_train", lambda config, options, ctx, *rest: seen.append(_flags()[:2])
+    )
+    trainer.train(
+        get_config("yolact-fixed-r18-160"), trainer.RunOptions(out_dir=tmp_path, device="cpu")
+    )
+    assert seen == [(False, True)] and _flags()[:2] == (False, True)
+
+
+def test_tf32_setting_round_trips_through_the_config():
+    from gmaiou.configs import Config, apply_settings, get_config
+
+    preset = get_config("gmayolact-atss-gmaiou-r50-550")
+    assert preset.train.tf32 is True and preset.train.amp is True
+    off = apply_settings(preset, ["train.tf32=false"])
+    assert off.train.tf32 is False
+    assert Config.from_dict(json.loads(off.to_json())) == off
+    # A config.json written before the field existed reads as the default (on).
+    old = off.to_dict()
+    del old["train"]["tf32"]
+    assert Config.from_dict(old).train.tf32 is True
+
+
 # --------------------------------------------------------------------------- smoke runs
 
 #: One preset per family: fixed-IoU YOLACT, ATSS YOLACT with every measure, GmaYOLACT.

@@ -8,7 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from gmaiou.paper.benchmarks.gpu import Step, gpu_findings, gpu_records, gpu_steps, run_steps
+from gmaiou.paper.benchmarks import gpu
+from gmaiou.paper.benchmarks.gpu import (
+    STEP_LIMITS,
+    TRAINED_IN_ITERS,
+    TRAINED_IN_SECONDS,
+    Step,
+    gpu_findings,
+    gpu_records,
+    gpu_steps,
+    run_steps,
+)
+from gmaiou.paper.cli import main
 from gmaiou.paper.paths import repo_root
 
 
@@ -31,10 +42,43 @@ def test_steps_run_in_order_and_write_only_into_the_out_dir(tmp_path):
         "model_speed_table5_cuda.json",
     ]
     assert "--batch-size" in steps[3].argv and "--batch-size" not in steps[4].argv
+    paper, table5 = steps[3].argv, steps[4].argv
+    assert _value(paper, "--scale") == "paper" and _value(paper, "--batch-size") == "8"
+    # gmaiou train's own step (autocast, scaler, TF32, cudnn.benchmark), then trained in
+    assert "--trainer-settings" in paper and "--trainer-settings" not in table5
+    assert _value(paper, "--trained-in-iters") == str(TRAINED_IN_ITERS)
+    assert float(_value(paper, "--trained-in-seconds")) == TRAINED_IN_SECONDS
+    assert "--models" not in paper  # GmaYOLACT, ATSS-YOLACT and YOLACT: the default three
+    assign = steps[2].argv
+    assert _value(assign, "--device") == "cuda:1" and _value(assign, "--profile") == "paper"
 
 
-def test_no_runs_no_inference_step(tmp_path):
+def _value(argv: tuple[str, ...], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def test_the_default_sequence_fits_five_minutes(tmp_path):
+    steps = gpu_steps(tmp_path, [])
+    assert [s.name for s in steps] == ["tests", "assign", "paper", "table5"]
+    assert sum(s.timeout_s for s in steps) < 300
+    assert [s.timeout_s for s in steps] == [STEP_LIMITS[s.name] for s in steps]
+    # the trained-in training stops in time for the rest of the paper step
+    assert TRAINED_IN_SECONDS < STEP_LIMITS["paper"] / 2
+    assert gpu_steps(tmp_path, [], timeouts={"paper": 10})[2].timeout_s == 10
+
+
+def test_no_runs_no_inference_step(tmp_path, monkeypatch):
     assert "infer" not in [s.name for s in gpu_steps(tmp_path, [])]
+    # bench gpu itself: the infer step only for runs named with --run
+    taken = []
+    monkeypatch.setattr(gpu, "run_steps", lambda steps, log=None: taken.append(steps) or [])
+    args = ["bench", "gpu", "--device", "cpu", "--profile", "smoke", "--out-dir", str(tmp_path)]
+    assert main(args) == 0
+    assert [s.name for s in taken[0]] == ["tests", "assign", "paper", "table5"]
+    assert main([*args, "--run", "runs/a"]) == 0
+    assert [s.name for s in taken[1]][:2] == ["tests", "infer"]
+    smoke = taken[0][2].argv  # the dry run takes the trainer's step too, 2 iterations in
+    assert "--trainer-settings" in smoke and _value(smoke, "--trained-in-iters") == "2"
 
 
 def test_a_failing_or_slow_step_does_not_stop_the_rest(tmp_path):

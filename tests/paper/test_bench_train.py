@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from gmaiou.cli import main as gmaiou_main
 from gmaiou.data.synthetic import ensure_synthetic
 from gmaiou.paper.benchmarks.train import (
+    COCO_TRAIN_IMAGES,
     MODELS,
+    _count_syncs,
+    _Stepper,
+    _time_rounds,
     default_out,
     find_trained_runs,
     format_model_speed,
@@ -52,11 +59,146 @@ def test_three_models_side_by_side(smoke_record):
             1000 / (r["network_ms_per_image"] + r["post_ms_per_image"])
         )
         assert 0 <= r["detections_per_image"] <= 100
+    assert record["trainer_settings"] is False and record["precision"] == "float32"
+    assert all(r["train_host_syncs_per_step"] is None for r in rows.values())  # CPU: no count
+    assert all("trained_in" not in r for r in rows.values()) and "trained_in" not in block
     markdown = out.with_suffix(".md").read_text()
     assert "pinned to core" in markdown and "train s/iter" in markdown
+    assert "syncs/step" not in markdown  # the trainer-settings columns only where timed so
     assert markdown.count(" | 160 | random |") == 3
     assert markdown.rstrip().endswith("(train split, training transform)*")
     assert "*profile: smoke" in markdown
+
+
+@pytest.fixture(scope="module")
+def trainer_record(tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("bench") / "trainer.json"
+    args = ["--out", str(out), "--markdown", str(out.with_suffix(".md")), "--trainer-settings"]
+    assert main(["bench", "train", "--scale", "cpu", *SMOKE, *args]) == 0
+    return json.loads(out.read_text()), out
+
+
+def test_trainer_settings_record_times_the_trainers_step_then_trained_in(trainer_record):
+    """The trainer's own step on the CPU (float32 there: no autocast, no scaler, no GPU
+    figures), then 2 iterations of training and the timing again."""
+    record, out = trainer_record
+    s = record["settings"]
+    assert record["trainer_settings"] is True and s["trainer_settings"] is True
+    assert (s["trained_in_iters"], s["trained_in_seconds"], s["batch_size"]) == (2, None, 1)
+    assert record["precision"].startswith("training as gmaiou train runs it on the CPU")
+    (block,) = record["scales"]
+    trained_in = block["trained_in"]
+    assert trained_in["iterations"] == trained_in["requested"] == 2
+    assert trained_in["stopped_by_time"] is False and trained_in["loader_workers"] == 0
+    assert trained_in["augmentation_of"] == "yolact-fixed-r18-160"
+    rows = {r["key"]: r for r in block["models"]}
+    assert list(rows) == list(MODELS)
+    epoch_iters = math.ceil(COCO_TRAIN_IMAGES / 1)
+    for r in rows.values():
+        assert (r["amp"], r["amp_dtype"], r["tf32"]) == (False, None, None)
+        first, again = _prefixed_values(r), r["trained_in"]
+        for timing in (first, again):
+            assert timing["s_per_iter"] > 0 and len(timing["s_per_iter_all"]) == 1
+            assert timing["images_per_s"] == pytest.approx(1 / timing["s_per_iter"])
+            assert timing["coco_epoch_minutes_estimate"] == pytest.approx(
+                epoch_iters * timing["s_per_iter"] / 60
+            )
+            assert timing["loss_finite"] is True
+            for key in ("peak_gpu_memory_mib", "step_gpu_memory_mib", "host_syncs_per_step"):
+                assert timing[key] is None
+            assert timing["skipped_steps"] is None  # no gradient scaler on the CPU
+        # warm-up 1 and 1 timed step (no sync-count step on the CPU), then 2 of training
+        assert again["iterations_before"] == 4
+    markdown = out.with_suffix(".md").read_text()
+    head = next(line for line in markdown.splitlines() if line.startswith("| model |"))
+    assert "| train s/iter | train img/s | peak GPU MiB | syncs/step |" in head
+    assert "| COCO epoch min (estimate) | trained-in s/iter | network ms/img |" in head
+    assert "after 2 iterations of training" in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| YOLACT"))
+    assert row.count("| – |") == 1 and row.count("–") == 2  # GPU memory and syncs
+    findings = speed_findings(record)
+    assert all("after 2 iterations of training" in f for f in findings)
+    assert all("an estimated COCO epoch at batch 1" in f for f in findings)
+
+
+def _prefixed_values(row: dict) -> dict:
+    return {k.removeprefix("train_"): v for k, v in row.items() if k.startswith("train_")}
+
+
+class _FakeCuda:
+    """Stands in for ``torch.cuda``'s memory and sync functions on a machine without CUDA."""
+
+    def __init__(self, monkeypatch):
+        self.mode = 0
+        self.allocated = 100 * 2**20
+        self.peak = 0
+        monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+        monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", self.reset)
+        monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: self.allocated)
+        monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: self.peak)
+        monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: self.mode)
+        monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", self.set_mode)
+
+    def reset(self, device=None):
+        self.peak = self.allocated
+
+    def set_mode(self, mode):
+        self.mode = {"default": 0, "warn": 1}.get(mode, mode)
+
+    def step(self, extra_mib: int, syncs: int):
+        self.peak = max(self.peak, self.allocated + extra_mib * 2**20)
+        if self.mode == 1:
+            for _ in range(syncs):
+                warnings.warn("called a synchronizing CUDA operation", stacklevel=1)
+            warnings.warn("something else", stacklevel=1)  # not a sync: not counted
+        return 1.0
+
+
+def test_cuda_figures_of_the_timing_rounds(monkeypatch):
+    """On CUDA (stood in for): peak memory reset per step, what a step adds, syncs counted
+    from the sync debug mode's warnings (and the mode put back), steps the scaler skipped."""
+    fake = _FakeCuda(monkeypatch)
+    scales = iter([8.0, 8.0, 4.0, 4.0, 4.0, 4.0, 4.0])  # before each step, after timed ones
+    steppers = {
+        "a": _Stepper(step=lambda r: fake.step(50 + r, syncs=3), scale=lambda: next(scales)),
+        "b": _Stepper(step=lambda r: fake.step(10, syncs=0)),
+    }
+    settings = speed_settings("cpu", "smoke", train_iters=3, warmup=1, batch_size=4)
+    out = _time_rounds(steppers, settings, torch.device("cuda"), False, "t", {})
+    a, b = out["a"], out["b"]
+    assert len(a["s_per_iter_all"]) == 3 and a["images_per_s"] == pytest.approx(4 / a["s_per_iter"])
+    assert a["peak_gpu_memory_mib"] == pytest.approx(100 + 53)  # the last round: 50 + 3
+    assert a["step_gpu_memory_mib"] == pytest.approx(53)
+    assert b["step_gpu_memory_mib"] == pytest.approx(10)
+    assert (a["host_syncs_per_step"], b["host_syncs_per_step"]) == (3, 0)
+    assert (a["skipped_steps"], b["skipped_steps"]) == (1, None)
+    assert fake.mode == 0  # the sync debug mode is put back
+    assert _count_syncs(lambda: fake.step(0, syncs=5), torch.device("cpu")) is None
+
+
+def test_a_diverging_model_is_left_out_and_named(monkeypatch):
+    from gmaiou.training.trainer import TrainingDiverged
+
+    def diverges(r):
+        raise TrainingDiverged("non-finite loss")
+
+    steppers = {"a": _Stepper(step=lambda r: 1.0), "b": _Stepper(step=diverges)}
+    failed: dict[str, str] = {}
+    settings = speed_settings("cpu", "smoke", train_iters=2, warmup=0)
+    out = _time_rounds(steppers, settings, torch.device("cpu"), False, "t", failed)
+    assert failed == {"b": "non-finite loss"} and out["b"]["error"] == "non-finite loss"
+    assert out["b"]["s_per_iter"] is None and out["b"]["loss_finite"] is False
+    assert len(out["a"]["s_per_iter_all"]) == 2
+
+
+def test_trained_in_defaults_follow_the_profile():
+    assert speed_settings("paper", "paper").trained_in_iters == 200
+    assert speed_settings("paper", "smoke").trained_in_iters == 2
+    assert speed_settings("cpu", "smoke").trainer_settings is None  # resolved by the device
+    with pytest.raises(ValueError, match="trained_in_iters must be >= 0"):
+        speed_settings("cpu", trained_in_iters=-1)
+    with pytest.raises(ValueError, match="trained_in_seconds must be > 0"):
+        speed_settings("cpu", trained_in_seconds=0)
 
 
 def test_table5_scale_writes_default_record(tmp_path, monkeypatch):

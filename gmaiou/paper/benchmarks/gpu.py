@@ -1,18 +1,26 @@
 """``gmaiou-paper bench gpu``: every check that only a GPU can make, in one command.
 
 A GPU may be lent for minutes at a time, so the checks run as one prepared sequence,
-the most important first, each step in its own process with its own time limit; a step
+the most important first, each step in its own process with its own time limit
+(:data:`STEP_LIMITS`, seconds; without ``--run`` they sum to under five minutes); a step
 that fails or runs out of time is recorded and the next one starts:
 
 1. ``pytest -m cuda``: the CUDA tests (CUDA equals the CPU for the measure, the
    assigners, half precision, a training step, inference and mask assembly);
-2. ``gmaiou-paper bench infer --run ...``: trained models' network and post-processing time and
-   fps, both mask assemblies scored (-> ``trained_inference_<device>.json``);
-3. ``gmaiou-paper bench assign``: the overlap and assignment times and the ratios of Table 4
-   (-> ``assignment_cost_<device>.json``);
-4. ``gmaiou-paper bench train --scale paper`` and ``--scale table5``: ResNet-50 training
-   s/iteration and fps at the paper's sizes (-> ``model_speed_paper_<device>.json``,
-   ``model_speed_table5_<device>.json``).
+2. ``gmaiou-paper bench infer --run ...``, only with ``--run``: trained models' network and
+   post-processing time and fps, both mask assemblies scored
+   (-> ``trained_inference_<device>.json``);
+3. ``gmaiou-paper bench assign``: the overlap and assignment times and the ratios of Table 4,
+   ATSS GmaIoU / ATSS IoU among them (-> ``assignment_cost_<device>.json``);
+4. ``gmaiou-paper bench train --scale paper --trainer-settings``: GmaYOLACT, ATSS-YOLACT and
+   YOLACT, ResNet-50 at 550 px, batch 8, each training step timed as ``gmaiou train`` takes
+   it (float16 autocast, gradient scaler, TF32, cudnn.benchmark), with images/s, peak GPU
+   memory, host-device syncs per step and the estimated minutes per COCO epoch; then the
+   same after up to :data:`TRAINED_IN_ITERS` iterations of training on the COCO sample
+   (stopped after :data:`TRAINED_IN_SECONDS`), and inference fps
+   (-> ``model_speed_paper_<device>.json``);
+5. ``gmaiou-paper bench train --scale table5``: ResNet-50 inference fps at 400, 550 and
+   700 px (-> ``model_speed_table5_<device>.json``).
 
 The records are JSON with the device's name and torch's version; notebook 03 folds them into
 the timing tables beside the CPU's (:mod:`gmaiou.paper.benchmarks.timings`). Each step's
@@ -36,7 +44,31 @@ from pathlib import Path
 from gmaiou.paper.benchmarks import device_name, write_record
 from gmaiou.paper.paths import repo_root, timings_dir
 
-__all__ = ["GPU_RECORDS", "Step", "gpu_findings", "gpu_records", "gpu_steps", "run_steps"]
+__all__ = [
+    "GPU_RECORDS",
+    "STEP_LIMITS",
+    "Step",
+    "TRAINED_IN_ITERS",
+    "TRAINED_IN_SECONDS",
+    "gpu_findings",
+    "gpu_records",
+    "gpu_steps",
+    "run_steps",
+]
+
+#: Seconds each step may take. The default sequence (no ``--run``: no ``infer`` step) sums
+#: to under five minutes of an H100: the paper step's own estimate is about 90 s (imports,
+#: batches, three ResNet-50s, cuDNN autotuning, two timings, the training in between).
+STEP_LIMITS: dict[str, float] = {
+    "tests": 60.0,
+    "infer": 90.0,
+    "assign": 60.0,
+    "paper": 125.0,
+    "table5": 40.0,
+}
+#: Iterations of training before the paper step's second timing, and its limit in seconds.
+TRAINED_IN_ITERS = 200
+TRAINED_IN_SECONDS = 40.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +96,7 @@ def gpu_steps(
     """The sequence for ``device``: tests, trained inference, assignment, training speed."""
     py = (sys.executable, "-m")
     tag = _tag(device)
-    limits = {"tests": 150.0, "infer": 150.0, "assign": 180.0, "paper": 120.0, "table5": 90.0}
-    limits.update(timeouts or {})
+    limits = {**STEP_LIMITS, **(timeouts or {})}
     smoke = profile == "smoke"
     tests = ("tests/lib/test_cuda.py", "tests/lib/test_measure.py", "tests/lib/test_assigners.py")
     root = repo_root()
@@ -81,14 +112,23 @@ def gpu_steps(
             infer += ["--eval-images", "2", "--warmup", "1"]
         steps.append(Step("infer", tuple(infer), limits["infer"]))
     assign = [*py, "gmaiou.paper", "bench", "assign", "--device", device, "--profile", profile]
-    assign += ["--images", "2" if smoke else "50", "--bruteforce-images", "1"]
+    assign += ["--images", "2" if smoke else "30", "--repeats", "1" if smoke else "3"]
+    assign += ["--bruteforce-images", "1"]
     assign += ["--out", str(out_dir / f"assignment_cost_{tag}.json")]
     steps.append(Step("assign", tuple(assign), limits["assign"]))
     for scale in ("paper", "table5"):
         train = [*py, "gmaiou.paper", "bench", "train", "--scale", scale, "--device", device]
         train += ["--profile", profile, "--no-progress"]
-        if scale == "paper" and not smoke:
-            train += ["--batch-size", str(batch_size)]
+        if scale == "paper":
+            if not smoke:
+                train += ["--batch-size", str(batch_size)]
+            # gmaiou train's own step, also where the dry run is on the CPU
+            train += [
+                "--trainer-settings",
+                "--trained-in-iters",
+                str(2 if smoke else TRAINED_IN_ITERS),
+            ]
+            train += ["--trained-in-seconds", f"{TRAINED_IN_SECONDS:g}"]
         stem = f"model_speed_{scale}"
         stem += "_smoke" if smoke else ""
         train += ["--out", str(out_dir / f"{stem}_{tag}.json")]
@@ -118,11 +158,7 @@ def run(args: argparse.Namespace) -> int:
     # The records of a lent GPU are committed (figures/timings/); a smoke run's are not.
     default_dir = timings_dir("smoke" if args.profile == "smoke" else "default")
     out_dir = Path(args.out_dir) if args.out_dir else default_dir
-    runs = args.run
-    if runs is None:
-        from gmaiou.paper.benchmarks.train import find_trained_runs
-
-        runs = [str(p) for p in find_trained_runs("default").values()]
+    runs = args.run or []  # the infer step only for the runs named
     steps = gpu_steps(out_dir, runs, args.device, args.profile, args.data, args.batch_size)
     if args.only:
         steps = [s for s in steps if s.name in args.only]
@@ -179,7 +215,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--run",
         action="append",
-        help="trained run folder for bench infer (repeat; default: runs/default's finished runs)",
+        help="trained run folder for bench infer (repeat; without it there is no infer step; "
+        "with it the sequence may take longer than five minutes)",
     )
     p.add_argument("--data", help="dataset the trained runs are evaluated on (default: theirs)")
     p.add_argument("--batch-size", type=int, default=8, help="paper-scale training batch")

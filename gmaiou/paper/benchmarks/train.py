@@ -6,8 +6,21 @@ the models after warm-up (medians reported):
 
 * **anchors per image** of each model;
 * **training s/iteration**: forward, assignment, loss, backward and the preset's optimizer
-  step (at its first warm-up learning rate) on a fixed set of batches from the training
-  loader, the GmaIoU tables prepared in the loader as ``gmaiou train`` does;
+  step on a fixed set of batches from the training loader, the GmaIoU tables prepared in
+  the loader as ``gmaiou train`` does. With ``--trainer-settings`` (the default on CUDA)
+  each step is the trainer's own (:func:`gmaiou.training.trainer._iteration`: the batch
+  moved to the device inside it, float16 autocast where the preset's ``train.amp``, the
+  gradient scaler, clipping, the schedule, the loss logged) under ``cudnn.benchmark`` and
+  TF32 per ``train.tf32``, and the record adds per model images/s, the peak of allocated
+  GPU memory (reset before each step), the host-device syncs of one step (CUDA's sync
+  debug mode; ``None`` on the CPU), the steps the gradient scaler skipped, and an
+  *estimate* of minutes per COCO epoch (118,287 images at the batch timed, data loading
+  not counted); then ``--trained-in-iters`` iterations of real training (the trainer's
+  loader with its augmentation, on the scale's data) and the same timing again
+  (``trained_in``: the step once the scores are no longer those of random weights, fewer
+  negatives ranking near the positives, and the gradient scaler past its first overflows),
+  that training stopped early after ``--trained-in-seconds``. Without it (the CPU's default) the
+  step is float32 at the optimizer's first warm-up rate, the batches already on the device;
 * **inference**, batch 1: the network (forward in eval mode) and the post-processing
   (scores, box decoding, NMS, masks assembled at the input's ``S x S``), per image, and
   the fps of both together. Random weights fill every image with up to 100 detections,
@@ -21,7 +34,7 @@ Table 5). ``--profile smoke`` shrinks any scale to ResNet-18 at 160 px and one i
 for tests. The record (JSON) goes to ``figures/timings/model_speed_<scale>_<device>.json``
 (``--out``; the ``cpu`` scale's name there is ``recipe``), its Markdown table to ``--markdown``
 when given: CPU name, torch version, threads and pinned cores, or the GPU's name, are in both.
-Float32 throughout. :func:`format_model_speed`, :func:`plot_speed` and
+Inference is float32 throughout. :func:`format_model_speed`, :func:`plot_speed` and
 :func:`model_speed_findings` fold several records (devices, scales) into one table, figure and
 list of sentences.
 """
@@ -34,7 +47,9 @@ import dataclasses
 import math
 import os
 import statistics
-from collections.abc import Sequence
+import time
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +127,8 @@ _ITERATIONS: dict[str, tuple[int, int, int, int]] = {
     "default": (2, 5, 10, 2),
     "paper": (2, 10, 20, 3),
 }
+#: Iterations of training before the trained-in timing, per profile (trainer settings only).
+_TRAINED_IN: dict[str, int] = {"smoke": 2, "quick": 20, "default": 200, "paper": 200}
 #: The same for the heavy scales (ResNet-50 at 400-700 px; minutes per iteration on one core).
 _ITERATIONS_HEAVY: dict[str, tuple[int, int, int, int]] = {
     **_ITERATIONS,
@@ -141,6 +158,16 @@ class SpeedSettings:
         device: ``cpu``, ``cuda``, ``cuda:N`` (``None``: CUDA when available).
         seed: seed of the random weights and of the batch order.
         profile: the profile the settings came from (recorded).
+        trainer_settings: time each training step as ``gmaiou train`` takes it (the
+            trainer's own step: float16 autocast where the preset's ``train.amp``, gradient
+            scaler, TF32 per ``train.tf32``, cuDNN autotuning, the batch moved to the
+            device inside the step) and count GPU memory and host-device syncs; off: the
+            float32 step. ``None``: on for CUDA, off elsewhere.
+        trained_in_iters: with the trainer settings, iterations of real training (the
+            trainer's loader and step) after the first timing, then the timing again
+            (0: none).
+        trained_in_seconds: stop that training after this many seconds (``None``: no limit);
+            the record says how many iterations were done.
     """
 
     scale: str
@@ -158,6 +185,9 @@ class SpeedSettings:
     device: str | None = "cpu"
     seed: int = 0
     profile: str = "default"
+    trainer_settings: bool | None = None
+    trained_in_iters: int = 0
+    trained_in_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if not self.sizes:
@@ -170,6 +200,10 @@ class SpeedSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.trained_in_iters < 0:
+            raise ValueError(f"trained_in_iters must be >= 0, got {self.trained_in_iters}")
+        if self.trained_in_seconds is not None and not self.trained_in_seconds > 0:
+            raise ValueError(f"trained_in_seconds must be > 0, got {self.trained_in_seconds}")
         unknown = [m for m in self.models if m not in MODELS]
         if unknown or not self.models:
             raise ValueError(
@@ -209,6 +243,7 @@ def speed_settings(scale: str, profile: str = "default", **overrides: Any) -> Sp
         warmup=warmup,
         data_kind=sc.data,
         profile=profile,
+        trained_in_iters=_TRAINED_IN.get(profile, 0),
     )
     overrides = {k: v for k, v in overrides.items() if v is not None}
     for key in ("sizes", "models", "runs"):
@@ -343,6 +378,343 @@ def _train_step(model: torch.nn.Module, optimizer, batch: dict[str, Any], clip: 
     return float(losses["loss"].detach())
 
 
+#: Images of COCO 2017's train split: the estimate of minutes per epoch is at this many.
+COCO_TRAIN_IMAGES = 118_287
+_MIB = 2**20
+
+
+@dataclasses.dataclass
+class _Stepper:
+    """One model's training step for the timing rounds.
+
+    Attributes:
+        step: one step on the ``r``-th batch (cycling through the fixed batches); the loss.
+        scale: the gradient scaler's scale, read between steps to count the steps it
+            skipped (``None``: no scaler in use).
+    """
+
+    step: Callable[[int], float]
+    scale: Callable[[], float] | None = None
+
+
+def _count_syncs(fn: Callable[[], Any], device: torch.device) -> int | None:
+    """Host-device synchronisations during ``fn()``: the warnings CUDA's sync debug mode
+    raises (``torch.cuda.set_sync_debug_mode("warn")``). ``None`` (and ``fn`` not run) on
+    other devices."""
+    if device.type != "cuda":
+        return None
+    previous = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+            torch.cuda.synchronize(device)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def _time_rounds(
+    steppers: dict[str, _Stepper],
+    settings: SpeedSettings,
+    device: torch.device,
+    progress: bool,
+    desc: str,
+    failed: dict[str, str],
+) -> dict[str, dict[str, Any]]:
+    """``settings.warmup`` untimed rounds, then ``settings.train_iters`` timed ones, each round
+    one step of every model in turn; then one more step each with the syncs counted.
+
+    Per model: the median s/iteration and every timed one, images/s, the estimate of minutes
+    per COCO epoch at ``settings.batch_size``, whether every loss was finite, the peak of
+    allocated GPU memory during its steps (reset before each step: it includes what the
+    other models keep resident) and what its step added to what was allocated before it,
+    the host-device syncs of one step and the steps the gradient scaler skipped (GPU and
+    scaler figures ``None`` where they do not apply). A model whose step raises
+    :class:`~gmaiou.training.trainer.TrainingDiverged` is left out from then on; its message
+    goes to ``failed``.
+    """
+    from gmaiou.training.trainer import TrainingDiverged
+
+    cuda = device.type == "cuda"
+    times: dict[str, list[float]] = {k: [] for k in steppers}
+    losses: dict[str, list[float]] = {k: [] for k in steppers}
+    peaks: dict[str, list[int]] = {k: [] for k in steppers}
+    added: dict[str, list[int]] = {k: [] for k in steppers}
+    skipped = dict.fromkeys(steppers, 0)
+    rounds = settings.warmup + settings.train_iters
+    for r in tqdm(range(rounds), desc=desc, disable=not progress):
+        for key, stepper in steppers.items():
+            if key in failed:
+                continue
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+                resident = torch.cuda.memory_allocated(device)
+            scale = stepper.scale() if stepper.scale is not None else None
+            try:
+                seconds, loss = _timed(lambda s=stepper, i=r: s.step(i), device)
+            except TrainingDiverged as err:
+                failed[key] = str(err)
+                continue
+            if r < settings.warmup:
+                continue
+            times[key].append(seconds)
+            losses[key].append(loss)
+            if cuda:
+                peak = torch.cuda.max_memory_allocated(device)
+                peaks[key].append(peak)
+                added[key].append(peak - resident)
+            if stepper.scale is not None and stepper.scale() < scale:
+                skipped[key] += 1
+    syncs: dict[str, int | None] = {}
+    for key, stepper in steppers.items():
+        if key in failed:
+            continue
+        try:
+            syncs[key] = _count_syncs(lambda s=stepper: s.step(rounds), device)
+        except TrainingDiverged as err:
+            failed[key] = str(err)
+    out: dict[str, dict[str, Any]] = {}
+    iters_per_epoch = math.ceil(COCO_TRAIN_IMAGES / settings.batch_size)
+    for key, stepper in steppers.items():
+        median = statistics.median(times[key]) if times[key] else None
+        out[key] = {
+            "s_per_iter": median,
+            "s_per_iter_all": times[key],
+            "images_per_s": None if median is None else settings.batch_size / median,
+            "coco_epoch_minutes_estimate": None
+            if median is None
+            else iters_per_epoch * median / 60.0,
+            "loss_finite": bool(losses[key]) and all(math.isfinite(v) for v in losses[key]),
+            "peak_gpu_memory_mib": max(peaks[key]) / _MIB if peaks[key] else None,
+            "step_gpu_memory_mib": max(added[key]) / _MIB if added[key] else None,
+            "host_syncs_per_step": syncs.get(key),
+            "skipped_steps": skipped[key] if stepper.scale is not None else None,
+        }
+        if key in failed:
+            out[key]["error"] = failed[key]
+    return out
+
+
+def _prefixed(values: dict[str, Any]) -> dict[str, Any]:
+    """A model's first training timing as row columns (``train_...``)."""
+    return {f"train_{k}": v for k, v in values.items()}
+
+
+def _float32_training(
+    settings: SpeedSettings,
+    models: dict[str, torch.nn.Module],
+    batches: list[dict[str, Any]],
+    device: torch.device,
+    progress: bool,
+    rows: dict[str, dict[str, Any]],
+) -> None:
+    """The float32 steps (``--no-trainer-settings``): forward, loss, backward, clipping and the
+    preset's optimizer at its first warm-up rate, the batches already on the device."""
+    from gmaiou.training.schedule import build_optimizer
+
+    steppers = {}
+    for key, model in models.items():
+        tc = model.config.train
+        first_lr = tc.lr * (tc.warmup_ratio if tc.warmup_iters > 0 else 1.0)
+        optimizer = build_optimizer(list(model.parameters()), dataclasses.replace(tc, lr=first_lr))
+        model.train()
+        steppers[key] = _Stepper(
+            step=lambda r, m=model, o=optimizer: _train_step(
+                m, o, batches[r % len(batches)], m.config.train.grad_clip
+            )
+        )
+    size = models[next(iter(models))].image_size
+    timed = _time_rounds(steppers, settings, device, progress, f"train {size}px", {})
+    for key, values in timed.items():
+        rows[key].update(_prefixed(values), amp=False, amp_dtype=None, tf32=None)
+
+
+def _trainer_job(model: torch.nn.Module, batch_size: int, device: torch.device):
+    """The trainer's job state around ``model`` for :func:`gmaiou.training.trainer._iteration`:
+    the preset's optimizer at ``batch_size`` (its rate scaled as ``--batch-size`` scales it),
+    its schedule over a COCO epoch of that batch, the gradient scaler, mixed precision where
+    ``gmaiou train`` uses it. Nothing of it is written anywhere."""
+    from gmaiou.training.batch import per_process_train
+    from gmaiou.training.distributed import DistContext
+    from gmaiou.training.schedule import build_optimizer, build_scheduler
+    from gmaiou.training.trainer import RunOptions, _Job, _lr_schedule, _use_amp
+
+    config = model.config
+    tc = per_process_train(dataclasses.replace(config.train, batch_size=batch_size), 1)
+    iters_per_epoch = math.ceil(COCO_TRAIN_IMAGES / batch_size)
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], tc)
+    use_amp = _use_amp(tc, device)
+    nowhere = Path(os.devnull)
+    return _Job(
+        config=config,
+        process_batch=batch_size,
+        options=RunOptions(out_dir=nowhere, progress=False),
+        ctx=DistContext(device=device),
+        out_dir=nowhere,
+        data_root=nowhere,
+        train_set=None,
+        test_transform=None,
+        model=model,
+        net=model,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, _lr_schedule(tc, iters_per_epoch)),
+        scaler=torch.amp.GradScaler(device.type, enabled=use_amp),
+        sampler=None,  # type: ignore[arg-type]
+        loader=None,
+        iters_per_epoch=iters_per_epoch,
+        total_iters=tc.epochs * iters_per_epoch,
+        max_iters=tc.epochs * iters_per_epoch,
+        use_amp=use_amp,
+        resuming=False,
+    )
+
+
+def _trainer_step(job: Any, batch: dict[str, Any]) -> float:
+    """One step exactly as ``gmaiou train`` takes it (:func:`~gmaiou.training.trainer._iteration`:
+    the batch to the device, autocast forward, float32 losses, their logging, backward through
+    the gradient scaler, clipping, the optimizer and the schedule), under the preset's TF32
+    setting; the loss."""
+    from gmaiou.training.trainer import _iteration, _tf32_policy
+
+    with _tf32_policy(job.config.train.tf32, job.device):
+        logged, _, _ = _iteration(job, batch)
+    return logged["loss"]
+
+
+def _as_loaded_for(model: torch.nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+    """``batch`` as the trainer's loader gives it to ``model``: the GmaIoU tables only for a
+    mask-aware assigner (the trainer builds none for the others)."""
+    from gmaiou.measure import is_mask_measure
+
+    if is_mask_measure(model.config.assigner.measure):
+        return batch
+    return {**batch, "mask_integrals": None}
+
+
+def _loader_workers(device: torch.device) -> int:
+    """Loader processes of the trained-in phase: 4 beside a GPU (at most the cores), none on the CPU."""
+    return 0 if device.type == "cpu" else max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def _train_in(
+    settings: SpeedSettings,
+    models: dict[str, torch.nn.Module],
+    jobs: dict[str, Any],
+    root: Path,
+    device: torch.device,
+    progress: bool,
+    failed: dict[str, str],
+) -> dict[str, Any]:
+    """``settings.trained_in_iters`` rounds of real training, each model one step on the same
+    batch from the trainer's loader (its dataset, the first model's augmentation, the GmaIoU
+    tables built in the workers), until ``settings.trained_in_seconds`` have passed."""
+    from gmaiou.data.loader import make_loader
+    from gmaiou.measure import is_mask_measure
+    from gmaiou.training.trainer import RunOptions, TrainingDiverged, _build_datasets
+
+    first = next(iter(models.values())).config
+    train_set, _ = _build_datasets(first, RunOptions(out_dir=Path(os.devnull)), root)
+    workers = _loader_workers(device)
+    loader = make_loader(
+        train_set,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        build_integrals=any(is_mask_measure(m.config.assigner.measure) for m in models.values()),
+        seed=settings.seed,
+    )
+    wanted, limit = settings.trained_in_iters, settings.trained_in_seconds
+    done, stopped_by_time, fresh = 0, False, True
+    batches = iter(loader)
+    bar = tqdm(total=wanted, desc="training in", disable=not progress)
+    tic = time.perf_counter()
+    while done < wanted:
+        if limit is not None and time.perf_counter() - tic >= limit:
+            stopped_by_time = True
+            break
+        try:
+            batch = next(batches)
+        except StopIteration:
+            if fresh:
+                raise ValueError(f"no training batch under {root}") from None
+            batches, fresh = iter(loader), True
+            continue
+        fresh = False
+        for key, job in jobs.items():
+            if key not in failed:
+                try:
+                    _trainer_step(job, _as_loaded_for(models[key], batch))
+                except TrainingDiverged as err:
+                    failed[key] = str(err)
+        done += 1
+        bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - tic
+    del batches, loader
+    return {
+        "iterations": done,
+        "requested": wanted,
+        "seconds": seconds,
+        "seconds_limit": limit,
+        "stopped_by_time": stopped_by_time,
+        "loader_workers": workers,
+        "data": str(root),
+        "augmentation_of": first.name,
+    }
+
+
+def _trainer_training(
+    settings: SpeedSettings,
+    models: dict[str, torch.nn.Module],
+    host_batches: list[dict[str, Any]],
+    root: Path,
+    device: torch.device,
+    progress: bool,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """Each model's step as ``gmaiou train`` takes it, timed round by round; then, with
+    ``trained_in_iters``, real training and the same timing again.
+
+    Returns per model the row columns (``train_...``; ``trained_in``: the second timing)
+    and the trained-in phase's account (``None`` when it is off).
+    """
+    from gmaiou.training.trainer import _AMP_DTYPE, _determinism
+
+    jobs = {key: _trainer_job(model, settings.batch_size, device) for key, model in models.items()}
+    fed = {key: [_as_loaded_for(models[key], b) for b in host_batches] for key in models}
+    steppers = {
+        key: _Stepper(
+            step=lambda r, j=job, bs=fed[key]: _trainer_step(j, bs[r % len(bs)]),
+            scale=job.scaler.get_scale if job.scaler.is_enabled() else None,
+        )
+        for key, job in jobs.items()
+    }
+    size = models[next(iter(models))].image_size
+    failed: dict[str, str] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    with _determinism(False):  # cuDNN autotuning on, as in a run that is not deterministic
+        for model in models.values():
+            model.train()
+        first = _time_rounds(steppers, settings, device, progress, f"train {size}px", failed)
+        for key, job in jobs.items():
+            rows[key] = {
+                **_prefixed(first[key]),
+                "amp": job.use_amp,
+                "amp_dtype": str(_AMP_DTYPE).removeprefix("torch.") if job.use_amp else None,
+                "tf32": bool(job.config.train.tf32) if device.type == "cuda" else None,
+            }
+        account: dict[str, Any] | None = None
+        if settings.trained_in_iters > 0:
+            account = _train_in(settings, models, jobs, root, device, progress, failed)
+            before = {key: job.iteration for key, job in jobs.items()}
+            again = _time_rounds(steppers, settings, device, progress, "trained in", failed)
+            for key in jobs:
+                rows[key]["trained_in"] = {**again[key], "iterations_before": before[key]}
+    del jobs, steppers
+    return rows, account
+
+
 def _measure_size(
     settings: SpeedSettings,
     size: int,
@@ -352,13 +724,13 @@ def _measure_size(
 ) -> dict[str, Any]:
     """Every model at ``size``, side by side: anchors, training s/iteration, inference fps."""
     from gmaiou.models import build_model
-    from gmaiou.training.schedule import build_optimizer
 
     root = _data_root(settings, size, runs)
     count = max(1, min(settings.train_iters + settings.warmup, 4))
     batches, num_classes = training_batches(root, size, settings.batch_size, count, settings.seed)
     if not batches:
         raise ValueError(f"no training batch with ground truth under {root}")
+    host_batches = batches  # what the loader gives: the trainer's step moves it to the device
     batches = [_to_device(b, device) for b in batches]
     models: dict[str, torch.nn.Module] = {}
     weights: dict[str, str] = {}
@@ -394,35 +766,18 @@ def _measure_size(
         # Training steps change the weights (and BatchNorm statistics): put them back for the
         # inference timing, so trained runs are timed with their own weights.
         saved = {k: copy.deepcopy(m.state_dict()) for k, m in models.items()}
-        optimizers = {}
-        for key, model in models.items():
-            tc = model.config.train
-            first_lr = tc.lr * (tc.warmup_ratio if tc.warmup_iters > 0 else 1.0)
-            optimizers[key] = build_optimizer(
-                list(model.parameters()), dataclasses.replace(tc, lr=first_lr)
+        if settings.trainer_settings:
+            columns, trained_in = _trainer_training(
+                settings, models, host_batches, root, device, progress
             )
-        times: dict[str, list[float]] = {k: [] for k in models}
-        losses: dict[str, list[float]] = {k: [] for k in models}
-        rounds = settings.warmup + settings.train_iters
-        for r in tqdm(range(rounds), desc=f"train {size}px", disable=not progress):
-            batch = batches[r % len(batches)]
-            for key, model in models.items():
-                model.train()
-                seconds, loss = _timed(
-                    lambda m=model, o=optimizers[key], b=batch: _train_step(
-                        m, o, b, m.config.train.grad_clip
-                    ),
-                    device,
-                )
-                if r >= settings.warmup:
-                    times[key].append(seconds)
-                    losses[key].append(loss)
-        for key in models:
-            rows[key]["train_s_per_iter"] = statistics.median(times[key])
-            rows[key]["train_s_per_iter_all"] = times[key]
-            rows[key]["train_loss_finite"] = all(math.isfinite(v) for v in losses[key])
-            models[key].load_state_dict(saved[key])
-        del optimizers, saved
+            for key, values in columns.items():
+                rows[key].update(values)
+        else:
+            _float32_training(settings, models, batches, device, progress, rows)
+            trained_in = None
+        for key, model in models.items():
+            model.load_state_dict(saved[key])
+        del saved
 
     images = [b["images"][i : i + 1] for b in batches for i in range(b["images"].shape[0])]
     timing: dict[str, dict[str, list[float]]] = {
@@ -453,13 +808,28 @@ def _measure_size(
             network_ms_all=[1000.0 * v for v in timing[key]["network"]],
             post_ms_all=[1000.0 * v for v in timing[key]["post"]],
         )
-    return {
+    block: dict[str, Any] = {
         "size": size,
         "data": str(root),
         "num_classes": num_classes,
         "batches": len(batches),
         "models": [rows[k] for k in models],
     }
+    if settings.train and settings.trainer_settings:
+        block["trained_in"] = trained_in
+    return block
+
+
+def _precision(settings: SpeedSettings, device: torch.device) -> str:
+    """The record's words for the arithmetic of the timed steps."""
+    if not (settings.train and settings.trainer_settings):
+        return "float32"
+    if device.type != "cuda":
+        return "training as gmaiou train runs it on the CPU (float32); inference float32"
+    return (
+        "training as gmaiou train runs it (float16 autocast where the preset's train.amp, "
+        "gradient scaler, TF32 per train.tf32, cudnn.benchmark); inference float32"
+    )
 
 
 def run_speed_benchmark(settings: SpeedSettings, progress: bool = False) -> dict[str, Any]:
@@ -472,6 +842,8 @@ def run_speed_benchmark(settings: SpeedSettings, progress: bool = False) -> dict
     from gmaiou.devices import resolve_device
 
     device = resolve_device(settings.device)
+    if settings.trainer_settings is None:
+        settings = dataclasses.replace(settings, trainer_settings=device.type == "cuda")
     for size in settings.sizes:  # fail on an unknown preset before any timing
         for key in settings.models:
             preset_at(key, settings.backbone, size)
@@ -486,7 +858,8 @@ def run_speed_benchmark(settings: SpeedSettings, progress: bool = False) -> dict
         "cpu_affinity": sorted(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else None,
-        "precision": "float32",
+        "trainer_settings": bool(settings.trainer_settings and settings.train),
+        "precision": _precision(settings, device),
         "scales": [],
     }
     for size in settings.sizes:
@@ -527,15 +900,75 @@ def _where(record: dict[str, Any]) -> str:
     return where
 
 
+#: The trainer-settings columns beside ``train s/iter``: (header, row key, format).
+_TRAINER_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("train img/s", "train_images_per_s", ".3g"),
+    ("peak GPU MiB", "train_peak_gpu_memory_mib", ".0f"),
+    ("syncs/step", "train_host_syncs_per_step", "d"),
+    ("COCO epoch min (estimate)", "train_coco_epoch_minutes_estimate", ".0f"),
+)
+
+
+def _cell(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _has_trainer_columns(record: dict[str, Any]) -> bool:
+    return bool(record.get("trainer_settings")) and record["settings"]["train"]
+
+
+def _trained_in_iterations(record: dict[str, Any]) -> list[int]:
+    """The iterations of training before the trained-in timing, per size that has one."""
+    return [b["trained_in"]["iterations"] for b in record["scales"] if b.get("trained_in")]
+
+
+def _trainer_heads(trained_in: bool) -> list[str]:
+    return [h for h, _, _ in _TRAINER_COLUMNS] + (["trained-in s/iter"] if trained_in else [])
+
+
+def _trainer_cells(r: dict[str, Any], trained_in: bool) -> list[str]:
+    cells = [_cell(r.get(key), spec) for _, key, spec in _TRAINER_COLUMNS]
+    if trained_in:
+        cells.append(_cell((r.get("trained_in") or {}).get("s_per_iter"), ".3g"))
+    return cells
+
+
+def _trainer_sentence(records: Sequence[dict[str, Any]]) -> str:
+    """What the trainer-settings columns mean."""
+    batches = sorted({r["settings"]["batch_size"] for r in records})
+    iterations = sorted({n for r in records for n in _trained_in_iterations(r)})
+    text = (
+        " Trainer settings: each step is gmaiou train's own (the loader's batch moved to the "
+        "device inside it; on CUDA float16 autocast where the preset's train.amp, gradient "
+        "scaler, TF32 per train.tf32, cudnn.benchmark); img/s is the batch over the median s/iter; peak GPU "
+        "MiB is the most allocated during the model's steps (the other models' weights "
+        "included); syncs/step are the host-device synchronisations of one step (CUDA's sync "
+        f"debug mode); the COCO epoch is an estimate: {COCO_TRAIN_IMAGES:,} images at batch "
+        f"{', '.join(map(str, batches))} at the median s/iter, data loading not counted"
+    )
+    if iterations:
+        text += (
+            "; trained-in s/iter: the median again after "
+            f"{', '.join(map(str, iterations))} iterations of training"
+        )
+    return text + "."
+
+
 def format_speed_table(record: dict[str, Any]) -> str:
     """Markdown: the device line, then one row per model and size."""
     s = record["settings"]
     trained = s["train"]
+    extended = _has_trainer_columns(record)
+    trained_in = extended and bool(_trained_in_iterations(record))
     head = "| model | config | size | weights | anchors |"
     rule = "|---|---|---:|---|---:|"
     if trained:
         head += " train s/iter |"
         rule += "---:|"
+    if extended:
+        heads = _trainer_heads(trained_in)
+        head += "".join(f" {h} |" for h in heads)
+        rule += "---:|" * len(heads)
     head += " network ms/img | post ms/img | dets/img | fps |"
     rule += "---:|---:|---:|---:|"
     lines = [
@@ -550,7 +983,8 @@ def format_speed_table(record: dict[str, Any]) -> str:
         )
         + f"inference: batch 1, median of {s['infer_iters']} images, network in eval mode, then "
         "post-processing (NMS and masks at the input size) of every detection above the "
-        "preset's score threshold (random weights fill images with detections: see dets/img).",
+        "preset's score threshold (random weights fill images with detections: see dets/img)."
+        + (_trainer_sentence([record]) if extended else ""),
         "",
         head,
         rule,
@@ -565,7 +999,9 @@ def format_speed_table(record: dict[str, Any]) -> str:
                 str(r["anchors"]),
             ]
             if trained:
-                cells.append(f"{r['train_s_per_iter']:.3g}")
+                cells.append(_cell(r.get("train_s_per_iter"), ".3g"))
+            if extended:
+                cells += _trainer_cells(r, trained_in)
             cells += [
                 f"{r['network_ms_per_image']:.1f}",
                 f"{r['post_ms_per_image']:.1f}",
@@ -587,6 +1023,28 @@ PAPER_CLAIMS: dict[str, str] = {
     "yolact-atss-gmaiou": "about 25% less inference time than YOLACT (fewer anchors; abstract)",
     "gmayolact-atss-gmaiou": "about the same inference time as YOLACT-550 (section 4.3)",
 }
+
+
+def _trainer_clause(
+    record: dict[str, Any], block: dict[str, Any], r: dict[str, Any], ref: dict[str, Any]
+) -> str:
+    """With the trainer settings: the trained-in ratio and the estimated COCO epochs."""
+    if not _has_trainer_columns(record):
+        return ""
+    parts = []
+    mine, theirs = (r.get("trained_in") or {}), (ref.get("trained_in") or {})
+    if mine.get("s_per_iter") and theirs.get("s_per_iter"):
+        ratio = mine["s_per_iter"] / theirs["s_per_iter"]
+        parts.append(
+            f"{ratio:.2f}x after {block['trained_in']['iterations']} iterations of training"
+        )
+    epoch = "train_coco_epoch_minutes_estimate"
+    if r.get(epoch) is not None and ref.get(epoch) is not None:
+        parts.append(
+            f"an estimated COCO epoch at batch {record['settings']['batch_size']}: "
+            f"{r[epoch]:.0f} against {ref[epoch]:.0f} minutes"
+        )
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def speed_findings(record: dict[str, Any], reference: str = "yolact-fixed") -> list[str]:
@@ -611,9 +1069,10 @@ def speed_findings(record: dict[str, Any], reference: str = "yolact-fixed") -> l
                 f"{change}; network alone {network:.2f}x, at {r['detections_per_image']:.0f} "
                 f"against {ref['detections_per_image']:.0f} detections per image)"
             )
-            if "train_s_per_iter" in r and "train_s_per_iter" in ref:
+            if r.get("train_s_per_iter") and ref.get("train_s_per_iter"):
                 ratio = r["train_s_per_iter"] / ref["train_s_per_iter"]
                 text += f", and a training iteration {ratio:.2f}x"
+                text += _trainer_clause(record, block, r, ref)
             if "random" in (r["weights"], ref["weights"]):
                 text += (
                     " (random weights: the detection counts, hence the post-processing, "
@@ -653,6 +1112,14 @@ def _record_line(record: dict[str, Any]) -> str:
         if s["train"]
         else ""
     )
+    if _has_trainer_columns(record):
+        dtypes = sorted(
+            {r.get("amp_dtype") or "float32" for b in record["scales"] for r in b["models"]}
+        )
+        training = f"training as gmaiou train ({', '.join(dtypes)}), " + training
+        iterations = _trained_in_iterations(record)
+        if iterations:
+            training += f"trained-in after {', '.join(map(str, iterations))} iterations; "
     return (
         f"- {_device_label(record)}, {s['backbone']} at {', '.join(map(str, s['sizes']))} px "
         f"({s['scale']} scale): {where}torch {record['torch']}; {training}inference median of "
@@ -667,23 +1134,30 @@ def format_model_speed(records: Sequence[dict[str, Any]]) -> str:
     optimizer step; inference is batch 1, the network in eval mode then the post-processing
     (NMS and masks at the input size) of every detection above the preset's score threshold.
     """
+    records = sorted(records, key=_record_order)
+    extended = any(_has_trainer_columns(r) for r in records)
+    trained_in = extended and any(_trained_in_iterations(r) for r in records)
+    extra = _trainer_heads(trained_in) if extended else []
     head = (
         "| device | backbone | size | model | weights | anchors | train s/iter "
-        "| network ms/img | post ms/img | dets/img | fps |"
+        + "".join(f"| {h} " for h in extra)
+        + "| network ms/img | post ms/img | dets/img | fps |"
     )
+    precision = "float32 unless trained with the trainer settings" if extended else "float32"
     lines = [
-        "The three models side by side in one process per record, float32; training: median "
+        f"The three models side by side in one process per record, {precision}; training: median "
         "s/iteration (forward, assignment, loss, backward, the preset's optimizer step); "
         "inference: batch 1, median ms per image of the network in eval mode and of the "
         "post-processing (NMS and masks at the input size) of every detection above the "
-        "preset's score threshold (random weights fill images with detections: see dets/img).",
+        "preset's score threshold (random weights fill images with detections: see dets/img)."
+        + (_trainer_sentence([r for r in records if _has_trainer_columns(r)]) if extended else ""),
         "",
-        *(_record_line(r) for r in sorted(records, key=_record_order)),
+        *(_record_line(r) for r in records),
         "",
         head,
-        "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---|---|---:|---:|" + "---:|" * len(extra) + "---:|---:|---:|---:|",
     ]
-    for record in sorted(records, key=_record_order):
+    for record in records:
         for block in record["scales"]:
             for r in block["models"]:
                 train = r.get("train_s_per_iter")
@@ -696,6 +1170,10 @@ def format_model_speed(records: Sequence[dict[str, Any]]) -> str:
                     weights,
                     str(r["anchors"]),
                     "–" if train is None else f"{train:.3g}",
+                ]
+                if extended:
+                    cells += _trainer_cells(r, trained_in)
+                cells += [
                     f"{r['network_ms_per_image']:.1f}",
                     f"{r['post_ms_per_image']:.1f}",
                     f"{r['detections_per_image']:.0f}",
@@ -790,6 +1268,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         train=False if args.skip_training else None,
+        trainer_settings=args.trainer_settings,
+        trained_in_iters=args.trained_in_iters,
+        trained_in_seconds=args.trained_in_seconds,
     )
     if args.threads is not None:
         if args.threads < 1:
@@ -837,6 +1318,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--infer-iters", type=int, default=None, help="timed inference images")
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds first")
     p.add_argument("--skip-training", action="store_true", help="time inference only")
+    p.add_argument(
+        "--trainer-settings",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time the training step exactly as gmaiou train takes it (autocast and gradient "
+        "scaler where the preset's train.amp, TF32 per train.tf32, cudnn.benchmark), with GPU "
+        "memory and host-device syncs (default: on for CUDA, off on the CPU: float32)",
+    )
+    p.add_argument(
+        "--trained-in-iters",
+        type=int,
+        default=None,
+        help="with the trainer settings: iterations of real training before timing again "
+        "(default: the profile's, 200; smoke 2; 0: none)",
+    )
+    p.add_argument(
+        "--trained-in-seconds",
+        type=float,
+        default=None,
+        help="stop that training after this many seconds (default: no limit)",
+    )
     p.add_argument(
         "--run",
         action="append",
