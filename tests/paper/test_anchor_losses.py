@@ -299,3 +299,23 @@ def test_collect_reads_records_and_names_runs_without_checkpoint(tmp_path, monke
     records, missing = collect_fig2_records(specs, [tmp_path / "none"], figures=tmp_path)
     assert records == [stored] and missing == [specs[1].run_id]
     assert not fig2_record_path("smoke", specs[1].run_id, tmp_path).exists()
+
+
+def test_committed_fig2_records_are_the_current_grids_runs():
+    import json
+    from pathlib import Path
+
+    from gmaiou.paper.experiments import get_grid, load_records
+
+    figures = Path(__file__).resolve().parents[2] / "figures"
+    runs = figures / "runs" / "default"
+    for fig2_folder, grid in (("fig2", "table2"), ("fig2-recipe1", "table2-recipe1")):
+        specs = {s.run_id: s for s in get_grid(grid, "default")}
+        trained = {r["id"]: r for r in load_records("default", grid, figures)}
+        stored = [json.loads(p.read_text()) for p in sorted((runs / fig2_folder).glob("*.json"))]
+        assert stored and all(r["id"] in specs for r in stored)
+        # each was made from the checkpoint of the run its record names (same iteration count)
+        assert all(
+            r["source"]["checkpoint_iteration"] == trained[r["id"]]["iterations"] for r in stored
+        )
+    assert len(list((runs / "fig2").glob("*.json"))) == 10  # ATSS IoU and GmaIoU, seeds 0-4

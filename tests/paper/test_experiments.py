@@ -171,11 +171,38 @@ def test_unknown_class_mix_is_refused(tmp_path):
 # ----------------------------------------------------------------------------- statistics
 
 
-def test_t_critical_table_and_expansion():
-    assert t_critical(1) == 12.706 and t_critical(2) == 4.303 and t_critical(30) == 2.042
-    assert abs(t_critical(40) - 2.021) < 2e-3 and abs(t_critical(120) - 1.980) < 2e-3
+@pytest.mark.parametrize(
+    ("df", "quantile"),
+    # R: qt(0.975, df)
+    [(1, 12.7062047361747), (2, 4.30265272974946), (4, 2.77644510519779),
+     (30, 2.04227245630124), (120, 1.97993040508242)],
+)  # fmt: skip
+def test_t_critical_is_the_exact_quantile(df, quantile):
+    assert t_critical(df) == pytest.approx(quantile, abs=1e-9)
+
+
+def test_t_quantile_inverts_the_two_sided_tail():
+    from gmaiou.paper.experiments.stats import t_quantile, t_two_sided_p
+
+    for alpha, df in ((0.05, 1), (0.05 / 7, 2), (0.01, 4), (1e-4, 9)):
+        assert t_two_sided_p(t_quantile(alpha, df), df) == pytest.approx(alpha, rel=1e-9)
+    assert t_quantile(0.05 / 3, 2) > t_quantile(0.05 / 2, 2) > t_critical(2)
+    assert t_quantile(0.01, 5) == pytest.approx(4.03214298355523, abs=1e-9)  # qt(0.995, 5)
     with pytest.raises(ValueError, match="degrees of freedom"):
         t_critical(0)
+    with pytest.raises(ValueError, match="alpha"):
+        t_quantile(0.0, 3)
+
+
+def test_interval_bounds_come_from_the_exact_quantile():
+    # Two pairs, differences -10.069313 and -7.642246 (Table 3, step 6 minus step 1, mask oLRP):
+    # the 3-decimal 12.706 gave -24.2749 (shown -24.27); qt(0.975, 1) gives -24.2752.
+    frame = pd.DataFrame(
+        {"data": "u", "label": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1],
+         "mask AP": [72.645916, 75.259958, 82.715229, 82.902204]}
+    )  # fmt: skip
+    row = paired_differences(frame, "a").iloc[0]
+    assert f"{row['ci low']:+.2f}" == "-24.28" and f"{row['ci high']:+.2f}" == "+6.56"
 
 
 def _frame(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
@@ -194,8 +221,8 @@ def test_paired_differences_by_hand():
     diffs = paired_differences(frame, "new").set_index("data")
     u = diffs.loc["u"]
     assert u["pairs"] == 3 and u["mean"] == pytest.approx(2.0) and u["std"] == pytest.approx(1.0)
-    assert u["ci low"] == pytest.approx(2.0 - 4.303 / math.sqrt(3))
-    assert u["ci high"] == pytest.approx(2.0 + 4.303 / math.sqrt(3)) and u["better"] == 1.0
+    assert u["ci low"] == pytest.approx(2.0 - 4.3026527 / math.sqrt(3))
+    assert u["ci high"] == pytest.approx(2.0 + 4.3026527 / math.sqrt(3)) and u["better"] == 1.0
     c = diffs.loc["c"]
     assert c["mean"] == -1.0 and math.isnan(c["ci low"]) and c["better"] == 0.0
     lower = paired_differences(frame, "new", higher_is_better=False).set_index("data")
@@ -709,6 +736,7 @@ def _fake_record(label: str, mix: str, seed: int, mask_ap: float) -> dict:
 
 
 def test_table2_report_computes_the_paired_gains_and_says_them():
+    from gmaiou.paper.experiments.primary import holm_table
     from gmaiou.paper.experiments.table2 import table2_report
 
     gains = {"uniform": (1.0, 1.2, 1.4), "coco": (0.0, 0.1, -0.1)}
@@ -724,40 +752,124 @@ def test_table2_report_computes_the_paired_gains_and_says_them():
     assert mask.loc["coco", "mean"] == pytest.approx(0.0, abs=1e-9)
     olrp = report.diffs[report.diffs["metric"] == "mask oLRP"].set_index("data")
     assert olrp.loc["uniform", "mean"] == pytest.approx(-1.2)  # lower oLRP is better
+    # One Holm family per metric, over both sets: 2 comparisons each.
+    assert set(report.diffs["family size"]) == {2}
+    assert report.diffs.equals(holm_table(report.diffs.iloc[:, :10], family="metric"))
+    uniform = mask.loc["uniform"]
+    # uniform: t = 1.2 / (0.2 / sqrt 3) = 10.39, p = 0.0091; the smaller p of 2, Holm level 0.025.
+    assert uniform["p"] == pytest.approx(0.009133, abs=1e-5)
+    assert uniform["p holm"] == pytest.approx(2 * uniform["p"])
+    assert uniform["holm level"] == 0.025
+    half = 6.2053468 * 0.2 / math.sqrt(3)  # qt(1 - 0.025 / 2, 2) * std / sqrt(3)
+    assert [uniform["holm low"], uniform["holm high"]] == pytest.approx([1.2 - half, 1.2 + half])
+    assert mask.loc["coco", "holm level"] == 0.05  # the larger p: the raw 95% interval
+    assert mask.loc["coco", "holm low"] == pytest.approx(mask.loc["coco", "ci low"])
     lines = report.findings.splitlines()
-    # Each line names its comparison; the numbers are the paired means and intervals.
     assert "uniform" in lines[1] and "coco" in lines[0]
-    half = 4.303 * 0.2 / math.sqrt(3)  # t(0.975, 2) * std / sqrt(3)
-    mean, _, low, high = numbers_in(lines[1])[:4]  # mean, "95%", the interval
-    assert [mean, low, high] == pytest.approx([1.20, 1.20 - half, 1.20 + half], abs=6e-3)
-    assert mask.loc["uniform", "ci low"] > 0 and mask.loc["coco", "ci low"] < 0
+    raw = 4.3026527 * 0.2 / math.sqrt(3)  # t(0.975, 2) * std / sqrt(3)
+    # mean, 95, the raw interval, the family size, the adjusted interval, its p, the pairs
+    numbers = numbers_in(lines[1])
+    assert numbers[:9] == pytest.approx(
+        [1.20, 95, 1.20 - raw, 1.20 + raw, 2, 1.20 - half, 1.20 + half, 0.018, 3], abs=6e-3
+    )
+    assert numbers[9:] == [1.0, 1.5]  # the claim
     other = report.diffs[report.diffs["metric"] != "mask AP"]
-    assert ((other["ci low"] > 0) | (other["ci high"] < 0)).sum() == 2  # the uniform set's
+    assert (other["p holm"] <= 0.05).sum() == 2  # the uniform set's box AP and mask oLRP
     assert set(report.table["seeds"]) == {3}
     with pytest.raises(ValueError, match="at least one run record"):
         table2_report([])
 
 
-def test_other_metrics_sentence_counts_only_the_intervals_that_exclude_zero():
+def test_table2_verdicts_follow_the_holm_adjusted_p():
+    from gmaiou.paper.experiments.table2 import table2_report
+
+    # Five comparisons on one set, each with raw p = 0.013: none survives Holm (5 x 0.013).
+    labels = ["fixed IoU", "ATSS IoU", "ATSS GIoU", "ATSS DIoU", "ATSS maIoU (P=B)"]
+    records = [
+        _fake_record(label, "uniform", seed, 20.0 + seed) for label in labels for seed in range(3)
+    ]
+    records += [
+        _fake_record("ATSS GmaIoU (P=M)", "uniform", seed, 20.0 + seed + gain)
+        for seed, gain in enumerate((0.8, 1.0, 1.2))
+    ]
+    report = table2_report(records)
+    mask = report.diffs[report.diffs["metric"] == "mask AP"]
+    assert len(mask) == 5 and (mask["ci low"] > 0).all()  # each raw interval excludes zero
+    assert mask["p"].tolist() == pytest.approx([0.01307] * 5, abs=1e-5)
+    assert mask["p holm"].tolist() == pytest.approx([0.0653] * 5, abs=1e-4)
+    # Holm levels 0.01, 0.0125, 0.0167, 0.025, 0.05 in the order of the (tied) p-values; the
+    # intervals of the steps whose level exceeds 0.013 exclude zero, yet Holm stopped at the first.
+    assert mask["holm level"].tolist() == pytest.approx([0.05 / k for k in (5, 4, 3, 2, 1)])
+    assert (mask["holm low"] < 0).tolist() == [True, True, False, False, False]
+    verdicts = [numbers_in(line) for line in report.findings.splitlines() if "mask AP (95%" in line]
+    # mean, 95, raw interval, family size, adjusted interval, adjusted p, pairs (then a claim)
+    assert len(verdicts) == 5 and all(n[4] == 5 and n[7] > 0.05 for n in verdicts)
+
+
+def test_differences_table_columns_and_p_values():
+    from gmaiou.paper.experiments.table2 import DIFF_COLUMNS, differences_table, table2_report
+
+    records = [
+        _fake_record(label, mix, seed, 20.0 + seed + (1.0 + 0.1 * seed if "Gma" in label else 0))
+        for mix in ("uniform", "coco")
+        for seed in range(3)
+        for label in ("ATSS IoU", "ATSS GmaIoU (P=M)")
+    ]
+    report = table2_report(records)
+    text = differences_table(report.diffs, {"uniform": "the uniform set"})
+    header, _, first, *_ = text.splitlines()
+    assert [c.strip() for c in header.strip("|").split("|")] == list(DIFF_COLUMNS)
+    cells = [c.strip() for c in first.strip("|").split("|")]
+    assert cells[0] == "coco" and cells[3] == "3" and cells[9] == "2"
+    assert float(cells[4]) == pytest.approx(1.1, abs=1e-3)
+    assert float(cells[10]) == pytest.approx(report.diffs.loc[0, "p holm"], abs=1e-3)
+    assert "the uniform set" in text
+
+
+def test_other_metrics_sentence_counts_only_what_holm_rejects():
     from gmaiou.paper.experiments.table2 import other_metrics_sentence
 
-    def row(metric, mean, lo, hi):
+    def row(metric, mean, lo, hi, p_holm, h_lo, h_hi):
         return {"metric": metric, "data": "uniform", "comparison": "A − B", "mean": mean,
-                "ci low": lo, "ci high": hi}  # fmt: skip
+                "ci low": lo, "ci high": hi, "p holm": p_holm, "holm low": h_lo,
+                "holm high": h_hi}  # fmt: skip
 
     diffs = pd.DataFrame(
         [
-            row("mask AP", 3.0, 1.0, 5.0),
-            row("box AP", -0.5, -1.0, -0.1),
-            row("mask oLRP", 0.4, -0.2, 1.0),
-            row("box AP", 0.2, None, None),
+            row("mask AP", 3.0, 1.0, 5.0, 0.01, 0.5, 5.5),
+            row("box AP", -0.5, -1.0, -0.1, 0.02, -1.2, -0.05),
+            row("mask oLRP", 0.4, 0.1, 1.0, 0.08, -0.3, 1.1),  # raw interval excludes 0, Holm not
+            row("box AP", 0.2, None, None, None, None, None),
         ]  # fmt: skip
     )
     sentence = other_metrics_sentence(diffs)
-    # 1 of 2 intervals excludes zero: box AP -0.50 (-1.00 to -0.10); the mask oLRP one does not.
-    assert numbers_in(sentence) == [1, 2, 95, -0.5, 95, -1.0, -0.1] and "box AP" in sentence
-    assert numbers_in(other_metrics_sentence(diffs.iloc[[0, 2]])) == [1, 95]
+    # 1 of 2 rejected (1 box AP, 1 mask oLRP comparisons): box AP -0.50, its two intervals, p
+    assert numbers_in(sentence) == [1, 2, 1, 1, -0.5, 95, -1.0, -0.1, -1.2, -0.05, 0.02]
+    assert "box AP" in sentence
+    assert numbers_in(other_metrics_sentence(diffs.iloc[[0, 2]])) == [1, 1]
     assert "no comparison" in other_metrics_sentence(diffs.iloc[[3]])
+
+
+def test_training_provenance_names_devices_threads_and_dirty_runs():
+    from gmaiou.paper.experiments.stats import training_provenance
+
+    def rec(label, mix, seed, device="CPU (1 threads)", threads=1, commit="abc"):
+        return {"label": label, "data": {"mix": mix}, "seed": seed, "device_name": device,
+                "torch_threads": threads, "commit": commit}  # fmt: skip
+
+    records = [rec("A", "u", s) for s in range(3)] + [rec("B", "u", s) for s in range(3)]
+    text = training_provenance(records)
+    assert numbers_in(text) == [6, 1, 0, 6]  # all 6 on one setting; 0 of 6 dirty
+    assert "mixes" not in text
+    records[4] = rec("B", "u", 1, "CPU (2 threads)", 2)
+    records[5] = rec("B", "c", 2, "GPU", 1, commit="abc-dirty")
+    text = training_provenance(records, order=["B", "A"])
+    # 1 run on the CPU with 2 threads (B u seed 1), 1 on the GPU with 1 (B c seed 2), the other
+    # 4 with 1; mixed thread counts (1, 2); the runs of u seed 1 differ; 1 of 6 dirty: B c seed 2
+    assert numbers_in(text) == [1, 2, 1, 1, 1, 2, 4, 1, 1, 2, 1, 1, 6, 2]
+    assert "this table mixes devices (CPU, GPU) and thread counts (1, 2)" in text
+    assert text.count("B: c seed 2") == 2
+    assert training_provenance([]) == "no runs"
 
 
 def test_run_grid_recorded_only_trains_nothing_and_names_the_missing(tmp_path, capsys):

@@ -27,7 +27,7 @@ from gmaiou.paper.experiments.primary import (
     write_primary_test,
 )
 from gmaiou.paper.experiments.runner import RunSpec, SyntheticData, load_records, run_one
-from gmaiou.paper.experiments.stats import t_critical
+from gmaiou.paper.experiments.stats import t_critical, t_quantile
 from gmaiou.paper.paths import repo_root
 
 IOU, GMAIOU = "ATSS IoU", "ATSS GmaIoU (P=M)"
@@ -98,7 +98,7 @@ def test_primary_test_by_hand():
     result = primary_test(records)
     # gains 1.0, 2.0, 1.5, 0.5, 1.0: mean 1.2, squared deviations 1.3 in all
     sd = math.sqrt(1.3 / 4)
-    half = 2.776 * sd / math.sqrt(5)
+    half = 2.7764451 * sd / math.sqrt(5)
     assert result["pairs"] == 5 and result["df"] == 4 and result["mixes"] == ["coco", "uniform"]
     assert result["mean"] == pytest.approx(1.2) and result["sd"] == pytest.approx(sd)
     assert result["ci_low"] == pytest.approx(1.2 - half)
@@ -108,7 +108,7 @@ def test_primary_test_by_hand():
     assert result["claim_inside"] and result["claim_overlaps"]
     uniform = primary_test(records, mix="uniform")
     assert uniform["pairs"] == 3 and uniform["mean"] == pytest.approx(1.5)
-    assert uniform["ci_low"] == pytest.approx(1.5 - 4.303 * 0.5 / math.sqrt(3))
+    assert uniform["ci_low"] == pytest.approx(1.5 - 4.3026527 * 0.5 / math.sqrt(3))
     low = primary_test(_pairs({("uniform", 0): 0.1, ("uniform", 1): 0.2, ("uniform", 2): 0.3}))
     assert not low["claim_inside"] and not low["claim_overlaps"] and low["ci_high"] < 1.0
     with pytest.raises(ValueError, match="at least 2 complete pairs"):
@@ -144,8 +144,8 @@ def test_mob_share_slope_by_hand():
     assert result["pairs"] == 8 and result["df"] == 6
     assert result["slope"] == pytest.approx(1.25) and result["intercept"] == pytest.approx(-0.025)
     assert result["se"] == pytest.approx(se)
-    assert result["ci_low"] == pytest.approx(1.25 - 2.447 * se)  # 0.599
-    assert result["ci_high"] == pytest.approx(1.25 + 2.447 * se)  # 1.901
+    assert result["ci_low"] == pytest.approx(1.25 - 2.4469119 * se)  # 0.599
+    assert result["ci_high"] == pytest.approx(1.25 + 2.4469119 * se)  # 1.901
     assert result["p"] == pytest.approx(t_two_sided_p(1.25 / se, 6))
     levels = result["levels"]
     assert list(levels["mix"]) == ["mob10", "mob30", "mob50", "mob70"]
@@ -153,10 +153,20 @@ def test_mob_share_slope_by_hand():
     assert list(levels["pairs"]) == [2, 2, 2, 2]
     # two pairs: sd |a - b| / sqrt 2, interval half-width 12.706 |a - b| / 2
     assert list(levels["ci low"]) == pytest.approx(
-        [0.1 - 12.706 * 0.1, 0.3 - 12.706 * 0.1, 0.7 - 12.706 * 0.1, 0.8 - 12.706 * 0.2]
+        [
+            0.1 - 12.7062047 * 0.1,
+            0.3 - 12.7062047 * 0.1,
+            0.7 - 12.7062047 * 0.1,
+            0.8 - 12.7062047 * 0.2,
+        ]
     )
     assert list(levels["ci high"]) == pytest.approx(
-        [0.1 + 12.706 * 0.1, 0.3 + 12.706 * 0.1, 0.7 + 12.706 * 0.1, 0.8 + 12.706 * 0.2]
+        [
+            0.1 + 12.7062047 * 0.1,
+            0.3 + 12.7062047 * 0.1,
+            0.7 + 12.7062047 * 0.1,
+            0.8 + 12.7062047 * 0.2,
+        ]
     )
     keyed = {(mix, k): MOB_SHARES[mix] for mix, k in MOB_GAINS}  # per (mix, data seed)
     assert mob_share_slope(_pairs(MOB_GAINS), keyed)["slope"] == pytest.approx(1.25)
@@ -193,6 +203,72 @@ def test_holm_table_adjusts_per_family():
     assert math.isnan(out.loc[4, "p"]) and math.isnan(out.loc[4, "p holm"])
     by_data = holm_table(diffs, family=["metric", "data"])
     assert by_data.loc[1, "p holm"] == pytest.approx(expected[1])  # alone in its family
+
+
+def test_holm_table_widens_each_interval_to_its_step_level():
+    diffs = pd.DataFrame(
+        {
+            "metric": ["mask AP"] * 3 + ["box AP"],
+            "pairs": [3, 3, 5, 3],
+            "mean": [1.0, 0.2, -0.5, 2.0],
+            "std": [0.5, 1.0, 0.5, 1.0],
+        }
+    )
+    out = holm_table(diffs)
+    # mask AP: p 0.0377 (row 0), 0.7578 (row 1), 0.0947 (row 2): ranks 1, 3, 2 of 3
+    assert list(out["family size"]) == [3, 3, 3, 1]
+    assert list(out["holm level"]) == pytest.approx([0.05 / 3, 0.05, 0.05 / 2, 0.05])
+    half = [
+        t_quantile(0.05 / 3, 2) * 0.5 / math.sqrt(3),
+        t_critical(2) * 1.0 / math.sqrt(3),  # the largest p: the raw 95% interval
+        t_quantile(0.025, 4) * 0.5 / math.sqrt(5),
+    ]
+    assert list(out["holm low"].iloc[:3]) == pytest.approx(
+        [m - h for m, h in zip([1.0, 0.2, -0.5], half)]
+    )
+    assert list(out["holm high"].iloc[:3]) == pytest.approx(
+        [m + h for m, h in zip([1.0, 0.2, -0.5], half)]
+    )
+    assert t_quantile(0.05 / 3, 2) == pytest.approx(7.6488, abs=1e-4)  # qt(1 - 0.05 / 6, 2)
+    assert list(out["t"]) == pytest.approx(
+        [1.0 / (0.5 / math.sqrt(3)), 0.2 / (1 / math.sqrt(3)), -0.5 / (0.5 / math.sqrt(5)),
+         2.0 / (1 / math.sqrt(3))]
+    )  # fmt: skip
+    # p holm <= 0.05 implies an adjusted interval that excludes zero
+    rejected = out[out["p holm"] <= 0.05]
+    assert ((rejected["holm low"] > 0) | (rejected["holm high"] < 0)).all()
+
+
+def test_writers_write_nothing_without_records_and_say_when_pairs_are_too_few(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path))
+    assert write_primary_test([], "default") == []
+    assert write_mob_share_gain([], {}, "default") == []
+    assert list(tmp_path.iterdir()) == []
+    one_pair = _pairs({("uniform", 0): 1.0})
+    (path,) = write_primary_test(one_pair, "default")
+    assert path.name == "primary_test_findings.md"
+    # 1 complete pair of the 10 planned; the test needs 2; footer: 2 runs, 1 pair
+    assert numbers_in(path.read_text().splitlines()[0]) == [1, 10, 2]
+    (path,) = write_mob_share_gain(_pairs({("mob10", 0): 0.1, ("mob30", 0): 0.2}), None, "default")
+    assert path.name == "mob_share_gain_findings.md"
+    assert numbers_in(path.read_text().splitlines()[0]) == [2, 2, 3, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mob_share_gain_findings.md",
+        "primary_test_findings.md",
+    ]
+
+
+def test_notebook_09_writes_through_the_writers_only_when_records_exist():
+    notebook = repo_root() / "notebooks" / "09_primary_test.ipynb"
+    cells = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"]]
+    code = "\n".join(cells)
+    assert 'get_grid("primary", profile)' in code and 'get_grid("mob-share", profile)' in code
+    assert code.count("run_grid(") == 2  # trains only without GMAIOU_RECORDED_ONLY
+    assert "write_primary_test(primary_records, profile)" in code
+    assert "write_mob_share_gain(mob_records, profile=profile)" in code
+    assert "save_" not in code  # every file comes from the writers
 
 
 # ----------------------------------------------------------------------------- writers

@@ -28,6 +28,8 @@ from gmaiou.paper.experiments.grids import (
 )
 from gmaiou.paper.experiments.runner import RunSpec, SyntheticData, run_one, spec_from_record
 from gmaiou.paper.experiments.table3 import (
+    COSINE_OVER,
+    cosine_yolact_records,
     format_gain,
     measure_speed,
     median_iteration_seconds,
@@ -272,7 +274,7 @@ def test_step_gains_by_hand():
     gains = step_gains(step_frame(records, speeds))
     mask = gains[(gains["metric"] == "mask AP") & (gains["over"] == "previous step")]
     mask = mask.set_index("step")
-    half = 4.303 * math.sqrt(1 / 12) / math.sqrt(3)  # t(2) * std(2, 2.5, 2) / sqrt(3)
+    half = 4.3026527 * math.sqrt(1 / 12) / math.sqrt(3)  # t(2) * std(2, 2.5, 2) / sqrt(3)
     assert mask.loc[2, "mean"] == pytest.approx(13 / 6)
     assert mask.loc[2, "ci low"] == pytest.approx(13 / 6 - half, abs=1e-3)
     assert mask.loc[2, "ci high"] == pytest.approx(13 / 6 + half, abs=1e-3)
@@ -293,6 +295,111 @@ def test_step_gains_by_hand():
         speed.loc["train s/it", "verdict"] == "slower" and speed.loc["fps", "verdict"] == "slower"
     )
     assert speed.loc["train s/it", "mean"] == pytest.approx(1.1)
+
+
+def test_verdicts_need_the_holm_adjusted_p():
+    records, speeds = _records()
+    for r in records:  # step 2 - step 1: 1.0, 1.5, 2.0 instead of 2, 2.5, 2
+        if r["label"] == LABELS[1]:
+            r["metrics"]["segm"]["AP"] = {0: 11.0, 1: 12.5, 2: 14.0}[r["seed"]]
+    gains = step_gains(step_frame(records, speeds))
+    mask = gains[gains["metric"] == "mask AP"]
+    # One family per metric: the 9 mask-AP comparisons with two or more pairs (step 7 has one).
+    assert set(mask["family size"].dropna()) == {9} and mask["family size"].isna().sum() == 2
+    row = mask[(mask["step"] == 2) & (mask["over"] == "previous step")].iloc[0]
+    # mean 1.5, sd 0.5, 3 pairs: t = 5.196, p = 0.0351; the 6th smallest of 9 p-values
+    assert [row["mean"], row["ci low"], row["ci high"]] == pytest.approx(
+        [1.5, 1.5 - 4.3026527 * 0.5 / math.sqrt(3), 1.5 + 4.3026527 * 0.5 / math.sqrt(3)]
+    )
+    assert row["p"] == pytest.approx(0.035099, abs=1e-6)
+    assert row["p holm"] == pytest.approx(4 * row["p"]) and row["holm level"] == 0.05 / 4
+    half = 8.8603 * 0.5 / math.sqrt(3)  # qt(1 - 0.0125 / 2, 2)
+    assert row["holm low"] == pytest.approx(1.5 - half, abs=1e-3)
+    assert row["ci low"] > 0 and row["verdict"] == "no detectable change"
+    assert numbers_in(format_gain(row)) == pytest.approx(
+        [1.5, 0.26, 2.74, 1.5 - half, 1.5 + half, 0.14], abs=6e-3
+    )
+    # A change needs p holm <= 0.05; its side follows the mean and the metric's direction.
+    helped = mask[mask["verdict"] == "helps"]
+    assert (helped["p holm"] <= 0.05).all() and (helped["mean"] > 0).all()
+    assert set(zip(helped["step"], helped["over"])) == {
+        (5, "previous step"),
+        (5, "step 1"),
+        (6, "step 1"),
+    }
+
+
+def test_gmayolact_is_compared_with_a_cosine_yolact_in_the_same_family():
+    records, speeds = _records()
+    records = [r for r in records if r["label"] != LABELS[-1]]
+    speeds = [s for s in speeds if not s["id"].startswith("s7")]
+    for seed, ap in enumerate((20.0, 21.0, 22.5)):
+        metrics = {"AP": ap, "AP50": 2 * ap, "AP75": ap / 2, "oLRP": 100 - ap}
+        records.append({**records[0], "id": f"s7-seed{seed}", "label": LABELS[-1], "seed": seed,
+                        "metrics": {"segm": metrics, "bbox": {**metrics, "AP": ap + 10}}})  # fmt: skip
+    cosine = []
+    for seed, ap in enumerate((15.0, 16.0, 17.0)):  # GmaYOLACT - cosine YOLACT: 5, 5, 5.5
+        metrics = {"AP": ap, "AP50": 2 * ap, "AP75": ap / 2, "oLRP": 100 - ap}
+        cosine.append({**records[0], "id": f"cos-seed{seed}", "label": "fixed IoU", "seed": seed,
+                       "metrics": {"segm": metrics, "bbox": {**metrics, "AP": ap + 10}}})  # fmt: skip
+    report = table3_report(records, speeds, cosine_yolact=cosine)
+    rows = report.gains[report.gains["over"] == COSINE_OVER]
+    # accuracy only: the cosine runs have no speed records
+    assert sorted(rows["metric"]) == ["box AP", "box oLRP", "mask AP", "mask oLRP"]
+    mask = rows.set_index("metric").loc["mask AP"]
+    assert mask["step"] == 7 and mask["pairs"] == 3 and mask["mean"] == pytest.approx(31 / 6)
+    family = report.gains[report.gains["metric"] == "mask AP"]
+    assert mask["family size"] == family["p holm"].notna().sum() == 12  # 6 + 5 + 1
+    assert report.gains_table["minus"].iloc[-1].startswith(COSINE_OVER)
+    claim = report.claims.set_index("claim")["result"].filter(like="+7 mask AP").iloc[0]
+    over_step1 = report.gains[(report.gains["over"] == "step 1") & (report.gains["step"] == 7)]
+    first = over_step1.set_index("metric").loc["mask AP"]
+    # step 1: 1 (step), its gain, raw interval, Holm interval, p, pairs, the paper's 7; then the
+    # cosine YOLACT: step 1 and step 5 named, its gain, intervals, p, pairs, 7, and 550 px
+    numbers = numbers_in(claim)
+    assert numbers[:8] == pytest.approx(
+        [1, first["mean"], first["ci low"], first["ci high"], first["holm low"],
+         first["holm high"], first["p holm"], 3], abs=6e-3
+    )  # fmt: skip
+    # the paper's 7; grid table2, step 1's config, step 5's annealing; then the cosine gain
+    assert numbers[8:12] == [7, 2, 1, 5]
+    assert numbers[12:20] == pytest.approx(
+        [mask["mean"], mask["ci low"], mask["ci high"], mask["holm low"], mask["holm high"],
+         mask["p holm"], 3, 7], abs=6e-3
+    )  # fmt: skip
+    without = table3_report(records, speeds).claims.set_index("claim")["result"]
+    # no second baseline: only step 1's comparison, then "step 1's config", ResNet-50, 550 px
+    assert numbers_in(without.filter(like="+7 mask AP").iloc[0])[7:] == [3, 7, 1, -50, 550]
+
+
+def test_cosine_yolact_records_are_table2s_fixed_iou_runs_on_the_same_set():
+    from gmaiou.paper.experiments.runner import load_records
+
+    figures = Path(__file__).resolve().parents[2] / "figures"
+    specs = get_grid("table3", "default")
+    table2 = load_records("default", "table2", figures)
+    found = cosine_yolact_records(table2, specs)
+    assert [(r["label"], r["data"]["mix"], r["seed"]) for r in found] == [
+        ("fixed IoU", "uniform", s) for s in range(3)
+    ]
+    assert cosine_yolact_records(load_records("default", "table3", figures), specs) == []
+    assert cosine_yolact_records(table2, get_grid("table3", "smoke")) == []  # other config
+
+
+def test_committed_table3_bounds_are_formatted_from_exact_intervals():
+    from gmaiou.paper.experiments.runner import load_records
+
+    figures = Path(__file__).resolve().parents[2] / "figures"
+    records = load_records("default", "table3", figures)
+    report = table3_report(records)
+    row = report.gains[
+        (report.gains["step"] == 6)
+        & (report.gains["over"] == "step 1")
+        & (report.gains["metric"] == "mask oLRP")
+    ].iloc[0]
+    # seeds 0, 1: -10.069313 and -7.642246; qt(0.975, 1) = 12.7062047
+    assert row["ci low"] == pytest.approx(-24.27516, abs=1e-4)
+    assert numbers_in(format_gain(row))[:3] == [-8.86, -24.28, 6.56]
 
 
 def test_report_tables_have_no_nan_and_say_when_seeds_are_missing():
@@ -329,13 +436,10 @@ def test_a_wide_fps_interval_is_not_read_as_support_for_the_claim():
                                                     "images_per_s": 30.0}]  # fmt: skip
     claims = table3_report(records, speeds).claims.set_index("claim")["result"]
     result = claims.filter(like="keeps YOLACT's inference time").iloc[0]
-    assert "no detectable change" in result and numbers_in(result)[:5] == [
-        0.0,
-        -127.1,
-        127.1,
-        1.0,
-        2,
-    ]
+    # the gain, its raw and Holm intervals (one family of 2 fps comparisons), the adjusted p,
+    # the fps ratio and the pairs
+    assert "no detectable change" in result
+    assert numbers_in(result)[:8] == [0.0, -127.1, 127.1, -127.1, 127.1, 1.0, 1.0, 2]
 
 
 def test_report_without_speed_records_says_so():

@@ -7,19 +7,21 @@ from the records of the ``primary`` and ``mob-share`` grids (:mod:`gmaiou.paper.
 * :func:`mob_share_slope`: the paired gain against the realised share of boxes with MOB < 0.5,
   a least-squares line over the pairs with the slope's 95% t interval (``n - 2`` degrees of
   freedom), and each level's mean gain with its interval.
-* :func:`holm_table`: Holm-adjusted p-values per family of comparisons for a
-  :func:`~gmaiou.paper.experiments.stats.paired_differences` frame.
+* :func:`holm_table`: for a :func:`~gmaiou.paper.experiments.stats.paired_differences` frame,
+  the paired t-test's p-values, Holm's adjusted p-values per family of comparisons and the
+  intervals widened to each comparison's Holm level (Tables 2 and 3 use it).
 * :func:`write_primary_test`, :func:`write_mob_share_gain`: ``primary_test`` and
   ``mob_share_gain`` as Markdown tables, PNG/PDF figures and findings files.
 
-Student's t distribution function is computed here (no SciPy) from the regularized incomplete
-beta function, ``P(|T| > t) = I_{df / (df + t^2)}(df / 2, 1 / 2)``, evaluated by its continued
-fraction with Lentz's method; the 95% quantiles are :func:`~gmaiou.paper.experiments.stats.t_critical`.
+Student's t distribution (no SciPy) is :mod:`gmaiou.paper.experiments.stats`'s:
+:func:`~gmaiou.paper.experiments.stats.t_cdf`, :func:`~gmaiou.paper.experiments.stats.t_two_sided_p`
+and the quantiles :func:`~gmaiou.paper.experiments.stats.t_quantile` (re-exported here).
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,15 @@ import pandas as pd
 
 from gmaiou.paper.experiments.grids import ASSIGNER_LABELS, PRIMARY_ASSIGNERS
 from gmaiou.paper.experiments.power import holm_adjust
-from gmaiou.paper.experiments.stats import METRICS, t_critical
+from gmaiou.paper.experiments.stats import (
+    METRICS,
+    regularized_beta,
+    t_cdf,
+    t_critical,
+    t_quantile,
+    t_two_sided_p,
+    training_provenance,
+)
 
 __all__ = [
     "BASELINE",
@@ -47,6 +57,7 @@ __all__ = [
     "realised_shares",
     "regularized_beta",
     "t_cdf",
+    "t_quantile",
     "t_two_sided_p",
     "write_mob_share_gain",
     "write_primary_test",
@@ -56,71 +67,6 @@ BASELINE = ASSIGNER_LABELS[PRIMARY_ASSIGNERS[0]]
 TREATMENT = ASSIGNER_LABELS[PRIMARY_ASSIGNERS[1]]
 #: The paper's claimed mask AP gain of ATSS GmaIoU (P = M) over ATSS IoU (``docs/spec.md`` section 5).
 CLAIM: tuple[float, float] = (1.0, 1.5)
-
-_TINY = 1e-300
-
-
-# ----------------------------------------------------------------------------- Student's t
-
-
-def _beta_fraction(x: float, a: float, b: float, eps: float = 1e-15, most: int = 1000) -> float:
-    """The continued fraction ``1 + d1 / (1 + d2 / (1 + ...))`` of ``I_x(a, b)``, by Lentz's method.
-
-    ``d_{2m} = m (b - m) x / ((a + 2m - 1)(a + 2m))`` and
-    ``d_{2m+1} = -(a + m)(a + b + m) x / ((a + 2m)(a + 2m + 1))``.
-    """
-    value, c, d = 1.0, 1.0, 0.0
-    for j in range(1, 2 * most + 1):
-        m = j // 2
-        if j % 2:
-            term = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
-        else:
-            term = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
-        d = 1.0 + term * d
-        d = 1.0 / (d if abs(d) > _TINY else _TINY)
-        c = 1.0 + term / c
-        c = c if abs(c) > _TINY else _TINY
-        step = c * d
-        value *= step
-        if abs(step - 1.0) < eps:
-            return value
-    raise ArithmeticError(f"the incomplete beta fraction did not converge for x={x}, a={a}, b={b}")
-
-
-def regularized_beta(x: float, a: float, b: float) -> float:
-    """The regularized incomplete beta function ``I_x(a, b)`` for ``0 <= x <= 1``, ``a, b > 0``."""
-    if not (a > 0 and b > 0):
-        raise ValueError(f"a and b must be > 0, got a={a!r}, b={b!r}")
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"x must lie in [0, 1], got {x!r}")
-    if x in (0.0, 1.0):
-        return x
-    if x > (a + 1) / (a + b + 2):  # the fraction converges fast below this point
-        return 1.0 - regularized_beta(1.0 - x, b, a)
-    log_front = (
-        a * math.log(x)
-        + b * math.log1p(-x)
-        - math.log(a)
-        - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
-    )
-    return math.exp(log_front) / _beta_fraction(x, a, b)
-
-
-def t_two_sided_p(t: float, df: float) -> float:
-    """``P(|T| >= |t|)`` for Student's ``T`` with ``df`` degrees of freedom."""
-    if not df > 0:
-        raise ValueError(f"degrees of freedom must be > 0, got {df!r}")
-    if math.isnan(t):
-        return math.nan
-    if math.isinf(t):
-        return 0.0
-    return regularized_beta(df / (df + t * t), df / 2, 0.5)
-
-
-def t_cdf(t: float, df: float) -> float:
-    """``P(T <= t)`` for Student's ``T`` with ``df`` degrees of freedom."""
-    tail = 0.5 * t_two_sided_p(t, df)
-    return 1.0 - tail if t > 0 else tail
 
 
 # ----------------------------------------------------------------------------- pairs
@@ -336,34 +282,70 @@ def realised_shares(
 # ----------------------------------------------------------------------------- Holm
 
 
-def holm_table(diffs: pd.DataFrame, family: str | Sequence[str] = "metric") -> pd.DataFrame:
+def holm_table(
+    diffs: pd.DataFrame, family: str | Sequence[str] = "metric", alpha: float = 0.05
+) -> pd.DataFrame:
     """``diffs`` (:func:`~gmaiou.paper.experiments.stats.paired_differences` rows) with the
-    paired t-test's two-sided ``p`` and Holm's adjusted ``p holm`` within each family.
+    paired t-test and Holm's step-down adjustment within each family of comparisons.
 
     A family is the rows sharing the ``family`` column(s) (default: one family per metric).
-    Rows with fewer than two pairs get NaN and are left out of their family.
+    Added columns:
+
+    * ``t``, ``p``: the paired t statistic ``mean / (std / sqrt(pairs))`` and its two-sided
+      p-value (``pairs - 1`` degrees of freedom);
+    * ``p holm``: Holm's adjusted p-value (:func:`~gmaiou.paper.experiments.power.holm_adjust`);
+      the family's comparisons with ``p holm <= alpha`` are those Holm's procedure rejects;
+    * ``family size``: the ``m`` comparisons of the row's family;
+    * ``holm level``: the Bonferroni-Holm step's level for the row, ``alpha / (m - rank + 1)``
+      with ``rank`` its place (1 = smallest p) among the family's p-values;
+    * ``holm low``, ``holm high``: the t interval at that level,
+      ``mean ± t_quantile(holm level, pairs - 1) · std / sqrt(pairs)``, wider than the raw
+      ``1 - alpha`` interval except for the family's largest p-value.
+
+    The adjusted interval is the step's own: where Holm's procedure stopped at an earlier
+    (smaller) p-value, a later comparison is not rejected (its ``p holm`` exceeds ``alpha``)
+    although its interval may exclude zero. ``p holm <= alpha`` always implies that its interval
+    excludes zero; a verdict reads ``p holm``. Rows with fewer than two pairs get NaN and are
+    left out of their family.
     """
     out = diffs.copy()
-    p_values = []
+    t_values, p_values = [], []
     for _, row in out.iterrows():
         n, mean, std = int(row["pairs"]), float(row["mean"]), float(row["std"])
         if n < 2 or math.isnan(std):
+            t_values.append(math.nan)
             p_values.append(math.nan)
             continue
         se = std / math.sqrt(n)
         if se > 0:
+            t_values.append(mean / se)
             p_values.append(t_two_sided_p(mean / se, n - 1))
         else:
+            t_values.append(math.copysign(math.inf, mean) if mean else math.nan)
             p_values.append(0.0 if mean else 1.0)
+    out["t"] = t_values
     out["p"] = p_values
-    out["p holm"] = math.nan
+    for column in ("p holm", "family size", "holm level", "holm low", "holm high"):
+        out[column] = math.nan
     keys = [family] if isinstance(family, str) else list(family)
     if out.empty:
         return out
     for _, group in out.groupby(keys, sort=False):
         valid = group["p"].dropna()
-        if not valid.empty:
-            out.loc[valid.index, "p holm"] = holm_adjust(valid.tolist())
+        if valid.empty:
+            continue
+        m = len(valid)
+        out.loc[valid.index, "p holm"] = holm_adjust(valid.tolist())
+        out.loc[valid.index, "family size"] = m
+        # The same order as holm_adjust: by p, ties in the frame's order.
+        for rank, index in enumerate(sorted(valid.index, key=lambda i: valid[i])):
+            level = alpha / (m - rank)
+            n = int(out.at[index, "pairs"])
+            mean = float(out.at[index, "mean"])
+            half = t_quantile(level, n - 1) * float(out.at[index, "std"]) / math.sqrt(n)
+            out.at[index, "holm level"] = level
+            out.at[index, "holm low"] = mean - half
+            out.at[index, "holm high"] = mean + half
     return out
 
 
@@ -469,6 +451,18 @@ def plot_primary_test(records: Sequence[Mapping[str, Any]], metric: str = "mask 
     return fig
 
 
+def _source(records: Sequence[Mapping[str, Any]], grid: str, profile: str, pairs: int) -> str:
+    """The footer's data: the grid's records, its pairs and where its runs were trained."""
+    return (
+        f"runs/{profile}/{grid}, {len(records)} runs ({pairs} complete pairs), test split; "
+        + training_provenance(records, [BASELINE, TREATMENT])
+    )
+
+
+#: Characters per line of a figure's footer (:func:`gmaiou.paper.figures.save_figure`).
+FOOTER_WIDTH = 100
+
+
 def write_primary_test(
     records: Sequence[Mapping[str, Any]],
     profile: str = "default",
@@ -477,14 +471,30 @@ def write_primary_test(
     metric: str = "mask AP",
 ) -> list[Path]:
     """``primary_test.md``, ``.png``, ``.pdf`` and ``primary_test_findings.md`` in the profile's
-    figures folder, from the ``primary`` grid's records."""
+    figures folder, from the ``primary`` grid's records.
+
+    Without records nothing is written (``[]``); with fewer than two complete pairs only the
+    findings, saying so. The footer names the records and where they were trained
+    (:func:`~gmaiou.paper.experiments.stats.training_provenance`) unless ``source`` is given.
+    """
     import matplotlib.pyplot as plt
 
     from gmaiou.paper.figures import save_figure, save_findings, save_table
 
+    if not records:
+        return []
+    pairs = len(paired_gains(records, metric))
+    source = source or _source(records, "primary", profile, pairs)
+    if pairs < 2:
+        planned = _planned("primary", profile)
+        of_planned = f" of the {planned} planned" if planned else ""
+        line = (
+            f"Primary test: {pairs} complete pair{'' if pairs == 1 else 's'}{of_planned} so far; "
+            "the paired t-test needs at least 2, so there is no result yet."
+        )
+        return [save_findings([line], "primary_test", profile, source=source)]
     result = primary_test(records, metric)
     table = primary_table(records, metric)
-    source = source or f"runs/{profile}/primary ({result['pairs']} pairs)"
     shown = table.copy()
     for column in ("mean", "ci low", "ci high", "t"):
         shown[column] = [f"{v:+.2f}" for v in shown[column]]
@@ -494,7 +504,7 @@ def write_primary_test(
     text = shown.to_markdown(index=False, disable_numparse=True)  # keep the signs
     paths = [save_table(text, "primary_test", profile, source=source)]
     fig = plot_primary_test(records, metric)
-    paths += save_figure(fig, "primary_test", profile, source=source)
+    paths += save_figure(fig, "primary_test", profile, source=textwrap.fill(source, FOOTER_WIDTH))
     plt.close(fig)
     findings = primary_findings(result, table, _planned("primary", profile))
     paths.append(save_findings(findings, "primary_test", profile, source=source))
@@ -560,15 +570,30 @@ def write_mob_share_gain(
 ) -> list[Path]:
     """``mob_share_gain.md``, ``.png``, ``.pdf`` and ``mob_share_gain_findings.md`` in the
     profile's figures folder, from the ``mob-share`` grid's records; ``shares``: the realised
-    shares (``None``: measured on each set's train split, :func:`realised_shares`)."""
+    shares (``None``: measured on each set's train split, :func:`realised_shares`).
+
+    Without records nothing is written (``[]``); with too few pairs for a line (three, over
+    two shares at least) only the findings, saying so. The footer names the records and where
+    they were trained unless ``source`` is given.
+    """
     import matplotlib.pyplot as plt
 
     from gmaiou.paper.figures import save_figure, save_findings, save_table
 
+    if not records:
+        return []
+    gains = paired_gains(records, metric)
+    source = source or _source(records, "mob-share", profile, len(gains))
+    if len(gains) < 3 or gains["mix"].nunique() < 2:
+        line = (
+            f"MOB-share dose-response: {len(gains)} complete pair{'' if len(gains) == 1 else 's'} "
+            f"on {gains['mix'].nunique()} level{'' if gains['mix'].nunique() == 1 else 's'} so far; "
+            "the line needs at least 3 pairs over 2 levels, so there is no result yet."
+        )
+        return [save_findings([line], "mob_share_gain", profile, source=source)]
     if shares is None:
         shares = realised_shares(records)
     result = mob_share_slope(records, shares, metric)
-    source = source or f"runs/{profile}/mob-share ({result['pairs']} pairs)"
     levels = result["levels"]
     shown = pd.DataFrame(
         {
@@ -590,7 +615,7 @@ def write_mob_share_gain(
     )
     paths = [save_table(text, "mob_share_gain", profile, source=source)]
     fig = plot_mob_share_gain(result)
-    paths += save_figure(fig, "mob_share_gain", profile, source=source)
+    paths += save_figure(fig, "mob_share_gain", profile, source=textwrap.fill(source, FOOTER_WIDTH))
     plt.close(fig)
     paths.append(
         save_findings(mob_share_findings(result), "mob_share_gain", profile, source=source)

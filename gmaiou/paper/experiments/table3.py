@@ -2,9 +2,10 @@
 
 * :func:`table3_report`: the table per step (mask AP, AP50, AP75, box AP, mask and box
   oLRP, training s/iteration, inference fps; mean ± std over seeds), each step's paired
-  gain over the step before and over step 1 with 95% t intervals
-  (:func:`gmaiou.paper.experiments.stats.paired_differences`), the verdict of each in words
-  ("helps", "hurts", "no detectable change", or "not enough seeds" where there is no
+  gain over the step before and over step 1 (and GmaYOLACT's over a YOLACT trained with
+  cosine annealing, where such runs are recorded: :func:`cosine_yolact_records`) with 95% t
+  intervals (:func:`gmaiou.paper.experiments.stats.paired_differences`), the verdict of each
+  in words ("helps", "hurts", "no detectable change", or "not enough seeds" where there is no
   interval), and the paper's claims on the build-up checked one by one.
 * :func:`table3_speeds`: the speed of each run, cached as its own record under
   ``figures/runs/<profile>/table3-speed/<id>.json``: training s/iteration is the median of
@@ -13,6 +14,17 @@
   on the run's val images with its trained weights. Timing needs a quiet machine, so a
   record is made once and re-read; it is remade only when missing, forced, or when its run
   was retrained since.
+
+Multiple comparisons: the family of Holm's adjustment is every comparison of Table 3 on one
+metric (each step over the step before, each step from 3 on over step 1, and GmaYOLACT over
+the cosine-schedule YOLACT: 12 with the full grid and those runs; fewer on a metric without
+data, e.g. no speed records for the cosine YOLACT). The steps are one build-up, read together,
+so they are corrected together; the metrics are separate questions, so they are separate
+families. Every gain carries its paired t-test's p-value, its raw 95% t interval, Holm's
+adjusted p-value and the interval widened to its Holm step's level ``0.05 / (m - rank + 1)``
+(:func:`gmaiou.paper.experiments.primary.holm_table`); the verdicts ("helps", "hurts",
+"faster", "slower") need a Holm-adjusted p of at most 0.05, and the paper's claimed numbers
+are compared with the adjusted interval.
 
 Every number of the paper quoted here is in :data:`PAPER_CLAIMS`, with its source; the
 paper's per-step numbers were lost from its text, so no step is compared with a number.
@@ -34,16 +46,21 @@ import numpy as np
 import pandas as pd
 
 from gmaiou.paper.experiments.grids import Step, table3_steps
-from gmaiou.paper.experiments.runner import RunSpec, record_path
+from gmaiou.paper.experiments.primary import holm_table
+from gmaiou.paper.experiments.runner import RunSpec, SyntheticData, record_path
 from gmaiou.paper.experiments.stats import paired_differences, records_frame, summary_table
 
 __all__ = [
+    "ALPHA",
+    "COSINE_OVER",
+    "COSINE_REFERENCE",
     "GAIN_METRICS",
     "PAPER_CLAIMS",
     "SPEED_GRID",
     "TRAIN_WARMUP_ITERS",
     "Table3Report",
     "check_claims",
+    "cosine_yolact_records",
     "format_gain",
     "median_iteration_seconds",
     "measure_speed",
@@ -72,6 +89,12 @@ GAIN_METRICS: dict[str, bool] = {
     "fps": True,
 }
 _SPEED = ("train s/it", "fps")
+#: The familywise level of Holm's adjustment.
+ALPHA = 0.05
+#: ``over`` and ``reference`` of GmaYOLACT's gains over the cosine-schedule YOLACT.
+COSINE_OVER = "cosine YOLACT"
+COSINE_REFERENCE = "YOLACT (fixed IoU) with cosine annealing, grid table2"
+_OVER_ORDER = {"previous step": 0, "step 1": 1, COSINE_OVER: 2}
 
 #: The paper's numbers on the build-up that its text kept, with their source. The
 #: per-step numbers of the build-up were lost from the text (``docs/spec.md`` section 5).
@@ -321,20 +344,35 @@ def step_table(frame: pd.DataFrame, steps: Sequence[Step] | None = None) -> pd.D
     return table.sort_values("step").reset_index(drop=True)
 
 
-def verdict(row: Mapping[str, Any], higher_is_better: bool, speed: bool = False) -> str:
-    """The verdict on a paired difference from its 95% interval, in words.
+def _adjusted(row: Mapping[str, Any]) -> bool:
+    """Whether ``row`` carries Holm's adjusted p-value (:func:`holm_table`)."""
+    value = row.get("p holm") if hasattr(row, "get") else None
+    return value is not None and not math.isnan(float(value))
 
-    Accuracy: ``helps`` (the interval lies on the better side of zero), ``hurts`` (on the
-    worse side) or ``no detectable change``; speed metrics: ``faster`` / ``slower`` / ``no
-    detectable change``. With fewer than two pairs there is no interval: ``not enough seeds
-    (N paired)``.
+
+def verdict(
+    row: Mapping[str, Any], higher_is_better: bool, speed: bool = False, alpha: float = ALPHA
+) -> str:
+    """The verdict on a paired difference, in words.
+
+    Accuracy: ``helps`` (better), ``hurts`` (worse) or ``no detectable change``; speed metrics:
+    ``faster`` / ``slower`` / ``no detectable change``. With Holm's columns
+    (:func:`~gmaiou.paper.experiments.primary.holm_table`) a change needs a Holm-adjusted
+    p-value of at most ``alpha``, its side given by the mean; without them the raw 95% interval
+    must lie on one side of zero. With fewer than two pairs there is no interval:
+    ``not enough seeds (N paired)``.
     """
     pairs = int(row["pairs"])
     low, high = row["ci low"], row["ci high"]
     if pairs < 2 or low is None or high is None or math.isnan(low) or math.isnan(high):
         return f"not enough seeds ({pairs} paired)"
-    better = low > 0 if higher_is_better else high < 0
-    worse = high < 0 if higher_is_better else low > 0
+    if _adjusted(row):
+        clear = float(row["p holm"]) <= alpha and row["mean"] != 0
+        better = clear and (row["mean"] > 0) == higher_is_better
+        worse = clear and not better
+    else:
+        better = low > 0 if higher_is_better else high < 0
+        worse = high < 0 if higher_is_better else low > 0
     if better:
         return "faster" if speed else "helps"
     if worse:
@@ -342,13 +380,39 @@ def verdict(row: Mapping[str, Any], higher_is_better: bool, speed: bool = False)
     return "no detectable change"
 
 
-def step_gains(frame: pd.DataFrame, steps: Sequence[Step] | None = None) -> pd.DataFrame:
+_GAIN_COLUMNS = ("metric", "pairs", "mean", "std", "ci low", "ci high", "better")
+
+
+def _gain_rows(
+    pair: pd.DataFrame, treatment: str, step: int, over: str, reference: str
+) -> list[dict[str, Any]]:
+    rows = []
+    for metric, higher in GAIN_METRICS.items():
+        diffs = paired_differences(pair, treatment, metric, higher_is_better=higher)
+        for _, d in diffs.iterrows():
+            rows.append(
+                {"step": step, "configuration": treatment, "over": over, "reference": reference,
+                 **{c: d[c] for c in _GAIN_COLUMNS}}
+            )  # fmt: skip
+    return rows
+
+
+def step_gains(
+    frame: pd.DataFrame,
+    steps: Sequence[Step] | None = None,
+    cosine: pd.DataFrame | None = None,
+    alpha: float = ALPHA,
+) -> pd.DataFrame:
     """Each step's paired gain over the step before (``over = "previous step"``) and over
-    step 1 (``over = "step 1"``), for every metric of :data:`GAIN_METRICS` with data.
+    step 1 (``over = "step 1"``), for every metric of :data:`GAIN_METRICS` with data, and the
+    last step's over the cosine-schedule YOLACT (``over = COSINE_OVER``) when ``cosine`` (its
+    :func:`records_frame` rows) is given; then Holm's adjustment per metric over all of them.
 
     Columns: ``step``, ``configuration``, ``over``, ``reference`` (its label), ``metric``,
-    ``pairs``, ``mean``, ``std``, ``ci low``, ``ci high``, ``better`` (share of seeds where
-    the step is better) and ``verdict`` (:func:`verdict`). Steps trained without the step
+    ``pairs``, ``mean``, ``std``, ``ci low``, ``ci high`` (raw 95%), ``better`` (share of seeds
+    where the step is better), ``t``, ``p``, ``family size``, ``p holm``, ``holm level``,
+    ``holm low``, ``holm high`` (:func:`~gmaiou.paper.experiments.primary.holm_table`) and
+    ``verdict`` (:func:`verdict`, from the Holm-adjusted p). Steps trained without the step
     they are compared with (or with no common seed) have no row.
     """
     steps = table3_steps() if steps is None else steps
@@ -362,42 +426,43 @@ def step_gains(frame: pd.DataFrame, steps: Sequence[Step] | None = None) -> pd.D
             if labels[k] not in present or labels[ref] not in present:
                 continue
             pair = frame[frame["label"].isin((labels[k], labels[ref]))]
-            for metric, higher in GAIN_METRICS.items():
-                diffs = paired_differences(pair, labels[k], metric, higher_is_better=higher)
-                for _, d in diffs.iterrows():
-                    rows.append(
-                        {
-                            "step": k + 1,
-                            "configuration": labels[k],
-                            "over": over,
-                            "reference": labels[ref],
-                            **{
-                                c: d[c]
-                                for c in (
-                                    "metric",
-                                    "pairs",
-                                    "mean",
-                                    "std",
-                                    "ci low",
-                                    "ci high",
-                                    "better",
-                                )
-                            },  # fmt: skip
-                            "verdict": verdict(d, higher, speed=metric in _SPEED),
-                        }
-                    )
-    columns = ["step", "configuration", "over", "reference", "metric", "pairs", "mean", "std",
-               "ci low", "ci high", "better", "verdict"]  # fmt: skip
-    return pd.DataFrame(rows, columns=columns)
+            rows += _gain_rows(pair, labels[k], k + 1, over, labels[ref])
+    if cosine is not None and not cosine.empty and labels[-1] in present:
+        pair = pd.concat(
+            [frame[frame["label"] == labels[-1]], cosine.assign(label=COSINE_REFERENCE)],
+            ignore_index=True,
+        )
+        rows += _gain_rows(pair, labels[-1], len(labels), COSINE_OVER, COSINE_REFERENCE)
+    columns = ["step", "configuration", "over", "reference", *_GAIN_COLUMNS]
+    gains = holm_table(pd.DataFrame(rows, columns=columns), family="metric", alpha=alpha)
+    gains["verdict"] = [
+        verdict(g, GAIN_METRICS[g["metric"]], g["metric"] in _SPEED, alpha)
+        for _, g in gains.iterrows()
+    ]
+    return gains
+
+
+def _p_text(p: float) -> str:
+    return "n/a" if math.isnan(p) else (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
 
 
 def format_gain(row: Mapping[str, Any], decimals: int = 2) -> str:
-    """``+1.23 (+0.50 to +1.96)``: a paired gain with its 95% interval; with one pair,
-    ``+1.23 (1 seed, no interval)``."""
+    """``+1.23 (+0.50 to +1.96)``: a paired gain with its 95% interval; with Holm's columns,
+    ``+1.23 (+0.50 to +1.96; Holm -0.20 to +2.66, p 0.081)``: the raw interval, the
+    Holm-widened one and the adjusted p-value; with one pair, ``+1.23 (1 seed, no interval)``.
+
+    Bounds are formatted from the unrounded values.
+    """
     mean = f"{row['mean']:+.{decimals}f}"
     if int(row["pairs"]) < 2 or math.isnan(row["ci low"]):
         return f"{mean} ({int(row['pairs'])} seed, no interval)"
-    return f"{mean} ({row['ci low']:+.{decimals}f} to {row['ci high']:+.{decimals}f})"
+    raw = f"{row['ci low']:+.{decimals}f} to {row['ci high']:+.{decimals}f}"
+    if not _adjusted(row):
+        return f"{mean} ({raw})"
+    return (
+        f"{mean} ({raw}; Holm {row['holm low']:+.{decimals}f} to {row['holm high']:+.{decimals}f}, "
+        f"p {_p_text(float(row['p holm']))})"
+    )
 
 
 def _gains_table(gains: pd.DataFrame) -> pd.DataFrame:
@@ -417,8 +482,7 @@ def _gains_table(gains: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(out)
     if table.empty:
         return table
-    order = {"previous step": 0, "step 1": 1}
-    table["_o"] = [order[m.split(" (")[0]] for m in table["minus"]]
+    table["_o"] = [_OVER_ORDER[m.split(" (")[0]] for m in table["minus"]]
     return table.sort_values(["_o", "step"]).drop(columns="_o").fillna("n/a").reset_index(drop=True)
 
 
@@ -452,9 +516,11 @@ def _summary_sentence(gains: pd.DataFrame, metric: str = "mask AP") -> str:
     ]
     if not parts:
         return f"No step has a paired {metric} gain over the step before it yet."
+    family = gains.loc[(gains["metric"] == metric) & gains["p holm"].notna(), "family size"]
+    size = f"the {int(family.iloc[0])} " if len(family) else "the "
     return (
-        f"At this scale, each step against the step before it, on {metric} (95% intervals "
-        f"over paired seeds): " + "; ".join(parts) + "."
+        f"At this scale, each step against the step before it, on {metric} (paired t-tests, "
+        f"Holm-adjusted over {size}{metric} comparisons of Table 3): " + "; ".join(parts) + "."
     )
 
 
@@ -464,16 +530,23 @@ def _find(gains: pd.DataFrame, step: int, over: str, metric: str) -> Mapping[str
 
 
 def _interval_vs(row: Mapping[str, Any], claim: float | tuple[float, float], unit: str) -> str:
+    """The gain, its verdict and where its interval lies against the paper's number: the
+    Holm-adjusted interval where the row has one, else the raw 95% interval."""
     low, high = (claim, claim) if isinstance(claim, (int, float)) else claim
     shown = f"{low:+g}" if low == high else f"{low:+g} to {high:+g}"
     gain = f"{format_gain(row)} {unit}, {int(row['pairs'])} paired seeds"
     if math.isnan(row["ci low"]):
         return f"{gain}: one seed gives no interval to compare with the paper's {shown}"
-    if row["ci high"] < low:
-        return f"{gain}: smaller than the paper's {shown}"
-    if row["ci low"] > high:
-        return f"{gain}: larger than the paper's {shown}"
-    return f"{gain}: compatible with the paper's {shown}"
+    if _adjusted(row):
+        gain += f", {row['verdict']} after Holm's adjustment"
+        i_low, i_high, which = row["holm low"], row["holm high"], "the adjusted interval is "
+    else:
+        i_low, i_high, which = row["ci low"], row["ci high"], ""
+    if i_high < low:
+        return f"{gain}: {which}smaller than the paper's {shown}"
+    if i_low > high:
+        return f"{gain}: {which}larger than the paper's {shown}"
+    return f"{gain}: {which}compatible with the paper's {shown}"
 
 
 def check_claims(
@@ -514,7 +587,7 @@ def check_claims(
         "no step from 3 on is trained yet"
         if later.empty
         else (
-            f"mask AP gain over the step before at 95% confidence for "
+            f"mask AP gain over the step before after Holm's adjustment for "
             f"{', '.join(helped) or 'none of them'}; not shown for {', '.join(not_shown) or 'none'}"
             " (findings table)"
         ),
@@ -530,13 +603,24 @@ def check_claims(
     )
     c = PAPER_CLAIMS["gmayolact over yolact"]
     row = _find(gains, last, "step 1", "mask AP")
+    against_step = (
+        "over the step-schedule YOLACT of step 1: GmaYOLACT or YOLACT is not trained"
+        if row is None
+        else "over the step-schedule YOLACT of step 1: " + _interval_vs(row, c["value"], "mask AP")
+    )
+    row = _find(gains, last, COSINE_OVER, "mask AP")
+    against_cosine = (
+        "over a cosine-schedule YOLACT: no run of YOLACT (fixed IoU) with cosine annealing and "
+        "otherwise step 1's config, data and seeds is recorded, so there is no second baseline"
+        if row is None
+        else f"over the cosine-schedule YOLACT ({COSINE_REFERENCE}: step 1's config with step "
+        "5's cosine annealing, same data and seeds): " + _interval_vs(row, c["value"], "mask AP")
+    )
     add(
         "GmaYOLACT gains about +7 mask AP over YOLACT",
         c["source"],
-        "GmaYOLACT or YOLACT is not trained"
-        if row is None
-        else _interval_vs(row, c["value"], "mask AP")
-        + " (the paper's gain is on COCO with an ImageNet ResNet-50 at 550 px)",
+        f"{against_step}; {against_cosine} (the paper's gain is on COCO with an ImageNet "
+        "ResNet-50 at 550 px)",
     )
     row = _find(gains, last, "step 1", "fps")
     if row is None:
@@ -638,6 +722,7 @@ def table3_report(
     records: Sequence[Mapping[str, Any]],
     speeds: Sequence[Mapping[str, Any]] = (),
     steps: Sequence[Step] | None = None,
+    cosine_yolact: Sequence[Mapping[str, Any]] = (),
 ) -> Table3Report:
     """Table 3, its paired gains, the verdicts and the paper's claims from one grid's records.
 
@@ -646,18 +731,58 @@ def table3_report(
         speeds: their speed records (:func:`table3_speeds`); without them the speed columns
             are ``n/a`` and the speed claims say so.
         steps: the build-up (default :func:`gmaiou.paper.experiments.grids.table3_steps`).
+        cosine_yolact: records of YOLACT with cosine annealing and otherwise step 1's config
+            (:func:`cosine_yolact_records`), GmaYOLACT's second baseline; without them the
+            claim on GmaYOLACT's gain says that no such run is recorded.
     """
     steps = tuple(table3_steps() if steps is None else steps)
     frame = step_frame(records, speeds, steps)
-    gains = step_gains(frame, steps)
+    cosine = records_frame(cosine_yolact) if cosine_yolact else None
+    gains = step_gains(frame, steps, cosine)
     claims = check_claims(gains, frame, steps)
     findings = _findings_table(gains, steps)
     lines = [f"- {_summary_sentence(gains, m)}" for m in ("mask AP", "box AP")]
     lines += [f"- The paper: {c['claim']}. Here: {c['result']}." for _, c in claims.iterrows()]
     summary = (
-        "\n".join(lines) + "\n\nVerdicts from the 95% t interval of the paired gain over the "
-        "step before (oLRP and s/iteration: lower is better)."
+        "\n".join(lines) + "\n\nVerdicts (helps, hurts, faster, slower) from the paired t-test's "
+        "p-value, Holm-adjusted over all of Table 3's comparisons on the same metric (each step "
+        "over the step before, over step 1, and GmaYOLACT over the cosine-schedule YOLACT): a "
+        "change only where the adjusted p is at most 0.05. Each gain shows its raw 95% t "
+        "interval, then the t interval at its Holm level 0.05 / (m − rank + 1) and the adjusted p "
+        "(oLRP and s/iteration: lower is better)."
     )
     text = findings.to_markdown(index=False) + "\n\n" + summary
     return Table3Report(frame, step_table(frame, steps), gains, _gains_table(gains), findings,
                         claims, text, summary)  # fmt: skip
+
+
+def cosine_yolact_records(
+    candidates: Sequence[Mapping[str, Any]], specs: Sequence[RunSpec]
+) -> list[dict[str, Any]]:
+    """The records among ``candidates`` (e.g. the ``table2`` grid's) of YOLACT with step 1's
+    exact config but step 5's cosine annealing, on step 1's data: GmaYOLACT's second baseline.
+
+    ``specs``: the ``table3`` grid's runs (step 1's give the config and the data). A record's
+    config is compared as :func:`gmaiou.paper.analysis.anchor_losses.upgrade_config` reads it
+    (fields added since it was written take the preset's values); records it cannot read are
+    skipped. Sorted by seed.
+    """
+    from gmaiou.configs import apply_settings
+    from gmaiou.paper.analysis.anchor_losses import upgrade_config
+
+    keys = {s.key: s for s in table3_steps()}
+    first = [s for s in specs if s.variant == table3_steps()[0].key]
+    if not first:
+        return []
+    wanted = apply_settings(first[0].config(), keys["step5-cosine"].settings).to_dict()
+    wanted = json.loads(json.dumps(wanted))
+    out = []
+    for record in candidates:
+        try:
+            config = upgrade_config(record["config"], record["preset"]).to_dict()
+            data = SyntheticData(**record["data"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if json.loads(json.dumps(config)) == wanted and data == first[0].data:
+            out.append(dict(record))
+    return sorted(out, key=lambda r: r["seed"])
