@@ -10,7 +10,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_name", "device_name", "torch_threads", "write_outputs", "write_record"]
+__all__ = [
+    "cpu_name",
+    "device_name",
+    "timing_record_path",
+    "torch_threads",
+    "write_outputs",
+    "write_record",
+]
 
 
 def cpu_name() -> str:
@@ -62,3 +69,11 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def timing_record_path(name: str, device: torch.device | str = "cpu") -> Path:
+    """The default record of benchmark ``name`` on ``device``:
+    ``figures/timings/<name>_<cpu|cuda>.json``."""
+    from gmaiou.paper.paths import timings_dir
+
+    return timings_dir() / f"{name}_{torch.device(device).type}.json"

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gmaiou.paper.benchmarks import device_name, write_outputs
+from gmaiou.paper.benchmarks import device_name, timing_record_path, write_outputs
 
 __all__ = ["markdown_table", "register", "run", "run_carafe_benchmark"]
 
@@ -237,11 +237,8 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         seed=args.seed,
     )
-    if args.out is None:
-        from gmaiou.paper.paths import timings_dir
-
-        args.out = timings_dir() / f"carafe_{device.type}.json"
-    write_outputs(args.out, record, markdown_table(record))
+    out = args.out if args.out is not None else timing_record_path("carafe", device)
+    write_outputs(out, record, markdown_table(record))
     return 0
 
 

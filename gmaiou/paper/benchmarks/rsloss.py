@@ -36,8 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gmaiou.paper.benchmarks import device_name, torch_threads, write_outputs
-from gmaiou.paper.paths import timings_dir
+from gmaiou.paper.benchmarks import device_name, timing_record_path, torch_threads, write_outputs
 
 __all__ = [
     "GOAL",
@@ -233,8 +232,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
     )
-    tag = _device_tag(getattr(args, "device", "cpu"))
-    out = args.out if args.out is not None else timings_dir() / f"rsloss_{tag}.json"
+    out = args.out if args.out is not None else timing_record_path("rsloss", args.device)
     write_outputs(out, record, markdown_table(record))
     return 0
 
@@ -273,8 +271,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="JSON output (default figures/timings/<bench>_<cpu|cuda>.json); the Markdown table goes next to it (.md)",
     )
     p.set_defaults(func=run)
-
-
-def _device_tag(device: str) -> str:
-    """``cpu`` or ``cuda`` for the default file name."""
-    return "cuda" if str(device).startswith("cuda") else "cpu"

@@ -28,8 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gmaiou.paper.benchmarks import device_name, write_outputs
-from gmaiou.paper.paths import timings_dir
+from gmaiou.paper.benchmarks import device_name, timing_record_path, write_outputs
 
 __all__ = ["GOAL_RATIO", "markdown_table", "maskrcnn_anchors", "register", "run", "run_tvmatch"]
 
@@ -183,8 +182,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
     )
-    tag = _device_tag(getattr(args, "device", "cpu"))
-    out = args.out if args.out is not None else timings_dir() / f"tvmatch_{tag}.json"
+    out = args.out if args.out is not None else timing_record_path("tvmatch", "cpu")
     write_outputs(out, record, markdown_table(record))
     return 0
 
@@ -209,8 +207,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="JSON output (default figures/timings/<bench>_<cpu|cuda>.json); the Markdown table goes next to it (.md)",
     )
     p.set_defaults(func=run)
-
-
-def _device_tag(device: str) -> str:
-    """``cpu`` or ``cuda`` for the default file name."""
-    return "cuda" if str(device).startswith("cuda") else "cpu"
