@@ -30,6 +30,8 @@ __all__ = [
     "provenance",
     "save_figure",
     "save_findings",
+    "read_headline",
+    "HEADLINE",
     "save_table",
     "table_figure",
     "write_figure",
@@ -124,12 +126,41 @@ def save_table(
 
 
 def save_findings(
-    lines: Iterable[str], name: str, profile: str = "default", *, source: str | None = None
+    lines: Iterable[str],
+    name: str,
+    profile: str = "default",
+    *,
+    source: str | None = None,
+    headline: str | None = None,
 ) -> Path:
     """Write sentences computed from a table as ``<name>_findings.md``: one bullet each, then
-    the stamp (:func:`save_table`)."""
+    the stamp (:func:`save_table`).
+
+    ``headline``: the result in one short sentence, computed like the bullets; written first,
+    as ``**At a glance:** ...``, where the README's results-at-a-glance table reads it
+    (:func:`read_headline`).
+    """
+    lines = list(lines)
+    if any("\n" in line for line in lines):
+        raise ValueError("a finding is one line: pass each sentence as its own item")
     text = "\n".join(f"- {line}" for line in lines) or "- nothing to report: no record was found"
+    if headline is not None:
+        if not headline.strip() or "\n" in headline:
+            raise ValueError(f"a headline is one non-empty line, got {headline!r}")
+        text = f"{HEADLINE}{headline.strip()}\n\n{text}"
     return save_table(text, f"{name}_findings", profile, source=source)
+
+
+#: How a findings file's headline line starts (:func:`save_findings`, :func:`read_headline`).
+HEADLINE = "**At a glance:** "
+
+
+def read_headline(path: str | Path) -> str | None:
+    """The headline of a findings file written by :func:`save_findings`; ``None`` without one."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(HEADLINE):
+            return line[len(HEADLINE) :].strip()
+    return None
 
 
 def format_cell(value, digits: int = 2) -> str:

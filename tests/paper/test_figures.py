@@ -13,6 +13,7 @@ import pytest
 from gmaiou.paper.figures import (
     STABLE_METADATA,
     provenance,
+    read_headline,
     save_figure,
     save_findings,
     write_figure,
@@ -103,6 +104,17 @@ def test_findings_and_timing_outputs_go_where_they_are_named(figures):
     assert path == figures / "smoke" / "timings" / "question_findings.md"
     assert path.read_text() == "- one\n- two\n\n*profile: smoke · data: records*\n"
     assert timings_dir("default") == figures / "timings" and timings_dir().is_dir()
+
+
+def test_save_findings_writes_the_headline_first_and_read_headline_returns_it(figures):
+    path = save_findings(["a 1", "b 2"], "q", "smoke", headline="gain +1.5")
+    assert path.read_text().splitlines()[:4] == ["**At a glance:** gain +1.5", "", "- a 1", "- b 2"]
+    assert read_headline(path) == "gain +1.5"
+    assert read_headline(save_findings(["c"], "r", "smoke")) is None
+    with pytest.raises(ValueError, match="one line"):
+        save_findings(["x\ny"], "s", "smoke")
+    with pytest.raises(ValueError, match="headline"):
+        save_findings(["x"], "s", "smoke", headline=" ")
 
 
 # ----------------------------------------------------------------------------- figures/README.md
