@@ -28,6 +28,7 @@ from gmaiou.paper.experiments.primary import (
 )
 from gmaiou.paper.experiments.runner import RunSpec, SyntheticData, load_records, run_one
 from gmaiou.paper.experiments.stats import t_critical, t_quantile
+from gmaiou.paper.figures import read_headline
 from gmaiou.paper.paths import repo_root
 
 IOU, GMAIOU = "ATSS IoU", "ATSS GmaIoU (P=M)"
@@ -249,11 +250,13 @@ def test_writers_write_nothing_without_records_and_say_when_pairs_are_too_few(
     one_pair = _pairs({("uniform", 0): 1.0})
     (path,) = write_primary_test(one_pair, "default")
     assert path.name == "primary_test_findings.md"
-    # 1 complete pair of the 10 planned; the test needs 2; footer: 2 runs, 1 pair
-    assert numbers_in(path.read_text().splitlines()[0]) == [1, 10, 2]
+    # headline: 1 pair of the 10 planned; then 1 complete pair of the 10 planned, the test needs 2
+    assert read_headline(path) == "no result yet: 1 complete pair of the 10 planned"
+    assert numbers_in(path.read_text().splitlines()[2]) == [1, 10, 2]
     (path,) = write_mob_share_gain(_pairs({("mob10", 0): 0.1, ("mob30", 0): 0.2}), None, "default")
     assert path.name == "mob_share_gain_findings.md"
-    assert numbers_in(path.read_text().splitlines()[0]) == [2, 2, 3, 2]
+    assert numbers_in(read_headline(path)) == [2, 2]
+    assert numbers_in(path.read_text().splitlines()[2]) == [2, 2, 3, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "mob_share_gain_findings.md",
         "primary_test_findings.md",
@@ -287,7 +290,17 @@ def test_write_primary_test(tmp_path, monkeypatch):
     table = (tmp_path / "primary_test.md").read_text().splitlines()
     assert numbers_in(table[2])[:7] == [5, 1.2, 0.57, 0.49, 1.91, 4.71, 0.009]
     findings = (tmp_path / "primary_test_findings.md").read_text().splitlines()
-    first = numbers_in(findings[0])
+    # mean, 95, interval, pairs; then the claim's range
+    assert numbers_in(read_headline(tmp_path / "primary_test_findings.md")) == [
+        1.2,
+        95,
+        0.49,
+        1.91,
+        5,
+        1.0,
+        1.5,
+    ]
+    first = numbers_in(findings[2])
     # pairs, planned pairs, mean, sd, 95, interval, t, df, p, 95 (the verdict), the claim
     assert first == [5, 10, 1.2, 0.57, 95, 0.49, 1.91, 4.71, 4, 0.009, 95, 1.0, 1.5]
     assert len([line for line in findings if line.startswith("- ")]) == 3
@@ -303,6 +316,16 @@ def test_write_mob_share_gain(tmp_path, monkeypatch):
         "mob_share_gain_findings.md",
     ]
     findings = (tmp_path / "mob_share_gain_findings.md").read_text().splitlines()
+    # slope per 10 points, 10, 95, interval, pairs
+    assert numbers_in(read_headline(tmp_path / "mob_share_gain_findings.md")) == [
+        0.13,
+        10,
+        95,
+        0.06,
+        0.19,
+        8,
+    ]
+    findings = findings[2:]
     # MOB threshold, pairs, levels, slope per 10 points, 10, 95, interval, df, p
     assert numbers_in(findings[0])[:10] == [0.5, 8, 4, 0.13, 10, 95, 0.06, 0.19, 6, 0.003]
     # 95, then per level: its share, mean gain and interval

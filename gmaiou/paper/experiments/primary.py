@@ -47,11 +47,13 @@ __all__ = [
     "TREATMENT",
     "holm_table",
     "mob_share_findings",
+    "mob_share_headline",
     "mob_share_slope",
     "paired_gains",
     "plot_mob_share_gain",
     "plot_primary_test",
     "primary_findings",
+    "primary_headline",
     "primary_table",
     "primary_test",
     "realised_shares",
@@ -378,12 +380,9 @@ def primary_table(records: Sequence[Mapping[str, Any]], metric: str = "mask AP")
     return frame[["set", "pairs", "mean", "sd", "ci low", "ci high", "t", "p", "p holm"]]
 
 
-def primary_findings(
-    result: Mapping[str, Any], table: pd.DataFrame, planned: int | None
-) -> list[str]:
-    """Sentences on :func:`primary_test`'s result and the per-mix rows of :func:`primary_table`."""
+def _primary_verdict(result: Mapping[str, Any]) -> tuple[str, str]:
+    """The verdict on the interval and where the paper's claimed range lies against it."""
     low, high = result["claim"]
-    done = f"{result['pairs']} pairs" + (f" of the {planned} planned" if planned else "")
     if result["ci_low"] > 0:
         verdict = "a gain at 95% confidence"
     elif result["ci_high"] < 0:
@@ -398,6 +397,25 @@ def primary_findings(
         claim = f"the interval lies below the paper's {low:+.1f} to {high:+.1f}"
     else:
         claim = f"the interval lies above the paper's {low:+.1f} to {high:+.1f}"
+    return verdict, claim
+
+
+def primary_headline(result: Mapping[str, Any]) -> str:
+    """:func:`primary_test`'s result in one sentence (the findings' headline)."""
+    verdict, claim = _primary_verdict(result)
+    return (
+        f"{result['mean']:+.2f} {result['metric']} (95% CI "
+        f"{_interval(result['ci_low'], result['ci_high'])}, {result['pairs']} pairs): "
+        f"{verdict.removesuffix(' at 95% confidence')}; {claim}"
+    )
+
+
+def primary_findings(
+    result: Mapping[str, Any], table: pd.DataFrame, planned: int | None
+) -> list[str]:
+    """Sentences on :func:`primary_test`'s result and the per-mix rows of :func:`primary_table`."""
+    done = f"{result['pairs']} pairs" + (f" of the {planned} planned" if planned else "")
+    verdict, claim = _primary_verdict(result)
     lines = [
         f"Primary test, {TREATMENT} − {BASELINE}, {result['metric']} on the held-out test split, "
         f"{done} over the {' and '.join(result['mixes'])} mixes: {result['mean']:+.2f} "
@@ -492,7 +510,8 @@ def write_primary_test(
             f"Primary test: {pairs} complete pair{'' if pairs == 1 else 's'}{of_planned} so far; "
             "the paired t-test needs at least 2, so there is no result yet."
         )
-        return [save_findings([line], "primary_test", profile, source=source)]
+        headline = f"no result yet: {pairs} complete pair{'' if pairs == 1 else 's'}{of_planned}"
+        return [save_findings([line], "primary_test", profile, source=source, headline=headline)]
     result = primary_test(records, metric)
     table = primary_table(records, metric)
     shown = table.copy()
@@ -507,19 +526,35 @@ def write_primary_test(
     paths += save_figure(fig, "primary_test", profile, source=textwrap.fill(source, FOOTER_WIDTH))
     plt.close(fig)
     findings = primary_findings(result, table, _planned("primary", profile))
-    paths.append(save_findings(findings, "primary_test", profile, source=source))
+    paths.append(
+        save_findings(
+            findings, "primary_test", profile, source=source, headline=primary_headline(result)
+        )
+    )
     return paths
+
+
+def _mob_share_verdict(result: Mapping[str, Any]) -> str:
+    if result["ci_low"] > 0:
+        return "the gain grows with the share of low-MOB boxes at 95% confidence"
+    if result["ci_high"] < 0:
+        return "the gain shrinks as the share of low-MOB boxes grows, at 95% confidence"
+    return "no trend with the share of low-MOB boxes is distinguishable at 95% confidence"
+
+
+def mob_share_headline(result: Mapping[str, Any]) -> str:
+    """:func:`mob_share_slope`'s line in one sentence (the findings' headline)."""
+    return (
+        f"slope {0.1 * result['slope']:+.2f} {result['metric']} per 10 points of low-MOB share "
+        f"(95% CI {_interval(0.1 * result['ci_low'], 0.1 * result['ci_high'])}, "
+        f"{result['pairs']} pairs): {_mob_share_verdict(result).removesuffix(' at 95% confidence')}"
+    )
 
 
 def mob_share_findings(result: Mapping[str, Any]) -> list[str]:
     """Sentences on :func:`mob_share_slope`'s line and its levels."""
     per10 = 0.1
-    if result["ci_low"] > 0:
-        verdict = "the gain grows with the share of low-MOB boxes at 95% confidence"
-    elif result["ci_high"] < 0:
-        verdict = "the gain shrinks as the share of low-MOB boxes grows, at 95% confidence"
-    else:
-        verdict = "no trend with the share of low-MOB boxes is distinguishable at 95% confidence"
+    verdict = _mob_share_verdict(result)
     lines = [
         f"{TREATMENT} − {BASELINE}, {result['metric']} on the held-out test split, against the "
         f"realised share of boxes with MOB < 0.5 ({result['pairs']} pairs, "
@@ -590,7 +625,8 @@ def write_mob_share_gain(
             f"on {gains['mix'].nunique()} level{'' if gains['mix'].nunique() == 1 else 's'} so far; "
             "the line needs at least 3 pairs over 2 levels, so there is no result yet."
         )
-        return [save_findings([line], "mob_share_gain", profile, source=source)]
+        headline = f"no result yet: {len(gains)} complete pairs on {gains['mix'].nunique()} levels"
+        return [save_findings([line], "mob_share_gain", profile, source=source, headline=headline)]
     if shares is None:
         shares = realised_shares(records)
     result = mob_share_slope(records, shares, metric)
@@ -618,6 +654,12 @@ def write_mob_share_gain(
     paths += save_figure(fig, "mob_share_gain", profile, source=textwrap.fill(source, FOOTER_WIDTH))
     plt.close(fig)
     paths.append(
-        save_findings(mob_share_findings(result), "mob_share_gain", profile, source=source)
+        save_findings(
+            mob_share_findings(result),
+            "mob_share_gain",
+            profile,
+            source=source,
+            headline=mob_share_headline(result),
+        )
     )
     return paths
