@@ -10,7 +10,11 @@ The path is relative to the Markdown file's own folder, as a Markdown link is
 (``../figures/x.md`` in ``docs/``); a path that does not exist there is looked up from the
 repository root (``figures/x.md`` works in ``docs/`` too).
 
-``python -m gmaiou.paper.readme`` (or ``make readme``) rewrites every region of
+A relative link in an included file is rewritten to name the same file from the Markdown
+file that includes it (:func:`rebase_links`).
+
+``python -m gmaiou.paper.readme`` (or ``make readme``) first writes the results-at-a-glance
+table (:func:`gmaiou.paper.glance.write_glance`), then rewrites every region of
 ``README.md`` and of every Markdown file under ``docs/`` that has one, each with the
 current text of the file it names; ``python -m gmaiou.paper.readme --check`` only reports
 the regions that differ and exits 1 if any does (``tests/paper/test_readme.py`` runs the
@@ -21,6 +25,7 @@ generated table.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -28,7 +33,15 @@ from pathlib import Path
 
 from gmaiou.paper.paths import repo_root
 
-__all__ = ["INCLUDE", "fill_includes", "included_path", "include_targets", "main", "stale_includes"]
+__all__ = [
+    "INCLUDE",
+    "fill_includes",
+    "included_path",
+    "include_targets",
+    "main",
+    "rebase_links",
+    "stale_includes",
+]
 
 #: One include region: the opening marker (with the path), the body, the closing marker.
 INCLUDE = re.compile(
@@ -51,8 +64,28 @@ def included_path(base: Path, rel: str, root: Path | None = None) -> Path:
     raise FileNotFoundError(f"an include region names {rel}, which does not exist ({base / rel})")
 
 
+#: A Markdown link's target: ``[text](target)`` or ``![alt](target)``.
+LINK = re.compile(r"(?P<head>!?\[[^\]]*\]\()(?P<target>[^)\s]+)\)")
+
+
+def rebase_links(text: str, source: Path, base: Path) -> str:
+    """``text`` of a file in folder ``source`` with its relative links rewritten for a file in
+    ``base``, so that a link keeps naming the same file once the text is included there.
+    Web links, anchors and absolute paths are kept."""
+
+    def rebase(m: re.Match) -> str:
+        target = m["target"]
+        if re.match(r"[a-z][a-z0-9+.-]*:|#|/", target):
+            return m.group(0)
+        moved = os.path.relpath(os.path.normpath(source / target), base)
+        return f"{m['head']}{Path(moved).as_posix()})"
+
+    return LINK.sub(rebase, text)
+
+
 def _included_text(base: Path, rel: str, root: Path | None = None) -> str:
-    text = included_path(base, rel, root).read_text()
+    path = included_path(base, rel, root)
+    text = rebase_links(path.read_text(), path.parent, base)
     return text if text.endswith("\n") else text + "\n"
 
 
@@ -122,6 +155,22 @@ def _refresh(paths: Iterable[Path], check: bool, root: Path | None) -> int:
     return 1 if stale_any else 0
 
 
+def _glance(check: bool) -> int:
+    """Write figures/results_at_a_glance.md (:mod:`gmaiou.paper.glance`); with ``check``, only
+    say whether it is out of date (1) or not (0)."""
+    from gmaiou.paper.glance import GLANCE, glance_text, write_glance
+    from gmaiou.paper.paths import figures_dir
+
+    if not check:
+        print(f"{write_glance('default')}: the headlines of the findings files")
+        return 0
+    path = figures_dir("default") / GLANCE
+    if not path.is_file() or path.read_text() != glance_text("default"):
+        print(f"{path}: out of date with the findings' headlines", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gmaiou.paper.readme",
@@ -138,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        return _refresh(args.files or include_targets(), args.check, None)
+        stale_glance = _glance(args.check)
+        return max(_refresh(args.files or include_targets(), args.check, None), stale_glance)
     except (FileNotFoundError, ValueError) as err:
         print(f"gmaiou.paper.readme: error: {err}", file=sys.stderr)
         return 2

@@ -134,6 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         source=_conditions(),
     )
     print(f"figures written; times in {path}")
+    from gmaiou.paper.glance import write_glance
+
+    print(
+        f"results at a glance: {write_glance(args.profile)} (make readme copies it into README.md)"
+    )
     return 0
 
 

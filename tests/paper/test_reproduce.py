@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from gmaiou.paper.glance import CLAIMS
 from gmaiou.paper.reproduce import BUDGETS, find_notebooks, format_times, main, run_notebooks
 
 
@@ -77,6 +78,9 @@ def test_main_runs_real_notebooks_and_writes_the_times(tmp_path, monkeypatch):
     text = path.read_text()
     assert "| 00_first.ipynb |" in text and "| 01_second.ipynb |" in text
     assert "*profile: quick · data:" in text and "OMP_NUM_THREADS" in text
+    # The results-at-a-glance table of the profile, one row per claim, none with a result here.
+    glance = (tmp_path / "figures" / "quick" / "results_at_a_glance.md").read_text()
+    assert glance.count("| no result yet") == len(CLAIMS)
 
 
 def test_main_refuses_an_unknown_profile_in_one_line_before_running_anything(
