@@ -11,12 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import numbers_in
 
 from gmaiou.configs import get_config
 from gmaiou.measure import pairwise_overlaps
 from gmaiou.models import build_model
 from gmaiou.paper.analysis.anchor_loss_plots import (
     describe_observation1,
+    fig2_table,
+    observation1_headline,
     plot_loss_vs_mob,
     seed_summary,
     trend_verdicts,
@@ -218,8 +221,12 @@ def test_trend_verdicts(iou, gma, holds, verdict):
     row = verdicts.iloc[0]
     assert bool(row["observation1"]) is holds and row["candidate"] == verdict
     assert row["IoU slope"] == pytest.approx(np.mean(iou))
-    text = describe_observation1(verdicts, "IoU", "GmaIoU")
-    assert "IoU" in text and "GmaIoU" in text  # names its comparison
+    lines = describe_observation1(verdicts, "IoU", "GmaIoU")
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert "IoU" in lines[0] and "GmaIoU" in lines[1]  # names its comparison
+    headline = observation1_headline(verdicts, "IoU", "GmaIoU")
+    # "Obs. 1" holds for 1 (or 0) of 1 losses, the candidate's verdict in 1, 2 seeds
+    assert numbers_in(headline) == [1, int(holds), 1, 1, 2]
     with pytest.raises(ValueError, match="no trend of 'x'"):
         trend_verdicts(trends_of({"IoU": iou}), "IoU", "x")
 
@@ -238,8 +245,30 @@ def test_trend_verdicts_without_slopes_say_so():
     trends = trends_of({"IoU": [math.nan], "GmaIoU": [math.nan]})
     row = trend_verdicts(trends, "IoU", "GmaIoU").iloc[0]
     assert row["observation1"] is None and row["candidate"] == "no data"
-    text = describe_observation1(trend_verdicts(trends, "IoU", "GmaIoU"), "IoU", "GmaIoU")
-    assert "IoU" in text and "GmaIoU" in text
+    verdicts = trend_verdicts(trends, "IoU", "GmaIoU")
+    lines = describe_observation1(verdicts, "IoU", "GmaIoU")
+    assert "IoU" in lines[0] and "GmaIoU" in lines[1]
+    # "Obs. 1" holds for 0 of 1, unjudged in 1, no seed with a slope
+    assert numbers_in(observation1_headline(verdicts, "IoU", "GmaIoU")) == [1, 0, 1, 1]
+
+
+def test_observation1_headline_counts_each_verdict():
+    slopes = {"IoU": [-1.0, -2.0, -1.5], "GmaIoU": [-2.0, -3.0, -2.5]}
+    verdicts = pd.concat(
+        [
+            trend_verdicts(trends_of(slopes), "IoU", "GmaIoU"),
+            trend_verdicts(trends_of({"IoU": [-1.0, -2.0, -1.5], "GmaIoU": [0.5, -1.0, -1.0]}),
+                           "IoU", "GmaIoU"),
+            trend_verdicts(trends_of({"IoU": [1.0, -2.0], "GmaIoU": [1.0, 2.0]}), "IoU", "GmaIoU"),
+        ],
+        ignore_index=True,
+    )  # fmt: skip
+    headline = observation1_headline(verdicts, "IoU", "GmaIoU")
+    # holds for 2 of 3; kept in 1, removed in 1, absent in 1; 2-3 seeds
+    assert numbers_in(headline) == [1, 2, 3, 1, 1, 1, 2, 3]  # the 1 of "Obs. 1" first
+    assert len(headline) <= 110
+    with pytest.raises(ValueError, match="no verdict"):
+        observation1_headline(verdicts.iloc[:0], "IoU", "GmaIoU")
 
 
 def test_figure_and_summary():
@@ -251,6 +280,15 @@ def test_figure_and_summary():
     assert set(summary["seeds"]) == {2} and (summary["cls_std"].fillna(0) == 0).all()
     fig = plot_loss_vs_mob(frame, records[0]["bands"])
     assert len(fig.axes) == 5 and len(fig.axes[0].lines) > 0
+    table = fig2_table(frame, bands)
+    assert len(table) == len(summary) and list(table.columns) == [
+        "label", "group", "mob_lo", "mob_hi", "seeds", "count", "cls", "box", "mask"
+    ]  # fmt: skip
+    negatives = table[table["group"] == "negatives, IoU in [0.3, 0.4)"]
+    assert len(negatives) == len(summary[summary["group"] == "negative"])
+    assert set(negatives["box"]) == set(negatives["mask"]) == {"–"}
+    row = summary.iloc[0]
+    assert table.iloc[0]["cls"] == f"{row['cls_mean']:.3f} ± {row['cls_std']:.3f}"
     with pytest.raises(ValueError, match="empty"):
         plot_loss_vs_mob(frame.iloc[:0])
 

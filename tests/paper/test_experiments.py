@@ -764,7 +764,8 @@ def test_table2_report_computes_the_paired_gains_and_says_them():
     assert [uniform["holm low"], uniform["holm high"]] == pytest.approx([1.2 - half, 1.2 + half])
     assert mask.loc["coco", "holm level"] == 0.05  # the larger p: the raw 95% interval
     assert mask.loc["coco", "holm low"] == pytest.approx(mask.loc["coco", "ci low"])
-    lines = report.findings.splitlines()
+    lines = report.findings
+    assert all("\n" not in line for line in lines)
     assert "uniform" in lines[1] and "coco" in lines[0]
     raw = 4.3026527 * 0.2 / math.sqrt(3)  # t(0.975, 2) * std / sqrt(3)
     # mean, 95, the raw interval, the family size, the adjusted interval, its p, the pairs
@@ -776,8 +777,68 @@ def test_table2_report_computes_the_paired_gains_and_says_them():
     other = report.diffs[report.diffs["metric"] != "mask AP"]
     assert (other["p holm"] <= 0.05).sum() == 2  # the uniform set's box AP and mask oLRP
     assert set(report.table["seeds"]) == {3}
+    # The headline: minus ATSS IoU on the uniform and the COCO-MOB set, then k of n rejected.
+    assert numbers_in(report.headline) == pytest.approx([1.2, 0.0, 1, 2])
+    assert "ATSS IoU" in report.headline and len(report.headline) <= 110
     with pytest.raises(ValueError, match="at least one run record"):
         table2_report([])
+
+
+def test_table2_headline_states_both_baselines_per_set_and_the_holm_count():
+    from gmaiou.paper.experiments.table2 import table2_headline, table2_report
+
+    gains = {"fixed IoU": (2.0, 3.0, 4.0), "ATSS IoU": (-0.5, 0.0, 0.2)}
+    records = [
+        _fake_record(label, "uniform", seed, 20.0 + seed) for label in gains for seed in range(3)
+    ]
+    records += [
+        _fake_record("ATSS GmaIoU (P=M)", "uniform", seed, 20.0 + seed) for seed in range(3)
+    ]
+    # the treatment equals its own seed's base, so minus a baseline is minus that gain
+    records = [
+        dict(r, metrics={k: dict(v, AP=v["AP"] + gains.get(r["label"], (0, 0, 0))[r["seed"]])
+                         for k, v in r["metrics"].items()})
+        for r in records
+    ]  # fmt: skip
+    report = table2_report(records)
+    mask = report.diffs[report.diffs["metric"] == "mask AP"].set_index("baseline")
+    assert mask.loc["fixed IoU", "mean"] == pytest.approx(-3.0)
+    rejected = int((mask["p holm"] <= 0.05).sum())
+    # fixed IoU on the one set, ATSS IoU on it, then k of the 2 comparisons
+    assert numbers_in(report.headline) == pytest.approx([-3.0, 0.1, rejected, 2], abs=0.051)
+    assert report.headline == table2_headline(report.diffs)
+    one_seed = table2_report([r for r in records if r["seed"] == 0])
+    assert "two paired seeds" in one_seed.headline
+    with pytest.raises(ValueError, match="no mask AP"):
+        table2_headline(report.diffs[report.diffs["metric"] == "box AP"])
+
+
+def test_write_table2_writes_one_stem(tmp_path, monkeypatch):
+    from gmaiou.paper.experiments.table2 import table2_report, write_table2
+    from gmaiou.paper.figures import read_headline
+
+    monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path))
+    records = [
+        _fake_record(label, mix, seed, 20.0 + seed + (1.0 + 0.1 * seed if "Gma" in label else 0))
+        for mix in ("uniform", "coco")
+        for seed in range(3)
+        for label in ("fixed IoU", "ATSS IoU", "ATSS GmaIoU (P=M)")
+    ]
+    report = table2_report(records)
+    paths = write_table2(report, "t2", "default", data_names={"coco": "C"}, source="records")
+    names = sorted(p.name for p in paths)
+    assert names == ["t2.md", "t2.pdf", "t2.png", "t2_findings.md", "t2_paired_differences.md"]
+    assert read_headline(tmp_path / "t2_findings.md") == report.headline
+    bullets = [
+        line[2:] for line in (tmp_path / "t2_findings.md").read_text().splitlines()
+        if line.startswith("- ")
+    ]  # fmt: skip
+    assert bullets == list(report.findings)
+    table = (tmp_path / "t2.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert len(rows) == len(report.table) + 2 and "| C " in table  # header, rule, one per row
+    write_table2(report, "t3", "default", differences_name="t3_diffs")
+    assert (tmp_path / "t3_diffs.md").exists() and (tmp_path / "t3.png").exists()
 
 
 def test_table2_verdicts_follow_the_holm_adjusted_p():
@@ -801,7 +862,7 @@ def test_table2_verdicts_follow_the_holm_adjusted_p():
     # intervals of the steps whose level exceeds 0.013 exclude zero, yet Holm stopped at the first.
     assert mask["holm level"].tolist() == pytest.approx([0.05 / k for k in (5, 4, 3, 2, 1)])
     assert (mask["holm low"] < 0).tolist() == [True, True, False, False, False]
-    verdicts = [numbers_in(line) for line in report.findings.splitlines() if "mask AP (95%" in line]
+    verdicts = [numbers_in(line) for line in report.findings if "mask AP (95%" in line]
     # mean, 95, raw interval, family size, adjusted interval, adjusted p, pairs (then a claim)
     assert len(verdicts) == 5 and all(n[4] == 5 and n[7] > 0.05 for n in verdicts)
 

@@ -12,6 +12,8 @@ import pandas as pd
 __all__ = [
     "OBSERVATION1_SIGN",
     "describe_observation1",
+    "fig2_table",
+    "observation1_headline",
     "plot_loss_vs_mob",
     "seed_summary",
     "trend_verdicts",
@@ -45,6 +47,32 @@ def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
         stats = grouped[task].agg(["mean", "std"]).reset_index(drop=True)
         out[f"{task}_mean"], out[f"{task}_std"] = stats["mean"], stats["std"]
     return out
+
+
+def fig2_table(frame: pd.DataFrame, bands) -> pd.DataFrame:
+    """Fig. 2's binned values as shown (``fig2_loss_vs_mob.md``): per (label, group, MOB bin),
+    ``seeds``, ``count`` (mean anchors per seed, 1 decimal) and each task's ``mean ± std`` over
+    seeds (3 decimals, ``–`` without a mean; the negatives have no box or mask loss); ``group``
+    names its IoU band.
+
+    Args:
+        frame: :func:`gmaiou.paper.analysis.anchor_losses.records_frame` output.
+        bands: the :class:`~gmaiou.paper.analysis.anchor_losses.Fig2Bands` the records used.
+    """
+    from gmaiou.paper.figures import format_cell
+
+    summary = seed_summary(frame)
+    table = summary[["label", "group", "mob_lo", "mob_hi", "seeds", "count"]].copy()
+    table["count"] = table["count"].round(1)
+    for task in ("cls", "box", "mask"):
+        table[task] = [
+            "–" if m != m else f"{format_cell(m, 3)} ± {format_cell(s, 3)}"
+            for m, s in zip(summary[f"{task}_mean"], summary[f"{task}_std"])
+        ]
+    table.loc[table["group"] == "negative", ["box", "mask"]] = "–"
+    band = {"negative": bands.negative, "positive": bands.positive}
+    table["group"] = [f"{g}s, IoU in [{band[g][0]}, {band[g][1]})" for g in table["group"]]
+    return table
 
 
 def plot_loss_vs_mob(frame: pd.DataFrame, bands: dict | None = None):
@@ -151,15 +179,16 @@ def trend_verdicts(trends: pd.DataFrame, reference: str, candidate: str) -> pd.D
     return pd.DataFrame(rows)
 
 
-def describe_observation1(verdicts: pd.DataFrame, reference: str, candidate: str) -> str:
-    """Sentences from :func:`trend_verdicts`: where Observation 1 holds, and what the candidate does."""
+def describe_observation1(verdicts: pd.DataFrame, reference: str, candidate: str) -> list[str]:
+    """Sentences from :func:`trend_verdicts`, one line each: where Observation 1 holds with
+    ``reference``, where it does not or cannot be judged, and what ``candidate`` does."""
     if len(verdicts) == 0:
         raise ValueError("no verdict to describe")
     names = [
         f"{_TASK_NAMES[r.task]} loss of the {r.group}s ({r.expected} with MOB in the paper)"
         for r in verdicts.itertuples(index=False)
     ]
-    judged = [None if ok is None or ok != ok else bool(ok) for ok in verdicts["observation1"]]
+    judged = _judged(verdicts)
     holds = [n for n, ok in zip(names, judged) if ok is True]
     fails = [n for n, ok in zip(names, judged) if ok is False]
     unknown = [n for n, ok in zip(names, judged) if ok is None]
@@ -190,4 +219,40 @@ def describe_observation1(verdicts: pd.DataFrame, reference: str, candidate: str
         which = [n for n, v in zip(names, verdicts["candidate"]) if v == verdict]
         if which:
             parts.append(f"With {candidate}, for the {'; '.join(which)}, the loss {sentence}.")
-    return " ".join(parts)
+    return parts
+
+
+def _judged(verdicts: pd.DataFrame) -> list[bool | None]:
+    """``observation1`` of each verdict row as True, False or None (not judged)."""
+    return [None if ok is None or ok != ok else bool(ok) for ok in verdicts["observation1"]]
+
+
+#: How :func:`observation1_headline` names each of the candidate's verdicts.
+_TREND = {
+    "keeps": "kept",
+    "weakens": "weakened",
+    "removes": "removed",
+    "appears": "appearing",
+    "none either": "absent",
+    "no data": "unjudged",
+}
+
+
+def observation1_headline(verdicts: pd.DataFrame, reference: str, candidate: str) -> str:
+    """:func:`describe_observation1` in one short sentence: for how many of the losses
+    Observation 1 holds with ``reference``, how many of them ``candidate``'s trend keeps,
+    weakens, removes (...) and over how many seeds (the reference's slopes)."""
+    if len(verdicts) == 0:
+        raise ValueError("no verdict to describe")
+    holds = sum(ok is True for ok in _judged(verdicts))
+    counts = verdicts["candidate"].value_counts()
+    trend = ", ".join(f"{word} in {counts[v]}" for v, word in _TREND.items() if v in counts)
+    seeds = sorted({int(str(a).split("/")[1]) for a in verdicts[f"{reference} seeds along"]} - {0})
+    of_seeds = ""
+    if seeds:
+        span = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+        of_seeds = f" ({span} seeds)"
+    return (
+        f"Obs. 1 holds for {holds} of {len(verdicts)} losses with {reference}; "
+        f"{candidate}: trend {trend}{of_seeds}"
+    )

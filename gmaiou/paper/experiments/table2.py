@@ -1,7 +1,11 @@
 """Table 2's report: the table, the paired differences and the findings in words, from run records.
 
-Notebook 04 calls :func:`table2_report` once for the current CPU recipe (grid ``table2``) and
-once for the first recipe (grid ``table2-recipe1``), so both are computed the same way.
+Notebook 04 calls :func:`table2_report` and :func:`write_table2` once for the current CPU recipe
+(grid ``table2``, stem ``table2_assigners``) and once for the first recipe (grid
+``table2-recipe1``, stem ``table2_recipe1_assigners``), so both are computed and written the
+same way: ``<stem>.md`` (mean ± std over seeds), ``<stem>.png``/``.pdf`` (the mask AP paired
+differences), ``<stem>_findings.md`` (the sentences and a headline) and the paired differences
+of every metric as an extra table.
 
 Multiple comparisons: Table 2 makes, per metric, one comparison of ATSS GmaIoU (P=M) against
 every other assigner on every set (7 with the full grid: five baselines on the uniform set, two
@@ -19,8 +23,10 @@ with the adjusted interval.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -38,12 +44,15 @@ __all__ = [
     "ALPHA",
     "CLAIMS",
     "DIFF_COLUMNS",
+    "SET_NAMES",
     "TREATMENT",
     "Table2Report",
     "differences_table",
     "gain_vs_mob_share",
     "other_metrics_sentence",
+    "table2_headline",
     "table2_report",
+    "write_table2",
 ]
 
 TREATMENT = ASSIGNER_LABELS["atss-gmaiou"]
@@ -72,12 +81,15 @@ class Table2Report:
             with the paired t-test and Holm's adjustment per metric
             (:func:`~gmaiou.paper.experiments.primary.holm_table`).
         findings: one sentence per mask-AP comparison, one on the share of low-MOB
-            objects and one on the box-AP and oLRP differences, as markdown bullet lines.
+            objects, one on the box-AP and oLRP differences and one on how verdicts are
+            made; each one line (for :func:`gmaiou.paper.figures.save_findings`).
+        headline: the mask-AP result in one short sentence (:func:`table2_headline`).
     """
 
     table: pd.DataFrame
     diffs: pd.DataFrame
-    findings: str
+    findings: tuple[str, ...]
+    headline: str
 
 
 def gain_vs_mob_share(mask_diffs: pd.DataFrame, shares: Mapping[str, float]) -> str | None:
@@ -139,7 +151,90 @@ def table2_report(
         "all of Table 2's comparisons on the same metric, is at most 0.05; the adjusted interval "
         "is the t interval at the comparison's Holm level 0.05 / (m − rank + 1)."
     )
-    return Table2Report(table, diffs, "\n".join(f"- {line}" for line in lines))
+    return Table2Report(table, diffs, tuple(lines), table2_headline(diffs))
+
+
+#: How the headline names each class mix (the order it lists them in).
+SET_NAMES: dict[str, str] = {"uniform": "uniform", "coco": "COCO-MOB"}
+
+
+def table2_headline(diffs: pd.DataFrame, alpha: float = ALPHA) -> str:
+    """The mask-AP result in one sentence: GmaIoU-ATSS minus fixed IoU and minus ATSS IoU on
+    each set (means, 1 decimal), and how many of the mask-AP comparisons Holm's procedure
+    rejects at ``alpha`` (``k of n Holm-significant``, of those with two or more pairs).
+
+    ``diffs``: :attr:`Table2Report.diffs`. Sets are listed in :data:`SET_NAMES`' order, then
+    any other in sorted order; a baseline without a set shows ``n/a`` there.
+    """
+    mask = diffs[diffs["metric"] == "mask AP"]
+    if mask.empty:
+        raise ValueError("no mask AP paired difference to state")
+    present = set(mask["data"])
+    sets = [d for d in SET_NAMES if d in present] + sorted(present - set(SET_NAMES))
+    parts = []
+    for key in ("fixed", "atss-iou"):
+        means = mask[mask["baseline"] == ASSIGNER_LABELS[key]].set_index("data")["mean"]
+        if means.empty:
+            continue
+        values = "/".join(f"{means[d]:+.1f}" if d in means.index else "n/a" for d in sets)
+        parts.append(f"− {ASSIGNER_LABELS[key]}: {values}" + ("" if parts else " mask AP"))
+    tested = mask[mask["p holm"].notna()]
+    verdict = (
+        f"{int((tested['p holm'] <= alpha).sum())} of {len(tested)} Holm-significant"
+        if len(tested)
+        else "no comparison has two paired seeds"
+    )
+    names = "/".join(SET_NAMES.get(d, d) for d in sets)
+    treatment = TREATMENT.split(" (")[0]
+    compared = ", ".join(parts) if parts else "− each baseline: mask AP"
+    return f"{treatment} {compared} ({names}); {verdict}"
+
+
+def write_table2(
+    report: Table2Report,
+    stem: str,
+    profile: str = "default",
+    *,
+    data_names: Mapping[str, str] | None = None,
+    source: str | None = None,
+    differences_name: str | None = None,
+    footer_width: int = 130,
+) -> list[Path]:
+    """Write a Table 2 report into the profile's figures folder, all under one ``stem``:
+
+    ``<stem>.md`` (mean ± std over seeds, ``data`` renamed by ``data_names``), ``<stem>.png``
+    and ``<stem>.pdf`` (the mask-AP paired differences against the paper's claims,
+    :func:`~gmaiou.paper.experiments.plots.plot_paired_differences`), ``<stem>_findings.md``
+    (:attr:`Table2Report.findings` under :attr:`Table2Report.headline`) and
+    ``<differences_name>.md`` (every paired difference, :func:`differences_table`; default
+    ``<stem>_paired_differences``). ``source`` is every file's stamp, wrapped at
+    ``footer_width`` characters under the figure. Returns the paths written.
+    """
+    import matplotlib.pyplot as plt
+
+    from gmaiou.paper.experiments.plots import plot_paired_differences
+    from gmaiou.paper.figures import save_figure, save_findings, save_table
+
+    names = dict(data_names or {})
+    table = report.table.assign(data=report.table["data"].map(lambda d: names.get(d, d)))
+    paths = [save_table(table, stem, profile, source=source)]
+    paths.append(
+        save_table(
+            differences_table(report.diffs, names),
+            differences_name or f"{stem}_paired_differences",
+            profile,
+            source=source,
+        )
+    )
+    mask = report.diffs[report.diffs["metric"] == "mask AP"]
+    fig = plot_paired_differences(mask, CLAIMS, names)
+    footer = textwrap.fill(source, footer_width) if source else None
+    paths += save_figure(fig, stem, profile, source=footer)
+    plt.close(fig)
+    paths.append(
+        save_findings(report.findings, stem, profile, source=source, headline=report.headline)
+    )
+    return paths
 
 
 def _p_text(p: float) -> str:

@@ -1,0 +1,172 @@
+"""The CPU recipe's two questions, from run records: its learning curve against the target
+(stem ``recipe_learning_curve``) and the search that chose it (stem ``recipe_search``).
+
+Each question has a table, a figure (:mod:`gmaiou.paper.experiments.plots`) and findings whose
+numbers are read from the table; notebook 04 writes them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "CURVE_COLUMNS",
+    "SEARCH_COLUMNS",
+    "curve_findings",
+    "curve_points",
+    "curve_run_name",
+    "recipe_search_findings",
+    "recipe_search_table",
+]
+
+#: Columns of :func:`curve_points`.
+CURVE_COLUMNS: tuple[str, ...] = ("run", "device", "iteration", "minutes", "mask AP", "box AP")
+#: Columns of :func:`recipe_search_table`.
+SEARCH_COLUMNS: tuple[str, ...] = (
+    "label", "preset", "mask AP", "box AP", "mask oLRP", "iterations", "train minutes", "device",
+)  # fmt: skip
+
+
+def curve_run_name(record: Mapping[str, Any]) -> str:
+    """A curve's name: the record's label, and its variant where it has one (as the figure's legend)."""
+    variant = record.get("variant")
+    return f"{record['label']}, {variant}" if variant else str(record["label"])
+
+
+def curve_points(records: Sequence[Mapping[str, Any]], decimals: int = 2) -> pd.DataFrame:
+    """The evaluated points of every record with a learning curve, in the records' order.
+
+    One row per point: ``run`` (:func:`curve_run_name`), ``device`` (the record's device
+    name), ``iteration``, ``minutes`` (the iterations' wall time up to it, evaluation
+    excluded), ``mask AP`` and ``box AP`` on the val split; numbers to ``decimals`` places
+    (the table as shown, which :func:`curve_findings` reads).
+    """
+    rows = [
+        {
+            "run": curve_run_name(r),
+            "device": r["device_name"],
+            "iteration": p["iteration"],
+            "minutes": p["train_seconds"] / 60,
+            "mask AP": p["segm"]["AP"],
+            "box AP": p["bbox"]["AP"],
+        }
+        for r in records
+        for p in r.get("curve") or ()
+    ]
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS)).round(decimals)
+
+
+def _within(part: pd.DataFrame, budget_minutes: float) -> float:
+    """The best mask AP of a run's points within the budget; NaN without such a point."""
+    inside = part.loc[part["minutes"] <= budget_minutes, "mask AP"]
+    return float(inside.max()) if len(inside) else math.nan
+
+
+def curve_findings(
+    points: pd.DataFrame, target_ap: float = 30.0, budget_minutes: float = 6.0
+) -> tuple[list[str], str]:
+    """Sentences and a headline on :func:`curve_points`: the first run against the target
+    (``target_ap`` mask AP within ``budget_minutes`` of training), then every other run's best
+    mask AP within the budget and at the end of its schedule.
+
+    Returns ``(lines, headline)``, each line one sentence.
+    """
+    if points.empty:
+        raise ValueError("no learning-curve point to describe")
+    runs = list(dict.fromkeys(points["run"]))
+    lines, headline = [], ""
+    for i, run in enumerate(runs):
+        part = points[points["run"] == run]
+        best = _within(part, budget_minutes)
+        last = part.iloc[-1]
+        reached = (
+            f"reached {best:.1f} mask AP within {budget_minutes:g} minutes of training"
+            if best == best
+            else f"has no evaluation within {budget_minutes:g} minutes of training"
+        )
+        end = (
+            f"{last['mask AP']:.1f} mask AP after its whole schedule "
+            f"({int(last['iteration'])} iterations, {last['minutes']:.1f} min)"
+        )
+        if i == 0:
+            if best != best:
+                verdict, short = "not met: no evaluation within the budget", "not met"
+            elif best >= target_ap:
+                verdict = short = "met"
+            else:
+                verdict = f"not met: {target_ap - best:.1f} mask AP short"
+                short = f"not met ({target_ap - best:.1f} short)"
+            lines.append(
+                f"{run}, on {last['device']}, {reached} (target {target_ap:g}: {verdict}); {end}."
+            )
+            within = (
+                f"{best:.1f} mask AP within {budget_minutes:g} min of training"
+                if best == best
+                else f"no evaluation within {budget_minutes:g} min of training"
+            )
+            headline = f"CPU recipe ({run}): {within}, target {target_ap:g} {short}"
+        else:
+            lines.append(f"{run}, on {last['device']}, {reached}; {end}.")
+    devices = list(dict.fromkeys(points["device"]))
+    if len(devices) > 1:
+        lines.append(
+            "The runs' minutes were measured on different devices or thread counts "
+            f"({', '.join(devices)}): they compare within a run, not across runs."
+        )
+    return lines, headline
+
+
+def recipe_search_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The recipe search as shown: :data:`SEARCH_COLUMNS` of a
+    :func:`~gmaiou.paper.experiments.stats.records_frame`, best mask AP first, 2 decimals."""
+    if frame.empty:
+        raise ValueError("no recipe-search records")
+    return frame[list(SEARCH_COLUMNS)].sort_values("mask AP", ascending=False).round(2)
+
+
+def recipe_search_findings(table: pd.DataFrame) -> tuple[list[str], str]:
+    """Sentences and a headline on :func:`recipe_search_table` (its numbers as shown): the best
+    variant, the best per preset, the variants that ended at 0 mask AP and the devices.
+
+    Returns ``(lines, headline)``, each line one sentence.
+    """
+    if table.empty:
+        raise ValueError("no recipe-search row to describe")
+    table = table.sort_values("mask AP", ascending=False, kind="stable")
+    n, top = len(table), table.iloc[0]
+    zero = int((table["mask AP"] == 0).sum())
+    lines = [
+        f"Best of the {n} variants: {top['label']} ({top['preset']}), {top['mask AP']:.2f} mask "
+        f"AP and {top['box AP']:.2f} box AP after {int(top['iterations'])} iterations "
+        f"({top['train minutes']:.2f} training minutes on {top['device']})."
+    ]
+    best = table.drop_duplicates("preset")
+    if len(best) > 1:
+        lines.append(
+            "Best mask AP per preset: "
+            + "; ".join(
+                f"{r['preset']} {r['mask AP']:.2f} ({r['label']})" for _, r in best.iterrows()
+            )
+            + "."
+        )
+    lines.append(
+        f"{zero} of the {n} variants ended at 0 mask AP."
+        if zero
+        else f"Every one of the {n} variants learned something (mask AP above 0)."
+    )
+    devices = table["device"].value_counts(sort=False)
+    if len(devices) > 1:
+        lines.append(
+            "Runs per device: "
+            + ", ".join(f"{count} on {device}" for device, count in devices.items())
+            + "; training minutes compare only runs on the same device."
+        )
+    headline = (
+        f"Best of {n} recipe variants: {top['label']}, {top['mask AP']:.2f} mask AP in "
+        f"{top['train minutes']:.2f} min" + (f"; {zero} ended at 0 mask AP" if zero else "")
+    )
+    return lines, headline
