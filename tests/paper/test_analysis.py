@@ -6,26 +6,53 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-from conftest import l_mask, write_l_dataset
+from conftest import l_mask, numbers_in, write_l_dataset
 
 from gmaiou.anchors import atss_anchors
 from gmaiou.assigners import ATSSAssigner
 from gmaiou.data import CocoInstances, generate, stats
 from gmaiou.paper.analysis import mob
 from gmaiou.paper.analysis.examples import (
+    AnchorScore,
+    GTDisagreement,
     atss_positives,
+    examples_findings,
+    examples_table,
     gt_disagreements,
     load_resized,
     plot_atss_positives,
     plot_examples,
     select_examples,
     to_original,
+    write_examples,
 )
-from gmaiou.paper.analysis.mob import ecdf, gt_mob_ratios, mob_summary, plot_mob_distribution
+from gmaiou.paper.analysis.mob import (
+    ecdf,
+    gt_mob_ratios,
+    mob_distribution_findings,
+    mob_distribution_table,
+    mob_summary,
+    plot_mob_distribution,
+    write_mob_distribution,
+)
+from gmaiou.paper.figures import read_headline
 
 matplotlib.use("Agg")
+
+
+@pytest.fixture
+def figures(tmp_path, monkeypatch):
+    monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path / "figures"))
+    return tmp_path / "figures"
+
+
+def _file_set(paths, stem: str) -> bool:
+    return sorted(p.name for p in paths) == sorted(
+        f"{stem}{suffix}" for suffix in (".md", ".pdf", ".png", "_findings.md")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +107,35 @@ def test_coco_sample_mob_share_is_near_the_known_value(coco_sample):
     summary = mob_summary(gt_mob_ratios(CocoInstances.from_root(root, "val"))["mob"])
     assert summary["count"] > 1000
     assert 0.24 <= summary["share_below"] <= 0.32  # spec: about 27-29% on coco-sample
+
+
+def test_mob_distribution_table_and_findings_hand_computed(figures):
+    frames = {
+        "a": pd.DataFrame({"image_id": [1, 1, 2], "mob": [0.2, 0.4, 0.8]}),
+        "b": pd.DataFrame({"image_id": [5], "mob": [0.9]}),
+    }
+    table = mob_distribution_table(frames)
+    assert table.columns.tolist() == [
+        "data",
+        "images",
+        "count",
+        "share_below",
+        "threshold",
+        "mean",
+        "median",
+    ]
+    assert table.iloc[0].tolist() == ["a", 2, 3, 0.6667, 0.5, 0.4667, 0.4]
+    assert table.iloc[1].tolist() == ["b", 1, 1, 0.0, 0.5, 0.9, 0.9]
+    headline, lines = mob_distribution_findings(table)
+    assert numbers_in(headline) == [66.7, 0.0, 0.5] and len(headline) < 110
+    assert numbers_in(lines[0]) == [66.7, 3, 2, 0.5, 0.47, 0.4]
+    assert numbers_in(lines[2]) == [0.5, 66.7, 66.7, 0.0]  # a above b by 66.7 points
+    fig = plot_mob_distribution({k: f["mob"].to_numpy() for k, f in frames.items()})
+    paths = write_mob_distribution(table, fig, "smoke", source="two sets")
+    assert _file_set(paths, "fig3a_mob_distribution")
+    assert read_headline(paths[-1]) == headline
+    with pytest.raises(ValueError, match="at least one"):
+        mob_distribution_table({})
 
 
 # ----------------------------------------------------------------------------- Fig. 1
@@ -176,3 +232,31 @@ def test_atss_positives_match_the_assigner(tmp_path):
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="gt_index"):
         atss_positives(item["boxes"], item["masks"], 128, gt_index=5)
+
+
+def test_examples_table_and_findings_hand_computed(tmp_path, figures):
+    ds = CocoInstances.from_root(write_l_dataset(tmp_path / "l"), "val")
+    example = GTDisagreement(
+        index=0,
+        image_id=ds.image_ids[0],
+        gt_index=0,
+        positive=AnchorScore(torch.tensor([20.0, 10.0, 90.0, 80.0]), 0.765625, 0.0, 0.0),
+        negative=AnchorScore(torch.tensor([10.0, 10.0, 20.0, 90.0]), 0.125, 0.5333, 0.5333),
+        score=1.1740,
+    )
+    table = examples_table(ds, [example])
+    assert table.shape == (1, 12)
+    row = table.iloc[0]
+    assert row["class"] == "ell" and row["GT MOB"] == 0.234  # 1500 / 6400
+    assert row["IoU+ anchor"] == "20.0, 10.0, 90.0, 80.0"
+    assert [row["IoU+ IoU"], row["IoU+ GmaIoU"], row["IoU+ mask covered"]] == [0.766, 0.0, 0.0]
+    assert [row["IoU− IoU"], row["IoU− GmaIoU"], row["disagreement"]] == [0.125, 0.533, 1.174]
+    headline, lines = examples_findings(table)
+    # IoU of the positive, its GmaIoU, the negative's highest GmaIoU
+    assert numbers_in(headline) == pytest.approx([0.77, 0.0, 0.53])
+    assert numbers_in(lines[0])[1:] == pytest.approx([0.23, 0.77, 0.0, 0.0, 0.12, 0.53, 53.0])
+    fig = plot_examples(ds, [example], size=100)
+    paths = write_examples(table, fig, "smoke", source="the L")
+    assert _file_set(paths, "fig1_examples")
+    assert read_headline(paths[-1]) == headline
+    assert examples_findings(table.iloc[:0])[1] == []

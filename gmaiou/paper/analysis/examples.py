@@ -12,13 +12,18 @@ A ground truth scores ``(IoU - GmaIoU)`` of the first plus ``(GmaIoU - IoU)`` of
 second; the figure shows the top-scoring ground truth of the top-scoring images.
 :func:`atss_positives` gives, for the interactive cell, the anchors ATSS makes
 positive for one ground truth under IoU and under GmaIoU.
+
+:func:`examples_table` holds the chosen examples' numbers, :func:`examples_findings` states them
+and :func:`write_examples` writes ``fig1_examples.md``, ``.png``, ``.pdf`` and its findings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -27,18 +32,21 @@ from gmaiou.anchors import atss_anchors, yolact_anchors
 from gmaiou.assigners import ATSSAssigner
 from gmaiou.data.coco import CocoInstances, Item
 from gmaiou.data.transforms import mask_tight_boxes, resize
-from gmaiou.measure import MaskIntegrals, Polygon, box_area, gmaiou_from_counts
+from gmaiou.measure import MaskIntegrals, Polygon, box_area, gmaiou_from_counts, mob_ratio
 
 __all__ = [
     "AnchorScore",
     "GTDisagreement",
     "atss_positives",
+    "examples_findings",
+    "examples_table",
     "gt_disagreements",
     "load_resized",
     "plot_atss_positives",
     "plot_examples",
     "select_examples",
     "to_original",
+    "write_examples",
 ]
 
 
@@ -214,6 +222,86 @@ def atss_positives(
         result = ATSSAssigner(measure=measure).assign(grid, boxes, masks)
         out[measure] = grid.anchors[result.gt_inds == gt_index]
     return out
+
+
+def _box_text(box: Tensor) -> str:
+    return ", ".join(f"{v:.1f}" for v in box.tolist())
+
+
+def examples_table(dataset: CocoInstances, examples: Sequence[GTDisagreement]) -> pd.DataFrame:
+    """Fig. 1's numbers: one row per example, in the figure's order.
+
+    Columns: ``image`` (COCO id), ``class``, ``GT MOB`` (``|B ∩ M| / |B|`` at the original
+    size), then for the IoU-positive (``IoU+``) and the IoU-negative (``IoU−``) anchor its
+    ``anchor`` (``x1, y1, x2, y2`` at the network input), ``IoU``, ``GmaIoU`` (the polygon
+    the examples were chosen with) and ``mask covered`` (``|A ∩ M| / |M|``), and the
+    ``disagreement`` score; values rounded to 3 decimals.
+    """
+    rows = []
+    for e in examples:
+        targets = dataset.get_targets(e.index)
+        g = e.gt_index
+        mob = float(mob_ratio(targets["boxes"][g : g + 1], targets["masks"][g : g + 1])[0, 0])
+        row = {
+            "image": e.image_id,
+            "class": dataset.class_names[int(targets["labels"][g])],
+            "GT MOB": round(mob, 3),
+        }
+        for tag, anchor in (("IoU+", e.positive), ("IoU−", e.negative)):
+            row[f"{tag} anchor"] = _box_text(anchor.box)
+            row[f"{tag} IoU"] = round(anchor.iou, 3)
+            row[f"{tag} GmaIoU"] = round(anchor.gmaiou, 3)
+            row[f"{tag} mask covered"] = round(anchor.coverage, 3)
+        row["disagreement"] = round(e.score, 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _span(values: pd.Series) -> str:
+    """``"0.12–0.34"``, or one number where all are equal (2 decimals)."""
+    low, high = f"{values.min():.2f}", f"{values.max():.2f}"
+    return low if low == high else f"{low}–{high}"
+
+
+def examples_findings(table: pd.DataFrame) -> tuple[str, list[str]]:
+    """``(headline, lines)`` read from :func:`examples_table`: each example's two anchors, and
+    the ranges over the examples."""
+    if table.empty:
+        return "No example: no image had both an IoU-positive and an IoU-negative anchor", []
+    lines = [
+        f"Image {r['image']} ({r['class']}, GT MOB {r['GT MOB']:.2f}): the IoU-positive anchor "
+        f"(IoU {r['IoU+ IoU']:.2f}) has GmaIoU {r['IoU+ GmaIoU']:.2f} and covers "
+        f"{100 * r['IoU+ mask covered']:.0f}% of the mask; the IoU-negative anchor "
+        f"(IoU {r['IoU− IoU']:.2f}) has GmaIoU {r['IoU− GmaIoU']:.2f} and covers "
+        f"{100 * r['IoU− mask covered']:.0f}%."
+        for _, r in table.iterrows()
+    ]
+    lines.append(
+        f"Over the {len(table)} examples: anchors IoU calls positive (IoU {_span(table['IoU+ IoU'])}) "
+        f"have GmaIoU {_span(table['IoU+ GmaIoU'])}; anchors IoU calls negative "
+        f"(IoU {_span(table['IoU− IoU'])}) have GmaIoU {_span(table['IoU− GmaIoU'])}; "
+        f"GT MOB {_span(table['GT MOB'])}."
+    )
+    headline = (
+        f"IoU-positive anchors (IoU {_span(table['IoU+ IoU'])}) have GmaIoU "
+        f"{_span(table['IoU+ GmaIoU'])}; IoU-negatives reach GmaIoU {table['IoU− GmaIoU'].max():.2f}"
+    )
+    return headline, lines
+
+
+def write_examples(
+    table: pd.DataFrame, fig, profile: str = "default", *, source: str
+) -> list[Path]:
+    """``fig1_examples.md`` (:func:`examples_table`), ``.png`` and ``.pdf`` (``fig``, from
+    :func:`plot_examples`) and ``fig1_examples_findings.md``."""
+    from gmaiou.paper.figures import save_figure, save_findings, save_table
+
+    name = "fig1_examples"
+    paths = [save_table(table, name, profile, source=source)]
+    paths += save_figure(fig, name, profile, source=source)
+    headline, lines = examples_findings(table)
+    paths.append(save_findings(lines, name, profile, source=source, headline=headline))
+    return paths
 
 
 # ----------------------------------------------------------------------------- plotting

@@ -10,6 +10,7 @@ large from 96² on.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,10 +31,13 @@ __all__ = [
     "dataset_statistics",
     "ecdf",
     "gt_mob_ratios",
+    "mob_distribution_findings",
+    "mob_distribution_table",
     "mob_summary",
     "plot_mob_distribution",
     "size_name",
     "statistics_markdown",
+    "write_mob_distribution",
 ]
 
 
@@ -114,3 +118,60 @@ def plot_mob_distribution(
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def mob_distribution_table(
+    frames: Mapping[str, pd.DataFrame], threshold: float = 0.5
+) -> pd.DataFrame:
+    """Fig. 3(a)'s numbers: one row per named set of :func:`gt_mob_ratios` rows.
+
+    Columns: ``data`` (the name), ``images`` (with a ground truth), then :func:`mob_summary`'s
+    ``count``, ``share_below`` (the share of GT boxes with MOB below ``threshold``),
+    ``threshold``, ``mean`` and ``median``, rounded to 4 decimals.
+    """
+    if not frames:
+        raise ValueError("give at least one set of MOB ratios")
+    rows = [
+        {"data": name, "images": int(f["image_id"].nunique()), **mob_summary(f["mob"], threshold)}
+        for name, f in frames.items()
+    ]
+    return pd.DataFrame(rows).round(4)
+
+
+def mob_distribution_findings(table: pd.DataFrame) -> tuple[str, list[str]]:
+    """``(headline, lines)`` read from :func:`mob_distribution_table`: the share of GT boxes
+    below the threshold per set (Observation 2), their mean and median, and the sets compared."""
+    threshold = float(table["threshold"].iloc[0])
+    lines = [
+        f"{r['data']}: {100 * r['share_below']:.1f}% of {r['count']:,} GT boxes "
+        f"({r['images']} images) have MOB < {threshold:g}; mean MOB {r['mean']:.2f}, "
+        f"median {r['median']:.2f}."
+        for _, r in table.iterrows()
+    ]
+    if len(table) > 1:
+        high = table.loc[table["share_below"].idxmax()]
+        low = table.loc[table["share_below"].idxmin()]
+        lines.append(
+            f"The share below {threshold:g} is {100 * (high['share_below'] - low['share_below']):.1f} "
+            f"points higher on {high['data']} ({100 * high['share_below']:.1f}%) than on "
+            f"{low['data']} ({100 * low['share_below']:.1f}%)."
+        )
+    parts = [f"{100 * r['share_below']:.1f}% of {r['data']}" for _, r in table.iterrows()]
+    joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    headline = f"{joined} GT boxes have MOB below {threshold:g}"
+    return headline, lines
+
+
+def write_mob_distribution(
+    table: pd.DataFrame, fig, profile: str = "default", *, source: str
+) -> list[Path]:
+    """``fig3a_mob_distribution.md`` (:func:`mob_distribution_table`), ``.png`` and ``.pdf``
+    (``fig``, from :func:`plot_mob_distribution`) and ``fig3a_mob_distribution_findings.md``."""
+    from gmaiou.paper.figures import save_figure, save_findings, save_table
+
+    name = "fig3a_mob_distribution"
+    paths = [save_table(table, name, profile, source=source)]
+    paths += save_figure(fig, name, profile, source=source)
+    headline, lines = mob_distribution_findings(table)
+    paths.append(save_findings(lines, name, profile, source=source, headline=headline))
+    return paths
