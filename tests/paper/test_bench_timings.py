@@ -135,3 +135,47 @@ def test_refresh_writes_every_question_from_the_records_and_the_same_bytes_again
 def test_refresh_leaves_questions_without_records_alone(tmp_path, monkeypatch):
     monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path))
     assert refresh("smoke") == []
+
+
+def test_each_question_has_a_headline_computed_from_its_records(records):
+    from conftest import numbers_in
+
+    from gmaiou.paper.figures import read_headline
+
+    refresh("smoke")
+    folder = records / "smoke" / "timings"
+    headline = {q: read_headline(folder / f"{q}_findings.md") for q in QUESTIONS}
+    # full-image tables 40 ms against Alg. 1's 2 ms at every size and setting; no brute force
+    assert numbers_in(headline["assignment_cost"]) == [1, 20.0]
+    # 2 CPU runs and 1 GPU run at 2 sizes: every goal met (ATSS ratios 1.05 and 1.1, tables
+    # 20x, Alg. 1 2x box IoU); then the goals themselves
+    assert numbers_in(headline["assignment_goals"]) == [4, 4] * 3 + [2, 2] * 3 + [
+        1.1, 1, 15, 1, 2
+    ]  # fmt: skip
+    # ATSS-YOLACT: 40 ms against 45 ms in both records (the smoke CPU one and the GPU one)
+    assert numbers_in(headline["model_speed"]) == [0.89, 2]
+    assert "no record times a GmaIoU model" in headline["trained_inference"]
+
+
+def test_trained_inference_headline_uses_each_devices_default_assembly():
+    from conftest import numbers_in
+
+    from gmaiou.paper.benchmarks.timings import trained_inference_headline
+
+    def row(config, network, post, full, ap):
+        return {"config": config, "network_ms_per_image": network, "post_ms_per_image": post,
+                "post_full_upsampling_ms_per_image": full, "mask_ap": ap}  # fmt: skip
+
+    cpu = {"device_type": "cpu", "trained": [
+        row("yolact-fixed-r18-160", 40.0, 10.0, 99.0, 25.0),
+        row("yolact-atss-gmaiou-r18-160", 35.0, 10.0, 99.0, 29.0),  # 45 / 50
+        row("gmayolact-atss-gmaiou-r18-160", 80.0, 20.0, 99.0, 31.0),  # 100 / 50
+    ]}  # fmt: skip
+    gpu = {"device_type": "cuda", "trained": [
+        row("yolact-fixed-r18-160", 4.0, 99.0, 1.0, 25.1),
+        row("yolact-atss-gmaiou-r18-160", 3.0, 99.0, 1.0, 29.1),  # 4 / 5
+    ]}  # fmt: skip
+    # ATSS-YOLACT 0.80-0.90x (a range reads as 0.8, -0.9), GmaYOLACT 2.00x; the cpu record's AP
+    assert numbers_in(trained_inference_headline({"cpu": cpu, "cuda": gpu})) == [
+        0.8, -0.9, 2.0, 29.0, 31.0, 25.0
+    ]  # fmt: skip
