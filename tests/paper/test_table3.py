@@ -487,3 +487,71 @@ def test_format_gain():
     assert format_gain({"mean": -1.0, "pairs": 1, "ci low": math.nan, "ci high": math.nan}) == (
         "-1.00 (1 seed, no interval)"
     )
+
+
+def _with_cosine():
+    """:func:`_records` with GmaYOLACT on three seeds (20, 21, 22.5: step 1 + 10, 10, 10.5) and
+    a cosine-schedule YOLACT (15, 16, 17: GmaYOLACT - it = 5, 5, 5.5)."""
+    records, speeds = _records()
+    records = [r for r in records if r["label"] != LABELS[-1]]
+    speeds = [s for s in speeds if not s["id"].startswith("s7")]
+    cosine = []
+    for seed, (ap, cos) in enumerate(((20.0, 15.0), (21.0, 16.0), (22.5, 17.0))):
+        for label, value, out in ((LABELS[-1], ap, records), ("fixed IoU", cos, cosine)):
+            metrics = {"AP": value, "AP50": 2 * value, "AP75": value / 2, "oLRP": 100 - value}
+            out.append({**records[0], "id": f"{label}-{seed}", "label": label, "seed": seed,
+                        "metrics": {"segm": metrics, "bbox": {**metrics, "AP": value + 10}}})  # fmt: skip
+    return records, speeds, cosine
+
+
+def test_headline_names_gmayolacts_gain_over_both_yolact_baselines():
+    from gmaiou.paper.experiments.table3 import table3_headline
+
+    records, speeds, cosine = _with_cosine()
+    report = table3_report(records, speeds, cosine_yolact=cosine)
+    assert report.headline == table3_headline(report.gains)
+    assert numbers_in(report.headline) == pytest.approx([10.2, 5.2])  # 61/6 and 31/6
+    # without the cosine runs: step 1's gain alone; with one GmaYOLACT seed: 1 pair, no interval
+    assert numbers_in(table3_report(records, speeds).headline) == pytest.approx([10.2])
+    one = table3_report(*_records()).headline
+    assert numbers_in(one) == [10.0, 1]
+
+
+def test_findings_are_sentences_one_per_line_with_each_steps_gains():
+    records, speeds, cosine = _with_cosine()
+    report = table3_report(records, speeds, cosine_yolact=cosine)
+    lines = report.lines
+    assert all("\n" not in line and line.endswith(".") for line in lines)
+    # which steps help on mask AP and box AP, every claim, steps 2-7, how verdicts are made
+    assert len(lines) == 2 + len(report.claims) + 6 + 1
+    # each step's number, the step before, the pairs (the label taken out: "+ DCNv2" has a 2)
+    steps = [line.replace(LABELS[k - 1], "") for k, line in enumerate(lines[-7:-1], start=2)]
+    assert [numbers_in(line)[:3] for line in steps] == [[k, k - 1, 3] for k in range(2, 8)]
+    row = report.gains[(report.gains["step"] == 2) & (report.gains["over"] == "previous step")]
+    mask = row.set_index("metric").loc["mask AP"]
+    assert numbers_in(steps[0])[3:6] == pytest.approx(
+        [mask["mean"], mask["ci low"], mask["ci high"]], abs=6e-3
+    )
+    claims = [line for line in lines if line.startswith("The paper: ")]
+    assert len(claims) == len(report.claims)
+
+
+def test_write_table3_gives_one_stem_and_the_extra_tables(tmp_path, monkeypatch):
+    import matplotlib
+
+    from gmaiou.paper.experiments.table3 import NAME, write_table3
+    from gmaiou.paper.figures import read_headline
+
+    matplotlib.use("Agg")
+    monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path))
+    records, speeds, cosine = _with_cosine()
+    report = table3_report(records, speeds, cosine_yolact=cosine)
+    paths = write_table3(report, LABELS, "smoke", "hand-made records")
+    assert {p.name for p in paths} == {
+        f"{NAME}.md", f"{NAME}.png", f"{NAME}.pdf", f"{NAME}_findings.md",
+        "table3_steps.md", "table3_summary.md",
+    }  # fmt: skip
+    findings = tmp_path / "smoke" / f"{NAME}_findings.md"
+    assert numbers_in(read_headline(findings)) == pytest.approx([10.2, 5.2])
+    bullets = [line for line in findings.read_text().splitlines() if line.startswith("- ")]
+    assert len(bullets) == len(report.lines)

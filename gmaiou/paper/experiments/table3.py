@@ -28,6 +28,12 @@ are compared with the adjusted interval.
 
 Every number of the paper quoted here is in :data:`PAPER_CLAIMS`, with its source; the
 paper's per-step numbers were lost from its text, so no step is compared with a number.
+
+:func:`write_table3` writes the report under one stem, :data:`NAME`: the table
+(``table3_gmayolact.md``), its figure (PNG and PDF) and its findings
+(``table3_gmayolact_findings.md``: one sentence per line, headed by :func:`table3_headline`,
+GmaYOLACT's mask AP gain over both YOLACT baselines); beside them ``table3_steps.md`` (the paired
+gains) and ``table3_summary.md`` (the findings in words, for the README).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ __all__ = [
     "COSINE_OVER",
     "COSINE_REFERENCE",
     "GAIN_METRICS",
+    "NAME",
     "PAPER_CLAIMS",
     "SPEED_GRID",
     "TRAIN_WARMUP_ITERS",
@@ -69,10 +76,16 @@ __all__ = [
     "step_gains",
     "step_table",
     "steps_frame",
+    "table3_findings",
+    "table3_headline",
     "table3_report",
     "table3_speeds",
     "verdict",
+    "write_table3",
 ]
+
+#: The stem of Table 3's outputs: ``table3_gmayolact.md``, ``.png``, ``.pdf``, ``_findings.md``.
+NAME = "table3_gmayolact"
 
 #: Folder of the speed records, beside the grid's: ``figures/runs/<profile>/table3-speed/``.
 SPEED_GRID = "table3-speed"
@@ -589,7 +602,7 @@ def check_claims(
         else (
             f"mask AP gain over the step before after Holm's adjustment for "
             f"{', '.join(helped) or 'none of them'}; not shown for {', '.join(not_shown) or 'none'}"
-            " (findings table)"
+            " (each step's verdicts: the findings)"
         ),
     )
     row = _find(gains, last, "previous step", "box AP")
@@ -706,6 +719,8 @@ class Table3Report:
         text: the findings in words (Markdown): the verdicts table, which steps help, then
             every claim.
         summary: ``text`` without the verdicts table (the README quotes it).
+        headline: GmaYOLACT's mask AP gain over both YOLACT baselines (:func:`table3_headline`).
+        lines: the findings, one sentence each (:func:`table3_findings`).
     """
 
     frame: pd.DataFrame
@@ -716,6 +731,8 @@ class Table3Report:
     claims: pd.DataFrame
     text: str
     summary: str
+    headline: str
+    lines: tuple[str, ...]
 
 
 def table3_report(
@@ -743,17 +760,114 @@ def table3_report(
     findings = _findings_table(gains, steps)
     lines = [f"- {_summary_sentence(gains, m)}" for m in ("mask AP", "box AP")]
     lines += [f"- The paper: {c['claim']}. Here: {c['result']}." for _, c in claims.iterrows()]
-    summary = (
-        "\n".join(lines) + "\n\nVerdicts (helps, hurts, faster, slower) from the paired t-test's "
-        "p-value, Holm-adjusted over all of Table 3's comparisons on the same metric (each step "
-        "over the step before, over step 1, and GmaYOLACT over the cosine-schedule YOLACT): a "
-        "change only where the adjusted p is at most 0.05. Each gain shows its raw 95% t "
-        "interval, then the t interval at its Holm level 0.05 / (m − rank + 1) and the adjusted p "
-        "(oLRP and s/iteration: lower is better)."
-    )
+    summary = "\n".join(lines) + "\n\n" + _VERDICTS_NOTE
     text = findings.to_markdown(index=False) + "\n\n" + summary
     return Table3Report(frame, step_table(frame, steps), gains, _gains_table(gains), findings,
-                        claims, text, summary)  # fmt: skip
+                        claims, text, summary, table3_headline(gains, steps),
+                        tuple(table3_findings(gains, claims, steps)))  # fmt: skip
+
+
+_VERDICTS_NOTE = (
+    "Verdicts (helps, hurts, faster, slower) from the paired t-test's "
+    "p-value, Holm-adjusted over all of Table 3's comparisons on the same metric (each step "
+    "over the step before, over step 1, and GmaYOLACT over the cosine-schedule YOLACT): a "
+    "change only where the adjusted p is at most 0.05. Each gain shows its raw 95% t "
+    "interval, then the t interval at its Holm level 0.05 / (m − rank + 1) and the adjusted p "
+    "(oLRP and s/iteration: lower is better)."
+)
+
+
+def _short_verdict(row: Mapping[str, Any]) -> str:
+    """The verdict, with ``N pair(s), no interval`` for one without an interval."""
+    if row["verdict"].startswith("not enough seeds"):
+        pairs = int(row["pairs"])
+        return f"{pairs} pair{'s' if pairs != 1 else ''}, no interval"
+    return row["verdict"]
+
+
+def table3_headline(gains: pd.DataFrame, steps: Sequence[Step] | None = None) -> str:
+    """GmaYOLACT's mask AP gain over both YOLACT baselines in one sentence: over step 1 (YOLACT
+    with the paper's step decay) and over YOLACT with cosine annealing (:data:`COSINE_OVER`),
+    each with its verdict after Holm's adjustment, or why it is missing."""
+    last = len(table3_steps() if steps is None else steps)
+    parts = []
+    for over, baseline, missing in (
+        ("step 1", "step decay", "not trained"),
+        (COSINE_OVER, "cosine annealing", "no run recorded"),
+    ):
+        row = _find(gains, last, over, "mask AP")
+        parts.append(
+            f"vs {baseline}: {missing}"
+            if row is None
+            else f"{row['mean']:+.1f} vs {baseline} ({_short_verdict(row)})"
+        )
+    return "GmaYOLACT over YOLACT, mask AP: " + ", ".join(parts)
+
+
+def _step_sentence(gains: pd.DataFrame, k: int, label: str) -> str:
+    """Step ``k``'s verdict and paired gain over the step before on every metric, one sentence."""
+    rows = gains[(gains["step"] == k) & (gains["over"] == "previous step")]
+    if rows.empty:
+        return f"Step {k} ({label}) has no paired runs with step {k - 1}."
+    cells = [
+        f"{g['metric']} {g['verdict']}, {format_gain(g, 3 if g['metric'] == 'train s/it' else 2)}"
+        for _, g in rows.iterrows()
+    ]
+    pairs = int(rows["pairs"].max())
+    return (
+        f"Step {k} ({label}) minus step {k - 1}, {pairs} paired seed{'s' if pairs != 1 else ''}: "
+        + "; ".join(cells)
+        + "."
+    )
+
+
+def table3_findings(
+    gains: pd.DataFrame, claims: pd.DataFrame, steps: Sequence[Step] | None = None
+) -> list[str]:
+    """The findings as sentences, one per line: which steps help on mask AP and on box AP, each
+    claim of the paper against this scale (:func:`check_claims`), each step's verdicts over the
+    step before on every metric, and how the verdicts are made."""
+    steps = table3_steps() if steps is None else steps
+    lines = [_summary_sentence(gains, m) for m in ("mask AP", "box AP")]
+    lines += [f"The paper: {c['claim']}; result: {c['result']}." for _, c in claims.iterrows()]
+    lines += [_step_sentence(gains, k, s.label) for k, s in enumerate(steps[1:], start=2)]
+    lines.append(
+        "The verdicts (helps, hurts, faster, slower) come from the paired t-test's p-value, "
+        "Holm-adjusted over all of Table 3's comparisons on the same metric (each step over the "
+        "step before, over step 1, and GmaYOLACT over the cosine-schedule YOLACT), a change only "
+        "where the adjusted p is at most 0.05, and each gain shows its raw 95% t interval, then "
+        "the t interval at its Holm level 0.05 / (m − rank + 1) and the adjusted p (oLRP and "
+        "s/iteration: lower is better)."
+    )
+    return lines
+
+
+def write_table3(
+    report: Table3Report, labels: Sequence[str], profile: str, source: str
+) -> list[Path]:
+    """Write Table 3 under :data:`NAME`: the table (Markdown), its figure
+    (:func:`gmaiou.paper.experiments.plots.plot_build_up`, PNG and PDF) and its findings with
+    their headline; then ``table3_steps.md`` (the paired gains) and ``table3_summary.md``.
+
+    ``labels``: the steps' labels in order (the figure's x axis); ``source``: the stamp's data.
+    """
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    from gmaiou.paper.experiments.plots import plot_build_up
+    from gmaiou.paper.figures import save_figure, save_findings, save_table
+
+    paths = [save_table(report.table, NAME, profile, source=source)]
+    fig = plot_build_up(report.frame, report.gains, list(labels))
+    paths += save_figure(fig, NAME, profile, source=textwrap.fill(source, 130))
+    plt.close(fig)
+    paths.append(
+        save_findings(report.lines, NAME, profile, source=source, headline=report.headline)
+    )
+    paths.append(save_table(report.gains_table, "table3_steps", profile, source=source))
+    paths.append(save_table(report.summary, "table3_summary", profile, source=source))
+    return paths
 
 
 def cosine_yolact_records(
