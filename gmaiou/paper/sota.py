@@ -16,6 +16,10 @@ keeps that grouping. Reference markers (``[5]``, ``[51]``, ...) are the paper's.
 Our own measurements (CPU fps at the paper's sizes, accuracy at CPU scale on synthetic
 data) live elsewhere (:mod:`gmaiou.paper.benchmarks.train`, :mod:`gmaiou.paper.experiments.table5`)
 and are never mixed into these rows.
+
+:func:`write_sota_cited` writes the table under one stem, :data:`NAME`: ``table5_sota_cited.md``
+(:func:`format_sota_table`), the table drawn without its notes (PNG and PDF) and its findings,
+headed by :func:`sota_headline`.
 """
 
 from __future__ import annotations
@@ -25,15 +29,27 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "CITED_SOURCE",
     "METRICS",
+    "NAME",
     "NOT_FOUND",
     "SOTA",
     "SOURCES",
     "CitedResult",
     "check_entries",
     "format_sota_table",
+    "sota_findings",
     "sota_frame",
+    "sota_headline",
+    "write_sota_cited",
 ]
+
+#: The stem of the outputs: ``table5_sota_cited.md``, ``.png``, ``.pdf``, ``_findings.md``.
+NAME = "table5_sota_cited"
+#: The stamp's data part: nothing here is measured.
+CITED_SOURCE = "cited from the sources listed under the table; nothing measured here"
+#: The venue of the reproduced paper's own rows (GmaYOLACT).
+_OURS = "the paper"
 
 NOT_FOUND = "not found"
 
@@ -387,3 +403,104 @@ def format_sota_table(entries: Sequence[CitedResult] = SOTA) -> str:
         if key in used:
             lines.append(f"- [S{i}] {citation}: {url}")
     return "\n".join(lines)
+
+
+def _name(e: CitedResult, entries: Sequence[CitedResult]) -> str:
+    """The row's method, with its backbone where another row has the same method."""
+    twins = sum(o.method == e.method for o in entries)
+    return f"{e.method} ({e.backbone})" if twins > 1 else e.method
+
+
+def _best(rows: Sequence[CitedResult]) -> CitedResult | None:
+    """The row with the highest mask AP (the first among equals), ``None`` for no row."""
+    rows = [e for e in rows if e.mask_ap is not None]
+    return max(rows, key=lambda e: e.mask_ap) if rows else None
+
+
+def sota_headline(entries: Sequence[CitedResult] = SOTA) -> str:
+    """The reproduced paper's best cited test-dev mask AP against the best other cited test-dev
+    row, in one sentence (counts of the rows where the paper gives none)."""
+    test_dev = [e for e in entries if e.split == "test-dev"]
+    ours = _best([e for e in test_dev if e.venue == _OURS])
+    other = _best([e for e in test_dev if e.venue != _OURS])
+    if ours is None or other is None:
+        found = sum(e.mask_ap is not None for e in entries)
+        return f"Cited, not measured: {found} of {len(entries)} rows give a COCO mask AP"
+    return (
+        f"Cited, not measured: GmaYOLACT {ours.mask_ap:.1f} test-dev mask AP (abstract), "
+        f"the best other row {other.mask_ap:.1f} ({_name(other, entries)})"
+    )
+
+
+def sota_findings(entries: Sequence[CitedResult] = SOTA) -> list[str]:
+    """Sentences computed from the cited rows: how many give an AP (and on which split) and a
+    speed, the range of the test-dev mask AP, the reproduced paper's rows against the others,
+    the GPUs of the fps, and the rows not found."""
+    with_ap = [e for e in entries if e.mask_ap is not None]
+    splits = {s: sum(e.split == s for e in with_ap) for s in ("test-dev", "minival")}
+    with_speed = [e for e in entries if e.speed is not None]
+    empty = [e for e in entries if not e.has_numbers]
+    lines = [
+        f"{len(entries)} rows, cited and not measured here: {len(with_ap)} give a COCO mask AP "
+        f"({splits['test-dev']} on test-dev, {splits['minival']} on minival), {len(with_speed)} "
+        f"an fps, and {len(empty)} neither (not found)."
+    ]
+    test_dev = [e for e in with_ap if e.split == "test-dev"]
+    if test_dev:
+        low = min(test_dev, key=lambda e: e.mask_ap)
+        high = _best(test_dev)
+        lines.append(
+            f"On test-dev the cited mask AP runs from {low.mask_ap:.1f} ({_name(low, entries)}) "
+            f"to {high.mask_ap:.1f} ({_name(high, entries)})."
+        )
+    ours = _best([e for e in test_dev if e.venue == _OURS])
+    other = _best([e for e in test_dev if e.venue != _OURS])
+    if ours is not None and other is not None:
+        lines.append(
+            f"The reproduced paper's best test-dev mask AP, {ours.mask_ap:.1f} "
+            f"({_name(ours, entries)}), is {ours.mask_ap - other.mask_ap:+.1f} against the best "
+            f"other cited row, {other.mask_ap:.1f} ({_name(other, entries)}), each as its source "
+            "reports it."
+        )
+    gpus = sorted({e.gpu for e in with_speed if e.gpu})
+    unnamed = sum(e.gpu is None for e in with_speed)
+    if with_speed:
+        lines.append(
+            f"Of the {len(with_speed)} fps, {len(with_speed) - unnamed} were measured on "
+            f"{len(gpus)} different GPU{'s' if len(gpus) != 1 else ''} ({', '.join(gpus)}) and "
+            f"{unnamed} on a GPU its source does not name, so they are not comparable across rows."
+        )
+    if empty:
+        lines.append(
+            "Not found: " + ", ".join(_name(e, entries) for e in empty) + " (see each row's note)."
+        )
+    return lines
+
+
+def write_sota_cited(profile: str = "default", entries: Sequence[CitedResult] = SOTA) -> list:
+    """Write :data:`NAME`: the table with its sources (Markdown), the table drawn without the
+    notes (PNG and PDF) and the findings with their headline. Returns the paths."""
+    import matplotlib.pyplot as plt
+
+    from gmaiou.paper.figures import save_figure, save_findings, save_table, table_figure
+
+    paths = [save_table(format_sota_table(entries), NAME, profile, source=CITED_SOURCE)]
+    drawn = sota_frame(entries).drop(columns=["note"])
+    fig = table_figure(
+        drawn,
+        "Table 5, cited (not measured here): COCO mask AP and fps as each source reports them",
+        wrap=12,
+        fontsize=8.0,
+    )
+    paths += save_figure(fig, NAME, profile, source=CITED_SOURCE)
+    plt.close(fig)
+    paths.append(
+        save_findings(
+            sota_findings(entries),
+            NAME,
+            profile,
+            source=CITED_SOURCE,
+            headline=sota_headline(entries),
+        )
+    )
+    return paths

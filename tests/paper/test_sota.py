@@ -194,3 +194,68 @@ def test_cpu_accuracy_table_from_records(tmp_path):
     assert table.loc[GMAY, "mask AP"] == "no record" and table.loc[GMAY, "seeds"] == 0
     with pytest.raises(ValueError, match="no model"):
         cpu_accuracy_table("default", tmp_path, models={})
+
+
+def test_cited_headline_and_findings_count_and_compare_the_rows():
+    from conftest import numbers_in
+
+    from gmaiou.paper.sota import sota_findings, sota_headline
+
+    # the abstract's best GmaYOLACT (38.7) against the best other test-dev row (SparseInst-608,
+    # whose name reads as -608)
+    assert numbers_in(sota_headline()) == [38.7, 37.9, -608]
+    lines = sota_findings()
+    assert all("\n" not in line for line in lines)
+    with_ap = [e for e in SOTA if e.mask_ap is not None]
+    with_speed = [e for e in SOTA if e.speed is not None]
+    assert numbers_in(lines[0]) == [
+        len(SOTA), len(with_ap), 13, 2, len(with_speed), sum(not e.has_numbers for e in SOTA)
+    ]  # fmt: skip
+    assert numbers_in(lines[2])[:3] == [38.7, 0.8, 37.9]
+    # a table without the paper's own AP: counts only
+    others = [e for e in SOTA if e.venue != "the paper"]
+    assert numbers_in(sota_headline(others)) == [len([e for e in others if e.mask_ap]), len(others)]
+
+
+def test_writers_give_one_stem_each(tmp_path, monkeypatch):
+    import matplotlib
+    from conftest import numbers_in
+
+    from gmaiou.paper.experiments.table5 import NAME as ACCURACY
+    from gmaiou.paper.experiments.table5 import write_cpu_accuracy
+    from gmaiou.paper.figures import read_headline
+    from gmaiou.paper.sota import NAME as CITED
+    from gmaiou.paper.sota import write_sota_cited
+
+    matplotlib.use("Agg")
+    monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path / "out"))
+    files = {f"{{}}{s}" for s in (".md", ".png", ".pdf", "_findings.md")}
+    assert {p.name for p in write_sota_cited("smoke")} == {f.format(CITED) for f in files}
+    folder = tmp_path / "runs" / "default" / "table2"
+    folder.mkdir(parents=True)
+    for seed, (a, b, c) in enumerate(((19.0, 24.0, 30.0), (21.0, 25.0, 32.0))):
+        for preset, ap in ((FIXED, a), (GMA, b), (GMAY, c)):
+            (folder / f"{preset}-{seed}.json").write_text(json.dumps(_record(preset, seed, ap, 30)))
+    paths = write_cpu_accuracy("smoke", figures=tmp_path, grids=("table2",))
+    assert {p.name for p in paths} == {f.format(ACCURACY) for f in files}
+    headline = read_headline(tmp_path / "out" / "smoke" / f"{ACCURACY}_findings.md")
+    # means 20, 24.5 (+4.5), 31 (+11), 2 seeds each
+    assert numbers_in(headline) == [20.0, 24.5, 4.5, 31.0, 11.0, 2]
+
+
+def test_cpu_accuracy_headline_and_findings_say_which_model_has_no_record():
+    from conftest import numbers_in
+
+    from gmaiou.paper.experiments.table5 import cpu_accuracy_findings, cpu_accuracy_headline
+
+    models = [
+        {"model": "YOLACT (fixed IoU)", "preset": FIXED, "grid": "g", "variant": "",
+         "records": [_record(FIXED, 0, 20.0, 30.0)]},
+        {"model": "GmaYOLACT (ATSS, GmaIoU)", "preset": GMAY, "grid": "", "variant": "",
+         "records": []},
+    ]  # fmt: skip
+    assert numbers_in(cpu_accuracy_headline(models)) == [20.0, 1]
+    lines = cpu_accuracy_findings(models)
+    assert numbers_in(lines[0]) == [20.0, 30.0, 1]
+    assert GMAY in lines[1] and len(lines) == 3
+    assert numbers_in(cpu_accuracy_headline(models[1:])) == []
