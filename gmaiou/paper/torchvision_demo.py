@@ -13,6 +13,10 @@
   and with GmaIoU in the RPN and the RoI heads, paired seeds, on Table 2's synthetic sets
   (:func:`tv_grid`); :func:`time_iteration` and :func:`plan` size it, and
   :func:`paired_comparison` trains the runs without a record and reads those with one.
+
+Each question is written under one stem, a table (Markdown), a picture (PNG and PDF) and
+findings headed by a computed sentence: :func:`write_label_changes` (:data:`LABEL_CHANGES`) and,
+once runs are recorded, :func:`write_paired_comparison` (:data:`PAIRED`).
 """
 
 from __future__ import annotations
@@ -35,18 +39,26 @@ from gmaiou.torchvision import atss_matches, capture_matches, match_quality, use
 __all__ = [
     "FAMILIES",
     "FCOS_ANCHOR_SCALE",
+    "LABEL_CHANGES",
     "LabelChange",
+    "PAIRED",
     "TV_MEASURES",
     "TV_SCALES",
     "TvRun",
     "TvScale",
     "build_family",
     "change_table",
+    "label_change_findings",
+    "label_change_headline",
     "label_changes",
     "paired_comparison",
+    "paired_findings",
+    "paired_gains",
+    "paired_headline",
     "paired_table",
     "plan",
     "plot_label_changes",
+    "plot_paired",
     "record_file",
     "synthetic_batch",
     "time_inference",
@@ -54,7 +66,13 @@ __all__ = [
     "train_run",
     "train_steps",
     "tv_grid",
+    "write_label_changes",
+    "write_paired_comparison",
 ]
+
+#: The stems of notebook 08's outputs (each ``.md``, ``.png``, ``.pdf`` and ``_findings.md``).
+LABEL_CHANGES = "tv_label_changes"
+PAIRED = "tv_maskrcnn_iou_vs_gmaiou"
 
 #: The families notebook 08 builds, by short name.
 FAMILIES: tuple[str, ...] = ("maskrcnn", "fasterrcnn", "retinanet", "ssdlite", "fcos")
@@ -337,6 +355,84 @@ def plot_label_changes(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def label_change_headline(table) -> str:
+    """:func:`change_table`'s totals in one sentence: the positives lost and gained against box
+    IoU's, over every matcher (family and stage)."""
+    if table.empty:
+        return "no matching captured"
+    total = {c: int(table[c].sum()) for c in ("positives (IoU)", "gained", "lost", "reassigned")}
+    families = table["family"].nunique()
+    text = (
+        f"Matched by GmaIoU, {_plural(len(table), 'matcher')} of {families} famil"
+        f"{'y' if families == 1 else 'ies'} lose "
+        f"{total['lost']} and gain {total['gained']} of {total['positives (IoU)']} box-IoU "
+        "positives"
+    )
+    return text + (f", reassign {total['reassigned']}" if total["reassigned"] else "")
+
+
+def label_change_findings(table) -> list[str]:
+    """One sentence per matcher of :func:`change_table`, then how many matchers end with fewer,
+    more or as many positives as under box IoU."""
+    lines = []
+    for _, r in table.iterrows():
+        kind = "proposals" if r["stage"] == "roi" else "anchors"
+        lines.append(
+            f"{r['family']} {r['stage']} ({r['measure']}): {r['positives (IoU)']} positives by box "
+            f"IoU and {r['positives (measure)']} by the measure among {r['boxes']:,} {kind}, "
+            f"{r['gained']} gained, {r['lost']} lost and {r['reassigned']} reassigned."
+        )
+    if not table.empty:
+        diff = table["positives (measure)"] - table["positives (IoU)"]
+        lines.append(
+            f"{int((diff < 0).sum())} of {len(table)} matchers have fewer positives under the "
+            f"measure than under box IoU, {int((diff > 0).sum())} more and "
+            f"{int((diff == 0).sum())} as many."
+        )
+    return lines
+
+
+def write_label_changes(
+    changes: Sequence[LabelChange],
+    image: Tensor,
+    target: dict[str, Tensor],
+    profile: str,
+    source: str,
+    shown: Sequence[str] = ("maskrcnn", "retinanet", "fcos"),
+) -> list[Path]:
+    """Write :data:`LABEL_CHANGES`: :func:`change_table` (Markdown), the changes of image 0 in the
+    ``shown`` families (:func:`plot_label_changes`, PNG and PDF) and the findings with their
+    headline. ``image`` and ``target``: image 0 of the scenes the changes were captured on."""
+    import matplotlib.pyplot as plt
+
+    from gmaiou.paper.figures import save_figure, save_findings, save_table
+
+    table = change_table(changes)
+    paths = [save_table(table, LABEL_CHANGES, profile, source=source)]
+    fig = plot_label_changes(
+        image,
+        target,
+        [c for f in shown for c in changes if c.family == f and c.image == 0],
+        title="Label changes, GmaIoU vs box IoU (green: gained, red: lost, cyan: reassigned)",
+    )
+    paths += save_figure(fig, LABEL_CHANGES, profile, source=source)
+    plt.close(fig)
+    paths.append(
+        save_findings(
+            label_change_findings(table),
+            LABEL_CHANGES,
+            profile,
+            source=source,
+            headline=label_change_headline(table),
+        )
+    )
+    return paths
 
 
 def train_steps(
@@ -677,3 +773,154 @@ def paired_table(records: Sequence[dict[str, Any]]):
             how="left",
         )
     return out
+
+
+_METRICS = {"mask AP": "segm", "box AP": "bbox"}
+
+
+def _per_seed(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, float]]:
+    """(set, measure, seed) -> {"mask AP": ..., "box AP": ...}."""
+    out = {}
+    for r in records:
+        run = r["run"]
+        out[(run["mix"], run["measure"], run["seed"])] = {
+            metric: float(r["metrics"][kind]["AP"]) for metric, kind in _METRICS.items()
+        }
+    return out
+
+
+def paired_gains(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """GmaIoU minus IoU per set and metric, paired by seed: ``set``, ``metric``, ``pairs``,
+    ``mean``, ``ci low``, ``ci high`` (95% Student's t; NaN with one pair) and ``higher`` (the
+    seeds where GmaIoU is higher). Sets without a complete pair have no row."""
+    from gmaiou.paper.experiments.stats import t_critical
+
+    values = _per_seed(records)
+    out = []
+    for mix in dict.fromkeys(m for m, _, _ in values):
+        seeds = sorted(
+            s for m, meas, s in values if m == mix and meas == "gmaiou" and (m, "iou", s) in values
+        )
+        if not seeds:
+            continue
+        for metric in _METRICS:
+            diff = [values[(mix, "gmaiou", s)][metric] - values[(mix, "iou", s)][metric]
+                    for s in seeds]  # fmt: skip
+            mean = statistics.fmean(diff)
+            half = (
+                t_critical(len(diff) - 1) * statistics.stdev(diff) / math.sqrt(len(diff))
+                if len(diff) > 1
+                else math.nan
+            )
+            out.append({"set": mix, "metric": metric, "pairs": len(diff), "mean": mean,
+                        "ci low": mean - half, "ci high": mean + half,
+                        "higher": sum(d > 0 for d in diff)})  # fmt: skip
+    return out
+
+
+def _gain_text(g: dict[str, Any]) -> str:
+    if math.isnan(g["ci low"]):
+        return f"{g['mean']:+.2f} {g['metric']} (1 pair, no interval)"
+    return (
+        f"{g['mean']:+.2f} {g['metric']} (95% CI {g['ci low']:+.2f} to {g['ci high']:+.2f}, "
+        f"{g['pairs']} pairs)"
+    )
+
+
+def paired_headline(records: Sequence[dict[str, Any]]) -> str:
+    """GmaIoU's paired mask AP gain over IoU in torchvision's Mask R-CNN, per set, one sentence."""
+    gains = [g for g in paired_gains(records) if g["metric"] == "mask AP"]
+    if not gains:
+        return f"no complete pair yet ({_plural(len(records), 'run')} recorded)"
+    sets = len(gains) > 1
+    return "Mask R-CNN, GmaIoU − IoU: " + "; ".join(
+        (f"{g['set']} set " if sets else "") + _gain_text(g) for g in gains
+    )
+
+
+def paired_findings(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Per set: each measure's mean mask and box AP over its seeds, then GmaIoU's paired gain
+    per metric with its 95% interval and the seeds where it is higher."""
+    values = _per_seed(records)
+    lines = []
+    for mix in dict.fromkeys(m for m, _, _ in values):
+        parts = []
+        for measure in TV_MEASURES:
+            seeds = [v for (m, meas, _), v in values.items() if (m, meas) == (mix, measure)]
+            if seeds:
+                parts.append(
+                    f"{measure} {statistics.fmean(v['mask AP'] for v in seeds):.2f} mask AP and "
+                    f"{statistics.fmean(v['box AP'] for v in seeds):.2f} box AP over "
+                    f"{_plural(len(seeds), 'seed')}"
+                )
+        lines.append(f"The {mix} set, means: " + "; ".join(parts) + ".")
+    for g in paired_gains(records):
+        lines.append(
+            f"The {g['set']} set, GmaIoU − IoU paired by seed: {_gain_text(g)}, GmaIoU higher in "
+            f"{g['higher']} of {g['pairs']}."
+        )
+    return lines
+
+
+def plot_paired(records: Sequence[dict[str, Any]]):
+    """Mask and box AP of each run, IoU and GmaIoU side by side, one line per seed (one colour
+    per set)."""
+    import matplotlib.pyplot as plt
+
+    values = _per_seed(records)
+    fig, axes = plt.subplots(1, len(_METRICS), figsize=(7.5, 3.6), squeeze=False)
+    mixes = list(dict.fromkeys(m for m, _, _ in values))
+    for ax, metric in zip(axes[0], _METRICS):
+        for k, mix in enumerate(mixes):
+            colour = f"C{k}"
+            seeds = sorted({s for m, _, s in values if m == mix})
+            for i, seed in enumerate(seeds):
+                xs = [j for j, meas in enumerate(TV_MEASURES) if (mix, meas, seed) in values]
+                ys = [values[(mix, TV_MEASURES[j], seed)][metric] for j in xs]
+                ax.plot(xs, ys, "o-", color=colour, alpha=0.7,
+                        label=f"{mix} set" if i == 0 else None)  # fmt: skip
+        ax.set_xticks(range(len(TV_MEASURES)))
+        ax.set_xticklabels(["box IoU" if m == "iou" else "GmaIoU" for m in TV_MEASURES])
+        ax.set_xlim(-0.4, len(TV_MEASURES) - 0.6)
+        ax.set_ylabel(f"{metric} on the val split (lines: seeds)")
+        ax.set_title(metric)
+        ax.legend(fontsize=8)
+    fig.suptitle("torchvision Mask R-CNN (ResNet-18 FPN, 160 px) matched by box IoU or GmaIoU")
+    fig.tight_layout()
+    return fig
+
+
+def write_paired_comparison(
+    records: Sequence[dict[str, Any]], profile: str, source: str | None = None
+) -> list[Path]:
+    """Write :data:`PAIRED` from the runs' records: :func:`paired_table` (Markdown), the runs
+    (:func:`plot_paired`, PNG and PDF) and the findings with their headline; nothing (``[]``)
+    before the first record."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    from gmaiou.paper.figures import save_figure, save_findings, save_table
+
+    if not records:
+        return []
+    if source is None:
+        source = (
+            f"{_plural(len(records), 'run')} of torchvision's Mask R-CNN (ResNet-18 FPN, 160 px, "
+            f"random initial weights) on synthetic sets, records in "
+            f"{record_file(tv_grid(profile)[0]).parent}"
+        )
+    paths = [save_table(paired_table(records), PAIRED, profile, source=source)]
+    fig = plot_paired(records)
+    paths += save_figure(fig, PAIRED, profile, source=textwrap.fill(source, 110))
+    plt.close(fig)
+    paths.append(
+        save_findings(
+            paired_findings(records),
+            PAIRED,
+            profile,
+            source=source,
+            headline=paired_headline(records),
+        )
+    )
+    return paths

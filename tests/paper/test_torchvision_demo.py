@@ -162,3 +162,60 @@ def test_tvmatch_benchmark_record_and_cli(tmp_path):
     assert main([*args, "--proposals", "20", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["benchmark"] == "tvmatch"
     assert out.with_suffix(".md").read_text().startswith("Mask R-CNN matching")
+
+
+def test_label_change_headline_and_findings_sum_the_matchers():
+    import pandas as pd
+    from conftest import numbers_in
+
+    from gmaiou.paper.torchvision_demo import label_change_findings, label_change_headline
+
+    table = pd.DataFrame(
+        [
+            ("maskrcnn", "rpn", "gmaiou-mask", 1000, 10, 7, 1, 4, 0),
+            ("maskrcnn", "roi", "gmaiou-mask", 200, 5, 5, 0, 0, 0),
+            ("fcos", "fcos", "gmaiou-mask", 300, 6, 8, 2, 0, 1),
+        ],
+        columns=["family", "stage", "measure", "boxes", "positives (IoU)",
+                 "positives (measure)", "gained", "lost", "reassigned"],
+    )  # fmt: skip
+    # 3 matchers of 2 families lose 4 and gain 3 of 21 positives, reassign 1
+    assert numbers_in(label_change_headline(table)) == [3, 2, 4, 3, 21, 1]
+    lines = label_change_findings(table)
+    assert numbers_in(lines[0]) == [10, 7, 1000, 1, 4, 0]
+    assert numbers_in(lines[-1]) == [1, 3, 1, 1]  # fewer, of, more, as many
+
+
+def test_paired_comparison_is_written_under_one_stem_once_records_exist(tmp_path, monkeypatch):
+    from conftest import numbers_in
+
+    from gmaiou.paper.figures import read_headline
+    from gmaiou.paper.torchvision_demo import (
+        PAIRED,
+        paired_gains,
+        paired_headline,
+        write_paired_comparison,
+    )
+
+    monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path))
+    assert write_paired_comparison([], "smoke") == []
+    records = [
+        _fake_record(run, {("iou", 0): 10.0, ("gmaiou", 0): 12.0, ("iou", 1): 11.0,
+                           ("gmaiou", 1): 12.0}[(run.measure, run.seed)])
+        for run in tv_grid("smoke")
+    ]  # fmt: skip
+    gains = {g["metric"]: g for g in paired_gains(records)}
+    # mask AP gains 2 and 1: mean 1.5, sd 0.707, t(1) = 12.706 -> half-width 6.353
+    assert gains["mask AP"]["pairs"] == 2 and gains["mask AP"]["higher"] == 2
+    assert [gains["mask AP"][k] for k in ("mean", "ci low", "ci high")] == pytest.approx(
+        [1.5, 1.5 - 6.353, 1.5 + 6.353], abs=1e-3
+    )
+    assert gains["box AP"]["mean"] == pytest.approx(0.75)  # box AP = mask AP / 2
+    assert numbers_in(paired_headline(records)) == [1.5, 95, -4.85, 7.85, 2]
+    assert numbers_in(paired_headline(records[:1])) == [1]  # no pair yet: 1 run recorded
+    paths = write_paired_comparison(records, "smoke")
+    assert {p.name for p in paths} == {
+        f"{PAIRED}{s}" for s in (".md", ".png", ".pdf", "_findings.md")
+    }
+    headline = read_headline(tmp_path / "smoke" / f"{PAIRED}_findings.md")
+    assert headline == paired_headline(records)
