@@ -13,7 +13,10 @@ from gmaiou.paper.experiments.recipe import (
     curve_points,
     recipe_search_findings,
     recipe_search_table,
+    recipe_seeds,
+    seeds_findings,
 )
+from gmaiou.paper.experiments.runner import RunSpec, SyntheticData
 from gmaiou.paper.experiments.stats import records_frame
 
 
@@ -103,3 +106,42 @@ def test_recipe_search_table_and_findings():
         recipe_search_findings(pd.DataFrame(columns=list(SEARCH_COLUMNS)))
     with pytest.raises(ValueError):
         recipe_search_table(records_frame([]))
+
+
+def _seed_record(seed, ap, wall, train, threads, mix="uniform", preset="p"):
+    return {
+        "seed": seed,
+        "preset": preset,
+        "data": {"mix": mix},
+        "metrics": {"segm": {"AP": ap}},
+        "wall_seconds": 60 * wall,
+        "train_seconds": 60 * train,
+        "torch_threads": threads,
+        "device_name": f"cpu ({threads} threads)",
+        "spec": RunSpec(
+            "table2", "default", preset, seed, SyntheticData(1000, 160, 0, mix)
+        ).to_dict(),
+    }
+
+
+def test_recipe_seeds_and_their_findings_state_mean_sd_range_and_minutes_per_thread_count():
+    records = [
+        _seed_record(1, 29.0, 9.5, 9.0, 1),
+        _seed_record(0, 31.0, 9.0, 8.5, 1),
+        _seed_record(2, 30.0, 6.0, 5.5, 2),
+        _seed_record(3, 99.0, 1.0, 1.0, 2, mix="coco"),
+        _seed_record(4, 99.0, 1.0, 1.0, 2, preset="other"),
+    ]
+    seeds = recipe_seeds(records, "p", "uniform")
+    assert seeds["seed"].tolist() == [0, 1, 2]
+    assert seeds["mask AP"].tolist() == [31.0, 29.0, 30.0]
+    assert seeds["minutes with evaluation"].tolist() == [9.0, 9.5, 6.0]
+    lines, headline = seeds_findings(seeds, "ATSS IoU")
+    # 3 seeds: mean 30.0 ± sd 1.0, range 29.0-31.0; minutes with evaluation at 2 threads
+    assert numbers_in(headline) == [3, 30.0, 1.0, 29.0, 31.0, 6.0, 6.0, 2]
+    # seeds 0, 1, 2; 30.0 ± 1.0; 29.0 to 31.0; 2 of 3 at 30 or above
+    assert numbers_in(lines[0])[:10] == [3, 0, 1, 2, 30.0, 1.0, 29.0, 31.0, 2, 3]
+    assert numbers_in(lines[1]) == [1, 1, 0, 1, 9.0, 9.5, 8.5, 9.0]  # 1 thread
+    assert numbers_in(lines[2]) == [2, 2, 2, 6.0, 6.0, 5.5, 5.5]  # 2 threads
+    with pytest.raises(ValueError, match="no record of preset 'q'"):
+        recipe_seeds(records, "q")

@@ -21,10 +21,16 @@ __all__ = [
     "curve_run_name",
     "recipe_search_findings",
     "recipe_search_table",
+    "recipe_seeds",
+    "seeds_findings",
 ]
 
 #: Columns of :func:`curve_points`.
 CURVE_COLUMNS: tuple[str, ...] = ("run", "device", "iteration", "minutes", "mask AP", "box AP")
+#: Columns of :func:`recipe_seeds`.
+SEEDS_COLUMNS: tuple[str, ...] = (
+    "seed", "mask AP", "minutes with evaluation", "train minutes", "threads", "device", "split",
+)  # fmt: skip
 #: Columns of :func:`recipe_search_table`.
 SEARCH_COLUMNS: tuple[str, ...] = (
     "label", "preset", "mask AP", "box AP", "mask oLRP", "iterations", "train minutes", "device",
@@ -169,4 +175,73 @@ def recipe_search_findings(table: pd.DataFrame) -> tuple[list[str], str]:
         f"Best of {n} recipe variants: {top['label']}, {top['mask AP']:.2f} mask AP in "
         f"{top['train minutes']:.2f} min" + (f"; {zero} ended at 0 mask AP" if zero else "")
     )
+    return lines, headline
+
+
+def recipe_seeds(
+    records: Sequence[Mapping[str, Any]], preset: str, mix: str = "uniform", decimals: int = 2
+) -> pd.DataFrame:
+    """One row per seed of ``preset``'s runs on the ``mix`` set (e.g. Table 2's): final mask AP,
+    minutes with evaluation (the run's wall time) and of training alone, torch threads, device
+    and the split it was scored on; sorted by seed.
+
+    Raises:
+        ValueError: no record of ``preset`` on ``mix``.
+    """
+    from gmaiou.paper.experiments.runner import spec_from_record
+
+    rows = [
+        {
+            "seed": int(r["seed"]),
+            "mask AP": float(r["metrics"]["segm"]["AP"]),
+            "minutes with evaluation": float(r["wall_seconds"]) / 60,
+            "train minutes": float(r["train_seconds"]) / 60,
+            "threads": int(r["torch_threads"]),
+            "device": str(r["device_name"]),
+            "split": spec_from_record(dict(r)).data.eval_split,
+        }
+        for r in records
+        if r.get("preset") == preset and r.get("data", {}).get("mix") == mix
+    ]
+    if not rows:
+        raise ValueError(f"no record of preset {preset!r} on the {mix!r} set")
+    frame = pd.DataFrame(rows, columns=list(SEEDS_COLUMNS)).sort_values("seed")
+    return frame.reset_index(drop=True).round(decimals)
+
+
+def seeds_findings(seeds: pd.DataFrame, label: str) -> tuple[list[str], str]:
+    """Sentences and a headline on :func:`recipe_seeds`: the recipe's mask AP as mean ± sd and
+    range over seeds, and its minutes with evaluation per thread count (the numbers as shown).
+
+    Returns ``(lines, headline)``, each line one sentence.
+    """
+    if seeds.empty:
+        raise ValueError("no seed to describe")
+    ap = seeds["mask AP"]
+    sd = float(ap.std(ddof=1)) if len(ap) > 1 else math.nan
+    spread = f"{ap.mean():.1f} ± {sd:.1f}" if sd == sd else f"{ap.mean():.1f}"
+    splits = ", ".join(dict.fromkeys(seeds["split"]))
+    # Minutes depend on the thread count: the headline gives those of the most threads.
+    most = int(seeds["threads"].max())
+    minutes = seeds.loc[seeds["threads"] == most, "minutes with evaluation"]
+    headline = (
+        f"CPU recipe ({label}), {len(seeds)} seeds: {spread} mask AP "
+        f"({ap.min():.1f}–{ap.max():.1f}); {minutes.min():.1f}–{minutes.max():.1f} min with "
+        f"evaluation at {most} thread{'' if most == 1 else 's'}"
+    )
+    lines = [
+        f"{label} over {len(seeds)} seeds ({', '.join(str(s) for s in seeds['seed'])}): "
+        f"{spread} mask AP (mean ± sd), {ap.min():.1f} to {ap.max():.1f}, "
+        f"{int((ap >= 30).sum())} of {len(seeds)} at 30 or above, scored on the {splits} split "
+        "the recipe was tuned on."
+    ]
+    for threads, part in seeds.groupby("threads", sort=True):
+        lines.append(
+            f"With {threads} torch thread{'' if threads == 1 else 's'} "
+            f"({', '.join(dict.fromkeys(part['device']))}; seeds "
+            f"{', '.join(str(s) for s in part['seed'])}): "
+            f"{part['minutes with evaluation'].min():.1f} to "
+            f"{part['minutes with evaluation'].max():.1f} min with evaluation, "
+            f"{part['train minutes'].min():.1f} to {part['train minutes'].max():.1f} of training."
+        )
     return lines, headline
