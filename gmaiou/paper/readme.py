@@ -2,7 +2,7 @@
 
 A region in a Markdown file is::
 
-    <!-- include figures/table2_findings.md -->
+    <!-- include figures/table2_assigners_findings.md -->
     ... (the named file's text, written by this module) ...
     <!-- end -->
 

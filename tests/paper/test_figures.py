@@ -119,34 +119,46 @@ def test_save_findings_writes_the_headline_first_and_read_headline_returns_it(fi
 
 # ----------------------------------------------------------------------------- figures/README.md
 
-_LISTED = re.compile(r"`([\w./-]+\.(?:md|png|pdf|json))`")
+_LISTED = re.compile(r"`([\w./-]+\.(?:md|png|pdf|json|\*))`")
+#: The four files of one stem ``S.*``: table, picture twice, findings.
+STEM_FILES = (".md", ".png", ".pdf", "_findings.md")
 
 
-def _listed() -> set[str]:
-    """The files of figures/ and of figures/timings/ that figures/README.md names in backticks
-    (other paths, such as ``docs/recipe.md``, are the repository's)."""
+def _listed() -> tuple[set[str], set[str]]:
+    """The files and the stems (``S.*``) of figures/ and of figures/timings/ that
+    figures/README.md names in backticks (other paths, such as ``docs/recipe.md``, are the
+    repository's)."""
     names = _LISTED.findall((FIGURES / "README.md").read_text())
-    return {n for n in names if "/" not in n or n.startswith(f"{TIMINGS}/")}
+    names = {n for n in names if "/" not in n or n.startswith(f"{TIMINGS}/")}
+    stems = {n.removesuffix(".*") for n in names if n.endswith(".*")}
+    return names - {f"{s}.*" for s in stems}, stems
 
 
-def test_every_non_timing_file_the_readme_lists_exists():
-    listed = {name for name in _listed() if not name.startswith(f"{TIMINGS}/")}
-    assert len(listed) >= 30
-    missing = sorted(name for name in listed if not (FIGURES / name).is_file())
+def _present() -> set[str]:
+    files = {p.name for p in FIGURES.iterdir() if p.is_file() and p.name != "README.md"}
+    return files | {f"{TIMINGS}/{p.name}" for p in (FIGURES / TIMINGS).iterdir() if p.is_file()}
+
+
+def test_every_file_the_readme_lists_exists_and_every_stem_is_whole_or_absent():
+    files, stems = _listed()
+    assert len(stems) >= 20
+    present = _present()
+    missing = sorted(name for name in files if name not in present)
     assert missing == []
+    for stem in stems:
+        have = [suffix for suffix in STEM_FILES if f"{stem}{suffix}" in present]
+        # All four; or, while its records are too few, none or only findings that say so.
+        if have == ["_findings.md"]:
+            headline = read_headline(FIGURES / f"{stem}_findings.md")
+            assert headline is not None and headline.startswith("no result yet"), stem
+        else:
+            assert have in ([], list(STEM_FILES)), (stem, have)
 
 
 def test_the_readme_lists_every_file_of_figures_and_of_timings():
-    listed = _listed()
-    files = {p.name for p in FIGURES.iterdir() if p.is_file() and p.name != "README.md"}
-    files |= {f"{TIMINGS}/{p.name}" for p in (FIGURES / TIMINGS).iterdir() if p.is_file()}
-    assert sorted(files - listed) == []
-    # each timing question: a table, a figure in both formats and its findings
-    questions = [
-        n.removesuffix("_findings.md")
-        for n in files
-        if n.startswith(f"{TIMINGS}/") and n.endswith("_findings.md")
-    ]
-    assert questions
-    for name in questions:
-        assert {f"{name}{suffix}" for suffix in (".md", ".png", ".pdf")} <= files, name
+    files, stems = _listed()
+    covered = files | {f"{stem}{suffix}" for stem in stems for suffix in STEM_FILES}
+    assert sorted(_present() - covered) == []
+    # every findings file belongs to a listed stem, with its table and picture
+    findings = {n.removesuffix("_findings.md") for n in _present() if n.endswith("_findings.md")}
+    assert findings <= stems
