@@ -248,12 +248,14 @@ def test_writers_write_nothing_without_records_and_say_when_pairs_are_too_few(
     assert write_mob_share_gain([], {}, "default") == []
     assert list(tmp_path.iterdir()) == []
     one_pair = _pairs({("uniform", 0): 1.0})
-    (path,) = write_primary_test(one_pair, "default")
+    (path,) = write_primary_test(one_pair, "default", all_planned=False)
     assert path.name == "primary_test_findings.md"
     # headline: 1 pair of the 10 planned; then 1 complete pair of the 10 planned, the test needs 2
     assert read_headline(path) == "no result yet: 1 complete pair of the 10 planned"
     assert numbers_in(path.read_text().splitlines()[2]) == [1, 10, 2]
-    (path,) = write_mob_share_gain(_pairs({("mob10", 0): 0.1, ("mob30", 0): 0.2}), None, "default")
+    (path,) = write_mob_share_gain(
+        _pairs({("mob10", 0): 0.1, ("mob30", 0): 0.2}), None, "default", all_planned=False
+    )
     assert path.name == "mob_share_gain_findings.md"
     assert numbers_in(read_headline(path)) == [2, 2]
     assert numbers_in(path.read_text().splitlines()[2]) == [2, 2, 3, 2]
@@ -279,7 +281,10 @@ def test_notebook_09_writes_through_the_writers_only_when_records_exist():
 
 def test_write_primary_test(tmp_path, monkeypatch):
     monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path))
-    paths = write_primary_test(_pairs(PRIMARY_GAINS), "default")
+    # default: pre-registered, read only once all 10 planned pairs are recorded
+    (early,) = write_primary_test(_pairs(PRIMARY_GAINS), "default")
+    assert read_headline(early) == "no result yet: 5 complete pairs of the 10 planned"
+    paths = write_primary_test(_pairs(PRIMARY_GAINS), "default", all_planned=False)
     assert sorted(p.name for p in paths) == [
         "primary_test.md",
         "primary_test.pdf",
@@ -308,7 +313,9 @@ def test_write_primary_test(tmp_path, monkeypatch):
 
 def test_write_mob_share_gain(tmp_path, monkeypatch):
     monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path))
-    paths = write_mob_share_gain(_pairs(MOB_GAINS), MOB_SHARES, "default")
+    (early,) = write_mob_share_gain(_pairs(MOB_GAINS), MOB_SHARES, "default")
+    assert numbers_in(read_headline(early)) == [8, 4]  # of the 12 planned pairs
+    paths = write_mob_share_gain(_pairs(MOB_GAINS), MOB_SHARES, "default", all_planned=False)
     assert sorted(p.name for p in paths) == [
         "mob_share_gain.md",
         "mob_share_gain.pdf",

@@ -487,28 +487,41 @@ def write_primary_test(
     *,
     source: str | None = None,
     metric: str = "mask AP",
+    all_planned: bool | None = None,
 ) -> list[Path]:
     """``primary_test.md``, ``.png``, ``.pdf`` and ``primary_test_findings.md`` in the profile's
     figures folder, from the ``primary`` grid's records.
 
-    Without records nothing is written (``[]``); with fewer than two complete pairs only the
-    findings, saying so. The footer names the records and where they were trained
+    Without records nothing is written (``[]``). With ``all_planned`` (``None``: for the
+    committed profiles, where the test is pre-registered: docs/results.md), the test is read
+    only once every planned pair is recorded; before that, and always with fewer than two
+    complete pairs, only the findings are written, saying how many pairs there are. The footer
+    names the records and where they were trained
     (:func:`~gmaiou.paper.experiments.stats.training_provenance`) unless ``source`` is given.
     """
     import matplotlib.pyplot as plt
 
+    from gmaiou.paper.experiments.runner import COMMITTED_PROFILES
     from gmaiou.paper.figures import save_figure, save_findings, save_table
 
     if not records:
         return []
+    if all_planned is None:
+        all_planned = profile in COMMITTED_PROFILES
     pairs = len(paired_gains(records, metric))
+    planned = _planned("primary", profile)
     source = source or _source(records, "primary", profile, pairs)
-    if pairs < 2:
-        planned = _planned("primary", profile)
+    waiting = all_planned and planned is not None and pairs < planned
+    if pairs < 2 or waiting:
         of_planned = f" of the {planned} planned" if planned else ""
+        why = (
+            "the pre-registered test is read once all of them are recorded"
+            if waiting
+            else "the paired t-test needs at least 2"
+        )
         line = (
             f"Primary test: {pairs} complete pair{'' if pairs == 1 else 's'}{of_planned} so far; "
-            "the paired t-test needs at least 2, so there is no result yet."
+            f"{why}, so there is no result yet."
         )
         headline = f"no result yet: {pairs} complete pair{'' if pairs == 1 else 's'}{of_planned}"
         return [save_findings([line], "primary_test", profile, source=source, headline=headline)]
@@ -602,14 +615,16 @@ def write_mob_share_gain(
     *,
     source: str | None = None,
     metric: str = "mask AP",
+    all_planned: bool | None = None,
 ) -> list[Path]:
     """``mob_share_gain.md``, ``.png``, ``.pdf`` and ``mob_share_gain_findings.md`` in the
     profile's figures folder, from the ``mob-share`` grid's records; ``shares``: the realised
     shares (``None``: measured on each set's train split, :func:`realised_shares`).
 
     Without records nothing is written (``[]``); with too few pairs for a line (three, over
-    two shares at least) only the findings, saying so. The footer names the records and where
-    they were trained unless ``source`` is given.
+    two shares at least), or with ``all_planned`` (``None``: for the committed profiles) before
+    every planned pair is recorded, only the findings, saying so. The footer names the records
+    and where they were trained unless ``source`` is given.
     """
     import matplotlib.pyplot as plt
 
@@ -617,13 +632,24 @@ def write_mob_share_gain(
 
     if not records:
         return []
+    from gmaiou.paper.experiments.runner import COMMITTED_PROFILES
+
+    if all_planned is None:
+        all_planned = profile in COMMITTED_PROFILES
     gains = paired_gains(records, metric)
+    planned = _planned("mob-share", profile)
     source = source or _source(records, "mob-share", profile, len(gains))
-    if len(gains) < 3 or gains["mix"].nunique() < 2:
+    waiting = all_planned and planned is not None and len(gains) < planned
+    if len(gains) < 3 or gains["mix"].nunique() < 2 or waiting:
+        why = (
+            f"the line is read once all {planned} planned pairs are recorded"
+            if waiting
+            else "the line needs at least 3 pairs over 2 levels"
+        )
         line = (
             f"MOB-share dose-response: {len(gains)} complete pair{'' if len(gains) == 1 else 's'} "
             f"on {gains['mix'].nunique()} level{'' if gains['mix'].nunique() == 1 else 's'} so far; "
-            "the line needs at least 3 pairs over 2 levels, so there is no result yet."
+            f"{why}, so there is no result yet."
         )
         headline = f"no result yet: {len(gains)} complete pairs on {gains['mix'].nunique()} levels"
         return [save_findings([line], "mob_share_gain", profile, source=source, headline=headline)]
