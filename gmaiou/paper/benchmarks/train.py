@@ -1000,14 +1000,7 @@ def format_speed_table(record: dict[str, Any]) -> str:
             ]
             if trained:
                 cells.append(_cell(r.get("train_s_per_iter"), ".3g"))
-            if extended:
-                cells += _trainer_cells(r, trained_in)
-            cells += [
-                f"{r['network_ms_per_image']:.1f}",
-                f"{r['post_ms_per_image']:.1f}",
-                f"{r['detections_per_image']:.0f}",
-                f"{r['fps']:.2f}",
-            ]
+            cells += _speed_cells(r, extended, trained_in)
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -1127,6 +1120,18 @@ def _record_line(record: dict[str, Any]) -> str:
     )
 
 
+def _speed_cells(r: dict[str, Any], extended: bool, trained_in: bool) -> list[str]:
+    """A model's cells after its training time: the trainer's columns where the table has
+    them, then network and post-processing ms, detections per image and fps."""
+    cells = _trainer_cells(r, trained_in) if extended else []
+    return cells + [
+        f"{r['network_ms_per_image']:.1f}",
+        f"{r['post_ms_per_image']:.1f}",
+        f"{r['detections_per_image']:.0f}",
+        f"{r['fps']:.2f}",
+    ]
+
+
 def format_model_speed(records: Sequence[dict[str, Any]]) -> str:
     """Markdown: one row per record, size and model, the records' settings above the table.
 
@@ -1171,14 +1176,7 @@ def format_model_speed(records: Sequence[dict[str, Any]]) -> str:
                     str(r["anchors"]),
                     "–" if train is None else f"{train:.3g}",
                 ]
-                if extended:
-                    cells += _trainer_cells(r, trained_in)
-                cells += [
-                    f"{r['network_ms_per_image']:.1f}",
-                    f"{r['post_ms_per_image']:.1f}",
-                    f"{r['detections_per_image']:.0f}",
-                    f"{r['fps']:.2f}",
-                ]
+                cells += _speed_cells(r, extended, trained_in)
                 lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
