@@ -7,9 +7,11 @@ segmentation BCE.
 
 GmaYOLACT: the Rank & Sort loss (Oksuz et al., ICCV 2021) for classification, a Dice
 mask loss, and self-balancing of the other heads (:func:`self_balance`). The box term
-is torchvision's :func:`~torchvision.ops.generalized_box_iou_loss`.
+is the GIoU loss (the arithmetic of :func:`~torchvision.ops.generalized_box_iou_loss`).
 
-The assembly (assignment, targets, weights) is :meth:`gmaiou.models.YOLACT.loss`.
+The assembly (assignment, targets, weights) is :meth:`gmaiou.models.YOLACT.loss`; after the
+assignment it keeps every shape fixed off the CPU (no host-device synchronisation): OHEM ranks
+the negatives on the device, and :func:`rank_sort_loss` takes ``max_positives``.
 """
 
 from __future__ import annotations
@@ -50,8 +52,16 @@ def ohem_cross_entropy(
         raise ValueError(
             f"logits [B, A, K] and labels [B, A] expected, got {list(logits.shape)} and {list(labels.shape)}"
         )
-    if bool((pos_mask & neg_mask).any()):
+    if bool((pos_mask & neg_mask).any()):  # a host synchronisation: the model skips it
         raise ValueError("pos_mask and neg_mask overlap; an anchor is either positive or negative")
+    return _ohem_cross_entropy(logits, labels, pos_mask, neg_mask, neg_pos_ratio)
+
+
+def _ohem_cross_entropy(
+    logits: Tensor, labels: Tensor, pos_mask: Tensor, neg_mask: Tensor, neg_pos_ratio: float
+) -> Tensor:
+    """:func:`ohem_cross_entropy` without its checks: fixed shapes, no host synchronisation
+    (the number of hard negatives stays on the device, as a bound on each negative's rank)."""
     b, a, k = logits.shape
     targets = torch.where(pos_mask, labels, torch.zeros_like(labels))
     ce = F.cross_entropy(logits.reshape(-1, k).float(), targets.reshape(-1), reduction="none").view(
@@ -250,6 +260,204 @@ class _RankSort(torch.autograd.Function):
         return grads * grad_loss, None, None, None, None, None
 
 
+class _DominanceSums:
+    """Sums of per-point values over the points below a position and below a rank.
+
+    Points ``k = 0..N-1`` have a ``position`` and a ``rank``, each a permutation of ``0..N-1``;
+    :meth:`sums` adds ``values[k]`` over ``position[k] < L`` and ``rank[k] < t`` for each query
+    ``(L, t)``. A merge-sort tree in fixed shapes (as a wavelet tree): level ``l`` cuts the
+    positions into nodes of ``2^l`` and holds the points sorted by (node, rank), with the
+    running count of the points that go to the lower child. A query walks from the root to
+    position ``L``: it knows how many points of its node have a rank below ``t`` (``t`` at the
+    root), the running counts say how many of them lie in the lower child, and where ``L``
+    goes to the upper child the lower one lies wholly below ``L``: its points with a rank
+    below ``t`` are the first ones of its run, a difference of prefix sums. ``O(N log² N)``
+    to build, ``O(log N)`` gathers a query, no search and no data-dependent shape.
+    """
+
+    def __init__(self, position: Tensor, rank: Tensor) -> None:
+        n = position.numel()
+        self.n, self.top = n, n.bit_length()  # 2^top > N: the root holds every position
+        self.order, self.lower = [], [None]
+        for level in range(self.top + 1):
+            order = ((position >> level) * n + rank).argsort()
+            self.order.append(order)
+            if level:  # running count, in this level's order, of the points in lower children
+                goes_lower = ((position[order] >> (level - 1)) & 1) == 0
+                self.lower.append(F.pad(goes_lower.cumsum(0), (1, 0)))
+
+    def sums(self, values: Tensor, below: Tensor, rank_below: Tensor) -> Tensor:
+        """``[Q, C]``: ``values [N, C]`` summed over the points with a position below
+        ``below [Q]`` (in ``[0, N]``) and a rank below ``rank_below [Q]`` (in ``[0, N]``)."""
+        n = self.n
+        out = values.new_zeros(below.shape[0], values.shape[1])
+        node = torch.zeros_like(below)
+        count = rank_below  # the node's points with a rank below the query's
+        for level in range(self.top, 0, -1):
+            start = (node << level).clamp(
+                max=n
+            )  # where the node's run (and its lower child's) starts
+            lower = self.lower[level]
+            count_lower = lower[start + count] - lower[start]
+            prefix = F.pad(values[self.order[level - 1]].cumsum(0), (0, 0, 1, 0))
+            upper = ((below >> (level - 1)) & 1) == 1
+            lower_sum = prefix.index_select(0, start + count_lower) - prefix.index_select(0, start)
+            out += torch.where(upper[:, None], lower_sum, 0)
+            node = 2 * node + upper
+            count = torch.where(upper, count - count_lower, count_lower)
+        return out
+
+
+class _RankSortSlots(torch.autograd.Function):
+    """:class:`_RankSort` in fixed shapes: no host synchronisation.
+
+    The positives fill a static number of slots (the ``k``-th positive, row-major, in slot
+    ``k``; the slots past their count are empty and weigh nothing), so nothing is sized by the
+    number of positives. The sums over negatives are :class:`_RankSort`'s, over the slots' band
+    edges (an empty slot's at ``+inf``). The sums over pairs of positives, instead of
+    ``[rows, P]`` blocks: ``H`` is piecewise linear in the logits, so a sum of ``H``-weighted
+    terms over the positives is one of counts, weights and weighted logits over ranges of the
+    positives ordered by logit (prefix sums), and over those with a target at least (or above)
+    ``y_i`` as well, a sum over a position range and a rank range (:class:`_DominanceSums`);
+    accumulated in float64, the missorted positives counted exactly.
+    ``O(M log S + S log² S)`` for ``M`` pairs and ``S`` slots.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        logits: Tensor,
+        targets: Tensor,
+        positive: Tensor,
+        negative: Tensor,
+        delta: float,
+        slots: int,
+    ):
+        m, dtype, acc = logits.numel(), logits.dtype, torch.float64
+        if m == 0:
+            ctx.save_for_backward(torch.zeros_like(logits))
+            components = logits.new_zeros(2)
+            ctx.mark_non_differentiable(components)
+            return logits.new_zeros(()), components
+        slot = torch.arange(slots, device=logits.device)
+        count = positive.cumsum(0)
+        num_pos = count[-1]
+        torch._assert_async(num_pos <= slots, "rank_sort_loss: more positives than max_positives")
+        index = torch.searchsorted(count, slot + 1).clamp(max=m - 1)  # the k-th positive
+        filled = slot < num_pos
+        s = torch.where(filled, logits[index], 0)
+        y = torch.where(filled, targets[index], 0)
+        s64, y64 = s.to(acc), y.to(acc)
+        num = num_pos.clamp(min=1).to(acc)
+        two_delta = 2.0 * delta
+
+        # Negatives per bin of the sorted band edges, as in _RankSort.
+        num_bins = 2 * slots + 1
+        inf = torch.full_like(s, float("inf"))
+        edges = (
+            torch.cat([torch.where(filled, s - delta, inf), torch.where(filled, s + delta, inf)])
+            .sort()
+            .values
+        )  # [2S], the empty slots' last
+        negatives = torch.where(negative, logits, float("-inf"))
+        bins = torch.searchsorted(edges, negatives, right=True, out_int32=True)  # [M]
+        lo = torch.searchsorted(edges, s - delta, right=True)
+        hi = torch.searchsorted(edges, s + delta, right=True)
+        bin_count = logits.new_zeros(num_bins, dtype=acc)
+        bin_count.index_add_(0, bins, bin_count.new_ones(1).expand(bins.numel()))
+        total = logits.new_zeros(num_bins, dtype=acc).index_add_(0, bins, negatives.to(acc))
+        # Bin 0 zeroed in place: assigning a Python 0 would copy it from the host.
+        bin_count[:1].zero_()
+        total[:1].zero_()
+        cum_count = F.pad(bin_count.cumsum(0), (1, 0))
+        cum_total = F.pad(total.cumsum(0), (1, 0))
+        n_band = cum_count[hi] - cum_count[lo]
+        n_above = cum_count[num_bins] - cum_count[hi]
+        fp_num = n_above + (cum_total[hi] - cum_total[lo] - n_band * s64) / two_delta + 0.5 * n_band
+
+        # Pairs of positives. Positions: by target, highest first (the empty slots last); ranks:
+        # by logit. Only the filled slots carry values.
+        y_key = torch.where(filled, -y, inf)
+        order_y = y_key.argsort(stable=True)
+        order_s = s.argsort(stable=True)
+        y_sorted, s_sorted = y_key[order_y], s[order_s]
+        tree = _DominanceSums(
+            torch.empty_like(slot).scatter_(0, order_y, slot),
+            torch.empty_like(slot).scatter_(0, order_s, slot),
+        )
+        at_least = torch.searchsorted(y_sorted, -y, right=True)  # the positions of y_k >= y_i
+        above = torch.searchsorted(y_sorted, -y)  # the positions of y_k > y_i
+        # H(s_k - s_i) is 0 at the ranks below band_lo (s_k <= s_i - δ), linear up to band_hi, then 1.
+        band_lo = torch.searchsorted(s_sorted, s - delta, right=True)
+        band_hi = torch.searchsorted(s_sorted, s + delta)
+        thresholds = torch.cat([band_lo, band_hi])
+
+        def h_sum(lo: Tensor, hi: Tensor, total: Tensor) -> Tensor:
+            """``Σ_k H(s_k - s_i) w_k`` from the sums of ``w`` and ``w s`` (channels 0, 1) over
+            the ranks below band_lo, below band_hi, and all."""
+            band, band_s = hi[:, 0] - lo[:, 0], hi[:, 1] - lo[:, 1]
+            return total[..., 0] - hi[:, 0] + (band_s - s64 * band) / two_delta + 0.5 * band
+
+        # Channels (1, s, 1 - y, (1 - y) s): over every positive (prefix sums by logit), and over
+        # those with y_k >= y_i (the tree; all ranks: prefix sums by target).
+        values = torch.stack([torch.ones_like(s64), s64, 1 - y64, (1 - y64) * s64], dim=1)
+        values = values * filled[:, None]
+        by_rank = F.pad(values[order_s].cumsum(0), (0, 0, 1, 0))
+        all_lo, all_hi, all_total = by_rank[band_lo], by_rank[band_hi], by_rank[-1]
+        tops = tree.sums(values, at_least.repeat(2), thresholds).view(2, slots, 4)
+        top_total = F.pad(values[order_y].cumsum(0), (0, 0, 1, 0))[at_least]
+        rank_pos = h_sum(all_lo, all_hi, all_total)  # at least H(0) = 1/2 in a filled slot
+        current_sort = h_sum(all_lo[:, 2:], all_hi[:, 2:], all_total[2:]) / rank_pos
+        target_rel = h_sum(tops[0], tops[1], top_total)
+        target_sort = h_sum(tops[0, :, 2:], tops[1, :, 2:], top_total[:, 2:]) / target_rel
+        sorting_error = torch.where(filled, current_sort - target_sort, 0)
+        # The missorted: a lower target and a logit above s_i - δ; counted exactly.
+        missorted = all_total[0] - all_lo[:, 0] - (top_total[:, 0] - tops[0, :, 0])
+        denom = rank_pos - target_rel
+        has_ms = filled & (missorted > 0) & (denom > _RS_EPS)
+        fg_grad = -torch.where(has_ms, sorting_error, 0)
+        share = torch.where(has_ms, sorting_error / denom.clamp(min=_RS_EPS), 0)
+        # What the positives with a higher target pass to each positive k above them: in s_i,
+        # H(s_k - s_i) is 1 at the ranks below band_lo, linear up to band_hi, then 0.
+        passed = tree.sums(torch.stack([share, share * s64], dim=1), above.repeat(2), thresholds)
+        lo_sums, hi_sums = passed.view(2, slots, 2)
+        band, band_s = hi_sums[:, 0] - lo_sums[:, 0], hi_sums[:, 1] - lo_sums[:, 1]
+        received = lo_sums[:, 0] + (s64 * band - band_s) / two_delta + 0.5 * band
+        fg_grad += torch.where(filled, received, 0)
+
+        ranking_error = torch.where(filled, fp_num / (rank_pos + fp_num), 0)
+        has_fp = filled & (fp_num > _RS_EPS)
+        fg_grad -= torch.where(has_fp, ranking_error, 0)
+        weight = torch.where(has_fp, ranking_error / fp_num.clamp(min=_RS_EPS), 0)
+
+        # The negatives' gradients, as in _RankSort (the empty slots weigh 0).
+        below = s64.new_zeros(num_bins).index_add_(0, hi, weight).cumsum(0)
+        band_w = s64.new_zeros(num_bins).index_add_(0, lo, weight).index_add_(0, hi, -weight)
+        band_ws = (
+            s64.new_zeros(num_bins).index_add_(0, lo, weight * s64).index_add_(0, hi, -weight * s64)
+        )
+        band_w, band_ws = band_w.cumsum(0), band_ws.cumsum(0)
+        left = torch.cat([edges[:1], edges]).to(acc)
+        left = torch.where(left.isfinite(), left, 0)  # the bins past the filled slots' edges
+        at_left = below + (band_w * left - band_ws) / two_delta + 0.5 * band_w
+        at_left, slope = at_left / num, band_w / (two_delta * num)
+        at_left[:1].zero_()
+        slope[:1].zero_()
+        offset = logits - left.to(dtype).index_select(0, bins)
+        grads = at_left.to(dtype).index_select(0, bins)
+        grads.addcmul_(slope.to(dtype).index_select(0, bins), offset)
+        grads.index_add_(0, index, torch.where(filled, fg_grad / num, 0).to(dtype))
+        ctx.save_for_backward(grads)
+        components = torch.stack([ranking_error.sum() / num, sorting_error.sum() / num]).to(dtype)
+        ctx.mark_non_differentiable(components)
+        return components.sum(), components
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor, grad_components: Tensor):
+        (grads,) = ctx.saved_tensors
+        return grads * grad_loss, None, None, None, None, None
+
+
 class _RankSortLoopReference(torch.autograd.Function):
     """The Rank & Sort loss of :class:`_RankSort` computed positive by positive (chunks of rows).
 
@@ -341,12 +549,15 @@ def rank_sort_loss(
     delta: float = 0.5,
     chunk_elements: int = 1 << 23,
     valid: Tensor | None = None,
+    max_positives: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Rank & Sort loss over flattened per-class logits.
 
     Time ``O(M log P + P²)``, memory ``O(M)`` plus ``[rows, P]`` blocks of at most
     ``chunk_elements`` (no ``[P, N]`` matrix, no pass per positive); one host
-    synchronisation counts the positives.
+    synchronisation counts the positives. With ``max_positives``, none: the positives fill
+    that many slots (fixed shapes, ``O(M log S + S log² S)`` for ``S`` slots), and
+    ``chunk_elements`` is not used.
 
     Args:
         logits: ``[M]`` sigmoid logits (anchor x class pairs).
@@ -356,6 +567,9 @@ def rank_sort_loss(
         chunk_elements: bound on the ``[rows, P]`` matrices of the pairs of positives.
         valid: ``[M]`` bool, the pairs that take part (default: all); the others (ignored
             anchors) are neither positive nor negative and get no gradient.
+        max_positives: a bound on the number of positive pairs (for instance the anchors, where
+            each anchor has at most one positive class). More positives than that are an
+            error, raised on the CPU and by a device-side assertion elsewhere.
 
     Returns:
         ``(loss, ranking, sorting)``: ``loss = ranking + sorting`` carries the gradient;
@@ -369,6 +583,22 @@ def rank_sort_loss(
     if valid is not None:
         valid = valid.bool()
         positive, negative = positive & valid, negative & valid
+    if max_positives is not None:
+        if (
+            isinstance(max_positives, bool)
+            or not isinstance(max_positives, int)
+            or max_positives < 1
+        ):
+            raise ValueError(f"max_positives must be a positive integer, got {max_positives!r}")
+        loss, components = _RankSortSlots.apply(
+            logits.to(dtype),
+            targets.to(dtype).detach(),
+            positive,
+            negative,
+            float(delta),
+            min(max_positives, logits.numel()),
+        )
+        return loss, components[0], components[1]
     loss, components = _RankSort.apply(
         logits.to(dtype),
         targets.to(dtype).detach(),

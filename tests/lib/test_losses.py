@@ -357,3 +357,133 @@ def test_rank_sort_valid_mask_is_the_loss_of_the_valid_pairs():
     assert got[3][~valid].abs().max() == 0  # ignored pairs get no gradient
     with pytest.raises(ValueError, match="1-D"):
         rank_sort_loss(logits, targets, positive, valid=valid[:10])
+
+
+# --------------------------------------------------------------------------- Rank & Sort in slots
+
+
+def _hand_cases():
+    """The hand-computed cases above: (logits, targets, positive, delta)."""
+    f64 = torch.float64
+    return [
+        (torch.zeros(2), torch.tensor([1.0, 0.0]), torch.tensor([True, False]), 0.5),
+        (torch.tensor([2.0, 0.0]), torch.tensor([0.5, 1.0]), torch.tensor([True, True]), 1.0),
+        (
+            torch.tensor([9.0, 7.0, 5.0, 0.0, -1.0]),
+            torch.tensor([0.9, 0.8, 0.6, 0.0, 0.0]),
+            torch.tensor([True, True, True, False, False]),
+            0.5,
+        ),
+        (
+            torch.tensor([0.0, 0.25, 2.0, -3.0], dtype=f64),
+            torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=f64),
+            torch.tensor([True, False, False, False]),
+            0.5,
+        ),
+        (
+            torch.tensor([0.0, 0.5, 0.5], dtype=f64),
+            torch.tensor([0.5, 1.0, 0.0], dtype=f64),
+            torch.tensor([True, True, False]),
+            0.5,
+        ),
+    ]
+
+
+@pytest.mark.parametrize("case", range(5))
+@pytest.mark.parametrize("slots", [3, 64])
+def test_rank_sort_in_slots_gives_the_hand_computed_values(case, slots):
+    logits, targets, positive, delta = _hand_cases()[case]
+    got = _loss_and_grad(
+        rank_sort_loss, logits, targets, positive, delta=delta, max_positives=slots
+    )
+    ref = _loss_and_grad(rank_sort_loss, logits, targets, positive, delta=delta)
+    for a, b in zip(got, ref):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert torch.allclose(a, b, atol=1e-7, rtol=0), (a, b)
+
+
+@pytest.mark.parametrize(
+    "seed, n, pos_fraction, grid",
+    [
+        (0, 50, 0.3, None),
+        (1, 400, 0.05, None),
+        (2, 3000, 0.02, None),
+        (3, 300, 0.2, 0.25),  # ties in logits, band edges on logits, and ties in targets
+        (4, 2000, 0.05, 0.5),
+        (5, 200, 0.9, None),  # mostly positives
+    ],
+)
+def test_rank_sort_in_slots_matches_the_positive_by_positive_loop(seed, n, pos_fraction, grid):
+    logits, targets, positive = _random_case(seed, n, pos_fraction, grid=grid)
+    positive[0] = True
+    if grid is not None:
+        targets = (targets * 4).round() / 4
+    exact = int(positive.sum())
+    for delta in (0.5, 0.2, 1.5):
+        for slots in (exact, n, 10 * n):  # as many slots as positives, one a pair, more
+            _assert_matches_the_loop(logits, targets, positive, delta=delta, max_positives=slots)
+
+
+def test_rank_sort_in_slots_one_positive_no_positive_and_far_negatives():
+    logits, targets, positive = _random_case(7, 100, 0.0)
+    positive[17] = True
+    targets[17] = 0.6
+    loss, _, sorting, grad = _assert_matches_the_loop(logits, targets, positive, max_positives=5)
+    assert sorting.item() == 0 and loss.item() > 0 and grad.sum().abs().item() < 1e-12
+    none = torch.zeros(100, dtype=torch.bool)
+    loss, ranking, sorting, grad = _assert_matches_the_loop(logits, targets, none, max_positives=5)
+    assert loss.item() == ranking.item() == sorting.item() == 0 and grad.abs().sum() == 0
+    logits, targets, positive = _random_case(8, 300, 0.2)
+    logits = torch.where(positive, logits, logits - 100.0)
+    loss, ranking, sorting, grad = _assert_matches_the_loop(
+        logits, targets, positive, max_positives=300
+    )
+    assert ranking.item() == 0 and sorting.item() > 0 and grad[~positive].abs().max() == 0
+    empty = torch.zeros(0, dtype=torch.float64)
+    loss, _, _ = rank_sort_loss(empty, empty, empty.bool(), max_positives=4)
+    assert loss.item() == 0
+
+
+def test_rank_sort_in_slots_of_float16_logits_and_a_valid_mask():
+    logits, targets, positive = _random_case(9, 1000, 0.05)
+    half = logits.half()
+    got = _loss_and_grad(rank_sort_loss, half, targets.float(), positive, max_positives=1000)
+    ref = _loss_and_grad(rank_sort_loss, half, targets.float(), positive)
+    assert got[0].dtype == torch.float32 and got[3].dtype == torch.float16
+    for a, b in zip(got, ref):
+        assert torch.allclose(a.double(), b.double(), atol=1e-6, rtol=1e-3)
+    logits, targets, positive = _random_case(10, 400, 0.1)
+    valid = torch.rand(400, generator=torch.Generator().manual_seed(11)) < 0.7
+    valid |= positive
+    got = _loss_and_grad(rank_sort_loss, logits, targets, positive, valid=valid, max_positives=400)
+    ref = _loss_and_grad(rank_sort_loss, logits[valid], targets[valid], positive[valid])
+    for a, b in zip(got[:3], ref[:3]):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+    assert torch.allclose(got[3][valid], ref[3], atol=1e-12, rtol=0)
+    assert got[3][~valid].abs().max() == 0
+
+
+def test_rank_sort_in_slots_refuses_more_positives_than_slots():
+    logits, targets, positive = _random_case(12, 100, 0.3)
+    with pytest.raises(RuntimeError, match="more positives than max_positives"):
+        rank_sort_loss(logits, targets, positive, max_positives=int(positive.sum()) - 1)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_positives"):
+            rank_sort_loss(logits, targets, positive, max_positives=bad)
+
+
+def test_rank_sort_in_slots_reads_nothing_back_from_the_device():
+    # Under FakeTensorMode a data-dependent op (nonzero, .item(), a boolean mask) raises:
+    # the slots' forward and backward complete; the default path counts its positives.
+    from torch._subclasses.fake_tensor import DynamicOutputShapeException, FakeTensorMode
+
+    logits, targets, positive = _random_case(13, 500, 0.1)
+    mode = FakeTensorMode()
+    x = mode.from_tensor(logits.clone().requires_grad_(True))
+    fake_targets, fake_positive = mode.from_tensor(targets), mode.from_tensor(positive)
+    with mode:
+        loss, _, _ = rank_sort_loss(x, fake_targets, fake_positive, max_positives=500)
+        loss.backward()
+        assert x.grad.shape == (500,)
+        with pytest.raises(DynamicOutputShapeException):
+            rank_sort_loss(x, fake_targets, fake_positive)
