@@ -22,6 +22,12 @@ BOX_STDS: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
 MAX_LOG_RATIO: float = abs(math.log(16 / 1000))
 
 
+def _constants(like: Tensor, values: Sequence[float]) -> Tensor:
+    """``values`` as a ``[len(values)]`` tensor of ``like``'s dtype, filled on ``like``'s device:
+    ``new_tensor`` copies from host memory, which synchronises a CUDA device with the host."""
+    return torch.stack([like.new_full((), float(v)) for v in values])
+
+
 def _centre_size(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     w = boxes[..., 2] - boxes[..., 0]
     h = boxes[..., 3] - boxes[..., 1]
@@ -49,7 +55,7 @@ def encode_boxes(anchors: Tensor, boxes: Tensor, stds: Sequence[float] = BOX_STD
     deltas = torch.stack(
         [(gx - ax) / aw, (gy - ay) / ah, torch.log(gw / aw), torch.log(gh / ah)], dim=-1
     )
-    return deltas / deltas.new_tensor(stds)
+    return deltas / _constants(deltas, stds)
 
 
 def decode_boxes(
@@ -72,7 +78,7 @@ def decode_boxes(
         raise ValueError(
             f"anchors and deltas must have shape [..., 4], got {list(anchors.shape)} and {list(deltas.shape)}"
         )
-    d = deltas * deltas.new_tensor(stds)
+    d = deltas * _constants(deltas, stds)
     ax, ay, aw, ah = _centre_size(anchors)
     cx = ax + d[..., 0] * aw
     cy = ay + d[..., 1] * ah
@@ -81,6 +87,6 @@ def decode_boxes(
     boxes = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
     if max_shape is not None:
         height, width = (max_shape, max_shape) if isinstance(max_shape, int) else max_shape
-        limits = boxes.new_tensor([width, height, width, height])
+        limits = _constants(boxes, [width, height, width, height])
         boxes = torch.minimum(boxes.clamp(min=0), limits)
     return boxes

@@ -7,27 +7,26 @@ eval-mode forward and :func:`gmaiou.models.postprocess.postprocess`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
 
 from gmaiou.anchors import AnchorGrid, atss_anchors, yolact_anchors
 from gmaiou.assigners import IGNORED, NEGATIVE, ATSSAssigner, MaxIoUAssigner
 from gmaiou.configs import Config
 from gmaiou.losses import (
+    _ohem_cross_entropy,
     dice_coefficient,
     mask_bce_loss,
-    ohem_cross_entropy,
     rank_sort_loss,
     self_balance,
     semantic_loss,
 )
 from gmaiou.measure import MaskIntegrals, is_mask_measure
 from gmaiou.models.backbone import ResNetBackbone
-from gmaiou.models.box_coder import decode_boxes, encode_boxes
+from gmaiou.models.box_coder import _constants, decode_boxes, encode_boxes
 from gmaiou.models.fpn import FPN
 from gmaiou.models.heads import PredictionHead, ProtoNet, SemanticHead
 from gmaiou.models.postprocess import crop_masks, postprocess
@@ -58,6 +57,13 @@ class YOLACT(nn.Module):
         anchors: the :class:`~gmaiou.anchors.AnchorGrid` of ``config.model.image_size``
             (on the model's device).
     """
+
+    #: Whether the loss keeps every shape fixed, so that it never synchronises the host with
+    #: the device. ``None`` (the default): everywhere but on the CPU, where a synchronisation
+    #: costs nothing and sizes read from the data save work: mask terms for as many anchors as
+    #: an image's most positives rather than ``max_masks``, the RS loss's pairs of positives
+    #: sized by their number rather than by the anchors.
+    static_shapes: bool | None = None
 
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -100,6 +106,9 @@ class YOLACT(nn.Module):
             )
         else:
             self.assigner = ATSSAssigner(topk=a.topk, measure=a.measure)
+
+    def _static_shapes(self, device: torch.device) -> bool:
+        return device.type != "cpu" if self.static_shapes is None else self.static_shapes
 
     @property
     def anchors(self) -> AnchorGrid:
@@ -239,21 +248,17 @@ class YOLACT(nn.Module):
             )
         device = cls_logits.device
         s = self.image_size
-        gt_boxes = [b.to(device=device, dtype=torch.float32) for b in batch["boxes"]]
-        gt_labels = [lab.to(device=device, dtype=torch.long) for lab in batch["labels"]]
-        gt_masks = [m.to(device) for m in batch["masks"]]
-        for i, (b, lab, m) in enumerate(zip(gt_boxes, gt_labels, gt_masks)):
+        for i, (b, lab, m) in enumerate(zip(batch["boxes"], batch["labels"], batch["masks"])):
             g = b.shape[0]
             if lab.shape != (g,) or m.shape != (g, s, s):
                 raise ValueError(
                     f"image {i}: {g} boxes need labels [{g}] and masks [{g}, {s}, {s}], "
                     f"got {list(lab.shape)} and {list(m.shape)}"
                 )
-            if g and (int(lab.min()) < 0 or int(lab.max()) >= self.config.model.num_classes):
-                raise ValueError(
-                    f"image {i}: labels must lie in [0, {self.config.model.num_classes}), got "
-                    f"{int(lab.min())}..{int(lab.max())}"
-                )
+        _check_labels(batch["labels"], self.config.model.num_classes)
+        gt_boxes = [b.to(device=device, dtype=torch.float32) for b in batch["boxes"]]
+        gt_labels = [lab.to(device=device, dtype=torch.long) for lab in batch["labels"]]
+        gt_masks = [m.to(device) for m in batch["masks"]]
         gt_inds = self.assign(batch)  # [B, A]
         targets = _Targets(gt_inds, gt_boxes, gt_labels, gt_masks, self.anchor_boxes)
         if self.config.loss.kind == "ranksort":
@@ -275,32 +280,37 @@ class YOLACT(nn.Module):
             maps.append(per_class.view(num_classes, hs, ws))
         return semantic_loss(semantic, torch.stack(maps))
 
-    def _mask_terms(
-        self, outputs: dict[str, Tensor], targets: _Targets
-    ) -> list[tuple[int, Tensor, Tensor, Tensor, Tensor, Tensor]]:
-        """Per image with positives: (image, anchor indices [P], mask logits [P, Hp, Wp], targets,
-        crops, GT boxes [P, 4] in proto pixels); at most ``max_masks`` random positives per image."""
+    def _mask_terms(self, outputs: dict[str, Tensor], targets: _Targets) -> _MaskTerms:
+        """The mask terms' inputs in fixed shapes: ``K = min(max_masks, A)`` anchors per image.
+
+        ``torch.topk`` over (positive + uniform noise in ``[0, 1)``) takes every positive of an
+        image when it has at most ``K``, a uniform random ``K`` of them otherwise, and fills
+        the other slots with non-positives, which ``valid`` weighs 0. Without
+        :attr:`static_shapes`, ``K`` is at most the most positives of an image (at least 1)."""
         protos, coeffs = outputs["protos"], outputs["coeffs"]
+        bsz, num_anchors = targets.gt_inds.shape
         hp, wp = protos.shape[1:3]
-        scale = protos.new_tensor([wp / self.image_size, hp / self.image_size] * 2)
-        out = []
-        for b in range(protos.shape[0]):
-            pos = (targets.gt_inds[b] >= 0).nonzero().squeeze(1)
-            if pos.numel() == 0:
-                continue
-            if pos.numel() > self.config.loss.max_masks:
-                pick = torch.randperm(pos.numel(), device=pos.device)[: self.config.loss.max_masks]
-                pos = pos[pick]
-            gt = targets.gt_inds[b, pos]
-            logits = (protos[b].float() @ coeffs[b, pos].float().t()).permute(
-                2, 0, 1
-            )  # [P, hp, wp]
-            mask_targets = _downsample_masks(
-                targets.masks[b], (hp, wp), self.config.model.target_resize
-            )[gt]
-            boxes = targets.boxes[b][gt] * scale
-            out.append((b, pos, logits, mask_targets, crop_masks(boxes, hp, wp), boxes))
-        return out
+        k = min(self.config.loss.max_masks, num_anchors)
+        pos = targets.gt_inds >= 0
+        if not self._static_shapes(pos.device):
+            k = max(1, min(k, int(pos.sum(dim=1).max())))
+        noise = torch.rand(pos.shape, device=pos.device)
+        index = (pos.float() + noise).topk(k, dim=1, sorted=False).indices  # [B, K]
+        valid = pos.gather(1, index)
+        gt = targets.gt_inds.gather(1, index).clamp(min=0)
+        picked = coeffs.gather(1, index[:, :, None].expand(-1, -1, coeffs.shape[2]))  # [B, K, P]
+        logits = (protos.float() @ picked.float().transpose(1, 2)[:, None]).permute(0, 3, 1, 2)
+        mask_targets = []
+        for masks, inds in zip(targets.masks, gt):
+            small = _downsample_masks(masks, (hp, wp), self.config.model.target_resize)
+            if small.shape[0] == 0:  # no GT in this image: none of its slots is valid
+                mask_targets.append(small.new_zeros(k, hp, wp))
+            else:
+                mask_targets.append(small[inds])
+        scale = _constants(protos, [wp / self.image_size, hp / self.image_size] * 2)
+        boxes = targets.matched_boxes().gather(1, index[:, :, None].expand(-1, -1, 4)) * scale
+        crops = crop_masks(boxes.reshape(-1, 4), hp, wp).view(bsz, k, hp, wp)
+        return _MaskTerms(index, valid, logits, torch.stack(mask_targets), crops, boxes)
 
     def _yolact_loss(self, outputs: dict[str, Tensor], targets: _Targets) -> dict[str, Tensor]:
         cfg = self.config.loss
@@ -308,27 +318,33 @@ class YOLACT(nn.Module):
         pos = targets.gt_inds >= 0
         neg = targets.gt_inds == NEGATIVE
         labels = targets.matched_labels() + 1  # background is index 0
-        cls = ohem_cross_entropy(cls_logits, labels, pos, neg, cfg.ohem_ratio)
+        # pos and neg are disjoint by construction: no check (it would synchronise).
+        cls = _ohem_cross_entropy(cls_logits, labels, pos, neg, cfg.ohem_ratio)
 
+        # SmoothL1 over every anchor, kept at the positives.
         num_pos = pos.sum().clamp(min=1)
-        anchors = self.anchor_boxes[None].expand(pos.shape[0], -1, -1)[pos]
-        box_targets = encode_boxes(anchors, targets.matched_boxes()[pos])
-        box = (
-            F.smooth_l1_loss(
-                deltas[pos].float(), box_targets, beta=cfg.smooth_l1_beta, reduction="sum"
-            )
-            / num_pos
-        )
+        anchors = self.anchor_boxes[None].expand_as(deltas)
+        box_targets = encode_boxes(anchors, targets.matched_boxes())
+        smooth_l1 = F.smooth_l1_loss(
+            deltas.float(), box_targets, beta=cfg.smooth_l1_beta, reduction="none"
+        ).sum(dim=2)
+        box = torch.where(pos, smooth_l1, 0).sum() / num_pos
 
-        mask_sum, mask_count = cls_logits.new_zeros(()), 0
-        for _, _, logits, mask_targets, crops, boxes in self._mask_terms(outputs, targets):
-            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-            mask_sum = mask_sum + mask_bce_loss(logits, mask_targets, crops, areas).sum()
-            mask_count += logits.shape[0]
-        if mask_count:
-            mask = mask_sum / mask_count
-        else:  # no positive in the batch: a zero that still reaches the mask branch
-            mask = (outputs["protos"].sum() + outputs["coeffs"].sum()) * 0
+        terms = self._mask_terms(outputs, targets)
+        areas = (terms.boxes[..., 2] - terms.boxes[..., 0]) * (
+            terms.boxes[..., 3] - terms.boxes[..., 1]
+        )
+        bce = mask_bce_loss(
+            terms.logits.flatten(0, 1),
+            terms.targets.flatten(0, 1),
+            terms.crops.flatten(0, 1),
+            areas.flatten(),
+        ).view_as(areas)
+        mask_sum = torch.where(terms.valid, bce, 0).sum()
+        mask_count = terms.valid.sum()
+        # No positive in the batch: a zero that still reaches the mask branch.
+        no_mask = (outputs["protos"].sum() + outputs["coeffs"].sum()) * 0
+        mask = torch.where(mask_count > 0, mask_sum / mask_count.clamp(min=1), no_mask)
 
         semantic = self._semantic_loss(outputs["semantic"], targets)
         total = (
@@ -350,44 +366,39 @@ class YOLACT(nn.Module):
         bsz, num_anchors, num_classes = cls_logits.shape
         pos = targets.gt_inds >= 0
         valid = targets.gt_inds != IGNORED
-        # The positives' boxes are a data-dependent subset: one host synchronisation here.
-        pos_idx = pos.nonzero(as_tuple=True)  # (image, anchor) indices, row-major
-
-        anchors = self.anchor_boxes[pos_idx[1]]
-        pred_boxes = decode_boxes(anchors, deltas[pos_idx])
-        gt_boxes = targets.matched_boxes()[pos_idx]
-        ious = _aligned_iou(pred_boxes.detach(), gt_boxes)
+        # Every anchor's box, kept (weighted) at the positives: fixed shapes.
+        pred_boxes = decode_boxes(self.anchor_boxes, deltas)  # [B, A, 4]
+        gt_boxes = targets.matched_boxes()
+        ious = torch.where(pos, _aligned_iou(pred_boxes.detach(), gt_boxes), 0)
 
         # (anchor, class) pairs, flattened; positives at their class, ignored anchors left out
-        # by rank_sort_loss's valid mask.
+        # by rank_sort_loss's valid mask. An anchor has at most one positive class, so with
+        # static shapes the anchors bound the positive pairs (rank_sort_loss's slots).
         labels = targets.matched_labels().clamp(min=0)  # [B, A], meaningful at positives
         classes = torch.arange(num_classes, device=labels.device)
         pos_pairs = (labels[:, :, None] == classes) & pos[:, :, None]  # [B, A, K]
-        pos_ious = cls_logits.new_zeros(bsz, num_anchors).index_put(pos_idx, ious)
-        sort_targets = pos_pairs.float() * pos_ious[:, :, None]
+        sort_targets = pos_pairs.float() * ious[:, :, None]
         cls, _, _ = rank_sort_loss(
             cls_logits.reshape(-1),
             sort_targets.reshape(-1),
             pos_pairs.reshape(-1),
             cfg.rs_delta,
             valid=valid[:, :, None].expand_as(pos_pairs).reshape(-1),
+            max_positives=bsz * num_anchors if self._static_shapes(cls_logits.device) else None,
         )
 
         # Box and mask terms weighted by each positive's best score (RS-YOLACT), then self-balanced.
         score_weight = cls_logits.detach().sigmoid().max(dim=2).values  # [B, A]
-        weights = score_weight[pos_idx]
-        if pred_boxes.shape[0]:
-            giou = torchvision.ops.generalized_box_iou_loss(pred_boxes, gt_boxes, reduction="none")
-            box = (weights * giou).sum() / weights.sum().clamp(min=1e-12)
-        else:
-            box = deltas.sum() * 0
-        dice_sum, weight_sum = cls_logits.new_zeros(()), cls_logits.new_zeros(())
-        for b, idx, logits, mask_targets, crops, _ in self._mask_terms(outputs, targets):
-            w = score_weight[b, idx]
-            dice_sum = (
-                dice_sum + (w * dice_coefficient(logits.sigmoid() * crops, mask_targets)).sum()
-            )
-            weight_sum = weight_sum + w.sum()
+        weights = torch.where(pos, score_weight, 0)
+        giou = torch.where(pos, _giou_loss(pred_boxes, gt_boxes), 0)
+        # No positive: 0 / 1e-12, a zero that still reaches the box branch.
+        box = (weights * giou).sum() / weights.sum().clamp(min=1e-12)
+        terms = self._mask_terms(outputs, targets)
+        w = torch.where(terms.valid, score_weight.gather(1, terms.index), 0)
+        dice = dice_coefficient(
+            (terms.logits.sigmoid() * terms.crops).flatten(0, 1), terms.targets.flatten(0, 1)
+        ).view_as(w)
+        dice_sum, weight_sum = (w * dice).sum(), w.sum()
         # No positive (or no weight): a zero that still reaches the mask branch. Selected on the
         # device; the division by 1 keeps the unselected branch finite.
         has_weight = weight_sum > 0
@@ -421,15 +432,67 @@ class YOLACT(nn.Module):
         )
 
 
+def _check_labels(labels: list[Tensor], num_classes: int) -> None:
+    """Labels in ``[0, num_classes)``, as a :class:`ValueError` naming the first bad image.
+
+    Host tensors are read per image (no synchronisation); labels already on a device are
+    checked once for the whole batch (one synchronisation, none more on the error path)."""
+    on_host = all(lab.device.type == "cpu" for lab in labels)
+    if not on_host:
+        flat = [lab.reshape(-1) for lab in labels if lab.numel()]
+        if not flat:
+            return
+        joined = torch.cat(flat)
+        if not bool(((joined < 0) | (joined >= num_classes)).any()):
+            return
+    for i, lab in enumerate(labels):
+        if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= num_classes):
+            raise ValueError(
+                f"image {i}: labels must lie in [0, {num_classes}), got "
+                f"{int(lab.min())}..{int(lab.max())}"
+            )
+
+
 def _aligned_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU of corresponding boxes, ``[N, 4]`` x ``[N, 4]`` -> ``[N]``."""
-    lt = torch.maximum(boxes1[:, :2], boxes2[:, :2])
-    rb = torch.minimum(boxes1[:, 2:], boxes2[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(dim=1)
-    area1 = (boxes1[:, 2:] - boxes1[:, :2]).clamp(min=0).prod(dim=1)
-    area2 = (boxes2[:, 2:] - boxes2[:, :2]).clamp(min=0).prod(dim=1)
+    """IoU of corresponding boxes, ``[..., 4]`` x ``[..., 4]`` -> ``[...]``."""
+    lt = torch.maximum(boxes1[..., :2], boxes2[..., :2])
+    rb = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=-1)
+    area1 = (boxes1[..., 2:] - boxes1[..., :2]).clamp(min=0).prod(dim=-1)
+    area2 = (boxes2[..., 2:] - boxes2[..., :2]).clamp(min=0).prod(dim=-1)
     union = area1 + area2 - inter
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
+
+
+def _giou_loss(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
+    """``1 - GIoU`` of corresponding boxes, ``[..., 4]`` x ``[..., 4]`` -> ``[...]``.
+
+    The arithmetic of :func:`torchvision.ops.generalized_box_iou_loss` (the same ``eps``), with
+    the intersection selected by ``torch.where`` instead of boolean indexing: elementwise, no
+    data-dependent shape."""
+    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
+    xk1, yk1 = torch.max(x1, x1g), torch.max(y1, y1g)
+    xk2, yk2 = torch.min(x2, x2g), torch.min(y2, y2g)
+    overlap = (yk2 > yk1) & (xk2 > xk1)
+    inter = torch.where(overlap, (xk2 - xk1) * (yk2 - yk1), torch.zeros_like(x1))
+    union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - inter
+    iou = inter / (union + eps)
+    enclosing = (torch.max(x2, x2g) - torch.min(x1, x1g)) * (
+        torch.max(y2, y2g) - torch.min(y1, y1g)
+    )
+    return 1 - (iou - (enclosing - union) / (enclosing + eps))
+
+
+class _MaskTerms(NamedTuple):
+    """:meth:`YOLACT._mask_terms`: ``K`` slots per image, each an anchor or padding."""
+
+    index: Tensor  # [B, K] anchor of each slot
+    valid: Tensor  # [B, K] bool: the slot holds a positive
+    logits: Tensor  # [B, K, Hp, Wp] assembled mask logits
+    targets: Tensor  # [B, K, Hp, Wp] float {0, 1} GT masks at the prototypes' size
+    crops: Tensor  # [B, K, Hp, Wp] bool, the pixels inside the (padded) GT box
+    boxes: Tensor  # [B, K, 4] GT boxes in prototype pixels
 
 
 class _Targets:
