@@ -18,6 +18,7 @@ from gmaiou.paper.benchmarks.gpu import (
     gpu_records,
     gpu_steps,
     run_steps,
+    sync_findings,
 )
 from gmaiou.paper.cli import main
 from gmaiou.paper.paths import repo_root
@@ -26,7 +27,11 @@ from gmaiou.paper.paths import repo_root
 def test_steps_run_in_order_and_write_only_into_the_out_dir(tmp_path):
     steps = gpu_steps(tmp_path, ["runs/a", "runs/b"], device="cuda:1", profile="paper")
     assert [s.name for s in steps] == ["tests", "infer", "assign", "paper", "table5"]
-    assert steps[0].argv[-3:][0].endswith("tests/lib/test_cuda.py") and "-m" in steps[0].argv
+    tests = [a for a in steps[0].argv if a.endswith(".py")]
+    assert tests[0].endswith("tests/lib/test_cuda.py") and "-m" in steps[0].argv
+    # the loss after assignment under CUDA's sync debug mode ("error")
+    assert any(t.endswith("tests/lib/test_loss_syncs.py") for t in tests)
+    assert all(Path(t).is_file() for t in tests)
     infer = steps[1].argv
     assert infer[infer.index("--device") + 1] == "cuda:1"
     assert [infer[i + 1] for i, a in enumerate(infer) if a == "--run"] == ["runs/a", "runs/b"]
@@ -144,3 +149,30 @@ def test_the_committed_gpu_records_are_listed_and_read():
         assert all(run["device"].startswith("NVIDIA") for run in runs)
         assert all(run.get("torch", run.get("torch_version")) for run in runs)
     assert any("NVIDIA" in line for line in gpu_findings(timings))
+
+
+def _speed_record(syncs: list[int | None], again: list[int | None] | None) -> dict:
+    models = ["YOLACT (fixed IoU)", "GmaYOLACT (ATSS, GmaIoU)"]
+    rows = [{"model": m, "train_host_syncs_per_step": n} for m, n in zip(models, syncs)]
+    block = {"size": 550, "models": rows}
+    if again is not None:
+        for row, n in zip(rows, again):
+            row["trained_in"] = {"host_syncs_per_step": n}
+        block["trained_in"] = {"iterations": 200}
+    return {"device": "GPU X", "device_type": "cuda", "scales": [block]}
+
+
+def test_findings_give_the_host_syncs_of_a_training_step(tmp_path):
+    record = _speed_record([12, 3], [12, 2])
+    assert sync_findings(record) == [
+        "GPU X, 550 px: host-device synchronisations in one training step (gmaiou train's step, "
+        "assignment included; CUDA's sync debug mode): YOLACT (fixed IoU) 12, "
+        "GmaYOLACT (ATSS, GmaIoU) 3; after 200 iterations of training: YOLACT (fixed IoU) 12, "
+        "GmaYOLACT (ATSS, GmaIoU) 2."
+    ]
+    # not counted (float32 steps, or the CPU): no sentence; one model failed: the others
+    assert sync_findings(_speed_record([None, None], None)) == []
+    assert sync_findings(_speed_record([None, 4], None))[0].endswith("GmaYOLACT (ATSS, GmaIoU) 4.")
+    (tmp_path / "model_speed_paper_cuda.json").write_text(json.dumps(record))
+    (tmp_path / "model_speed_paper_cpu.json").write_text(json.dumps(_speed_record([1, 1], None)))
+    assert gpu_findings(tmp_path) == sync_findings(record)

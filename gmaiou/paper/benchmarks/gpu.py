@@ -6,7 +6,9 @@ the most important first, each step in its own process with its own time limit
 that fails or runs out of time is recorded and the next one starts:
 
 1. ``pytest -m cuda``: the CUDA tests (CUDA equals the CPU for the measure, the
-   assigners, half precision, a training step, inference and mask assembly);
+   assigners, half precision, a training step, inference and mask assembly; the loss after
+   assignment, forward and backward, runs under ``torch.cuda.set_sync_debug_mode("error")``:
+   no host-device synchronisation);
 2. ``gmaiou-paper bench infer --run ...``, only with ``--run``: trained models' network and
    post-processing time and fps, both mask assemblies scored
    (-> ``trained_inference_<device>.json``);
@@ -54,6 +56,7 @@ __all__ = [
     "gpu_records",
     "gpu_steps",
     "run_steps",
+    "sync_findings",
 ]
 
 #: Seconds each step may take. The default sequence (no ``--run``: no ``infer`` step) sums
@@ -98,7 +101,12 @@ def gpu_steps(
     tag = _tag(device)
     limits = {**STEP_LIMITS, **(timeouts or {})}
     smoke = profile == "smoke"
-    tests = ("tests/lib/test_cuda.py", "tests/lib/test_measure.py", "tests/lib/test_assigners.py")
+    tests = (
+        "tests/lib/test_cuda.py",
+        "tests/lib/test_loss_syncs.py",
+        "tests/lib/test_measure.py",
+        "tests/lib/test_assigners.py",
+    )
     root = repo_root()
     pytest = (*py, "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda")
     steps = [Step("tests", (*pytest, *(str(root / t) for t in tests)), limits["tests"])]
@@ -183,10 +191,38 @@ def gpu_records(folder: Path) -> list[Path]:
     return [p for pattern in GPU_RECORDS for p in sorted(Path(folder).glob(pattern))]
 
 
+def sync_findings(record: dict) -> list[str]:
+    """Per scale of a ``bench train`` record timed with the trainer's settings on CUDA: the
+    host-device synchronisations of one training step per model (CUDA's sync debug mode),
+    and again after the training in between when it was timed. None where not counted."""
+    lines = []
+    for block in record.get("scales", []):
+        rows = block.get("models", [])
+        first = [(r["model"], r.get("train_host_syncs_per_step")) for r in rows]
+        first = [(m, n) for m, n in first if n is not None]
+        if not first:
+            continue
+        line = (
+            f"{record['device']}, {block['size']} px: host-device synchronisations in one "
+            "training step (gmaiou train's step, assignment included; CUDA's sync debug mode): "
+            + ", ".join(f"{m} {n}" for m, n in first)
+        )
+        again = [(r["model"], (r.get("trained_in") or {}).get("host_syncs_per_step")) for r in rows]
+        again = [(m, n) for m, n in again if n is not None]
+        iterations = (block.get("trained_in") or {}).get("iterations")
+        if again and iterations is not None:
+            line += f"; after {iterations} iterations of training: " + ", ".join(
+                f"{m} {n}" for m, n in again
+            )
+        lines.append(line + ".")
+    return lines
+
+
 def gpu_findings(folder: Path) -> list[str]:
     """Sentences computed from the GPU records in ``folder`` (and the CPU inference record
     ``trained_inference_cpu.json``): both mask assemblies and the CPU's fps of every trained
-    model, and where each assignment goal was met."""
+    model, where each assignment goal was met, and the host-device synchronisations of a
+    training step (:func:`sync_findings`)."""
     from gmaiou.paper.benchmarks.assign import assignment_goals_findings, load_runs
     from gmaiou.paper.benchmarks.infer import assembly_findings, versus_cpu_findings
 
@@ -199,6 +235,8 @@ def gpu_findings(folder: Path) -> list[str]:
         lines += assembly_findings(record) + versus_cpu_findings(record, cpu)
     for path in sorted(folder.glob("assignment_cost_cuda*.json")):
         lines += assignment_goals_findings(load_runs(json.loads(path.read_text())))
+    for path in sorted(folder.glob("model_speed_*_cuda*.json")):
+        lines += sync_findings(json.loads(path.read_text()))
     return lines
 
 
