@@ -29,6 +29,7 @@ __all__ = [
     "format_cell",
     "provenance",
     "save_figure",
+    "save_stem",
     "save_findings",
     "read_headline",
     "HEADLINE",
@@ -149,6 +150,25 @@ def save_findings(
             raise ValueError(f"a headline is one non-empty line, got {headline!r}")
         text = f"{HEADLINE}{headline.strip()}\n\n{text}"
     return save_table(text, f"{name}_findings", profile, source=source)
+
+
+def save_stem(
+    name: str,
+    table,
+    fig,
+    lines: Iterable[str],
+    headline: str,
+    profile: str = "default",
+    *,
+    source: str | None = None,
+) -> list[Path]:
+    """One stem's four files: ``<name>.md`` (:func:`save_table`), ``.png`` and ``.pdf``
+    (:func:`save_figure`) and ``<name>_findings.md`` headed by ``headline``
+    (:func:`save_findings`), all with the same stamp."""
+    paths = [save_table(table, name, profile, source=source)]
+    paths += save_figure(fig, name, profile, source=source)
+    paths.append(save_findings(lines, name, profile, source=source, headline=headline))
+    return paths
 
 
 #: How a findings file's headline line starts (:func:`save_findings`, :func:`read_headline`).

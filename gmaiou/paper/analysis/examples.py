@@ -294,14 +294,10 @@ def write_examples(
 ) -> list[Path]:
     """``fig1_examples.md`` (:func:`examples_table`), ``.png`` and ``.pdf`` (``fig``, from
     :func:`plot_examples`) and ``fig1_examples_findings.md``."""
-    from gmaiou.paper.figures import save_figure, save_findings, save_table
+    from gmaiou.paper.figures import save_stem
 
-    name = "fig1_examples"
-    paths = [save_table(table, name, profile, source=source)]
-    paths += save_figure(fig, name, profile, source=source)
     headline, lines = examples_findings(table)
-    paths.append(save_findings(lines, name, profile, source=source, headline=headline))
-    return paths
+    return save_stem("fig1_examples", table, fig, lines, headline, profile, source=source)
 
 
 # ----------------------------------------------------------------------------- plotting

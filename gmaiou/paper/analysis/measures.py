@@ -154,15 +154,12 @@ def write_table1(
     ``table1_iou_variants_findings.md`` in the profile's figures folder."""
     import matplotlib.pyplot as plt
 
-    from gmaiou.paper.figures import save_figure, save_findings, save_table, table_figure
+    from gmaiou.paper.figures import save_stem, table_figure
 
-    name = "table1_iou_variants"
-    paths = [save_table(table, name, profile, source=source)]
     fig = table_figure(table, "Table 1: IoU variants, their inputs and purpose")
-    paths += save_figure(fig, name, profile, source=source)
-    plt.close(fig)
     headline, lines = table1_findings(table)
-    paths.append(save_findings(lines, name, profile, source=source, headline=headline))
+    paths = save_stem("table1_iou_variants", table, fig, lines, headline, profile, source=source)
+    plt.close(fig)
     return paths
 
 
@@ -366,14 +363,10 @@ def write_pixel_weights(
 ) -> list[Path]:
     """``fig3b_pixel_weights.md`` (:func:`pixel_weight_table`), ``.png`` and ``.pdf`` (``fig``,
     from :func:`plot_pixel_weights`) and ``fig3b_pixel_weights_findings.md``."""
-    from gmaiou.paper.figures import save_figure, save_findings, save_table
+    from gmaiou.paper.figures import save_stem
 
-    name = "fig3b_pixel_weights"
-    paths = [save_table(table, name, profile, source=source)]
-    paths += save_figure(fig, name, profile, source=source)
     headline, lines = pixel_weight_findings(table)
-    paths.append(save_findings(lines, name, profile, source=source, headline=headline))
-    return paths
+    return save_stem("fig3b_pixel_weights", table, fig, lines, headline, profile, source=source)
 
 
 @dataclass
@@ -586,14 +579,10 @@ def write_iou_vs_gmaiou(
 ) -> list[Path]:
     """``fig4_iou_vs_gmaiou.md`` (:func:`iou_vs_gmaiou_table`), ``.png`` and ``.pdf`` (``fig``,
     from :func:`plot_iou_vs_gmaiou`) and ``fig4_iou_vs_gmaiou_findings.md``."""
-    from gmaiou.paper.figures import save_figure, save_findings, save_table
+    from gmaiou.paper.figures import save_stem
 
-    name = "fig4_iou_vs_gmaiou"
-    paths = [save_table(table, name, profile, source=source)]
-    paths += save_figure(fig, name, profile, source=source)
     headline, lines = iou_vs_gmaiou_findings(table)
-    paths.append(save_findings(lines, name, profile, source=source, headline=headline))
-    return paths
+    return save_stem("fig4_iou_vs_gmaiou", table, fig, lines, headline, profile, source=source)
 
 
 def corollary_1_check(

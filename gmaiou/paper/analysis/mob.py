@@ -167,11 +167,8 @@ def write_mob_distribution(
 ) -> list[Path]:
     """``fig3a_mob_distribution.md`` (:func:`mob_distribution_table`), ``.png`` and ``.pdf``
     (``fig``, from :func:`plot_mob_distribution`) and ``fig3a_mob_distribution_findings.md``."""
-    from gmaiou.paper.figures import save_figure, save_findings, save_table
+    from gmaiou.paper.figures import save_stem
 
-    name = "fig3a_mob_distribution"
-    paths = [save_table(table, name, profile, source=source)]
-    paths += save_figure(fig, name, profile, source=source)
     headline, lines = mob_distribution_findings(table)
-    paths.append(save_findings(lines, name, profile, source=source, headline=headline))
-    return paths
+    name = "fig3a_mob_distribution"
+    return save_stem(name, table, fig, lines, headline, profile, source=source)

@@ -56,7 +56,7 @@ from gmaiou.paper.benchmarks.assign import (  # the method names the headlines c
     plot_assignment_cost,
     plot_assignment_goals,
 )
-from gmaiou.paper.figures import save_figure, save_findings, save_table
+from gmaiou.paper.figures import save_stem
 from gmaiou.paper.paths import TIMINGS, timings_dir
 
 __all__ = [
@@ -105,11 +105,8 @@ def _write(
     after saving."""
     import matplotlib.pyplot as plt
 
-    name = f"{TIMINGS}/{name}"
-    paths = [save_table(table, name, profile, source=source)]
-    paths += save_figure(fig, name, profile, source=source)
+    paths = save_stem(f"{TIMINGS}/{name}", table, fig, findings, headline, profile, source=source)
     plt.close(fig)
-    paths.append(save_findings(findings, name, profile, source=source, headline=headline))
     return paths
 
 
