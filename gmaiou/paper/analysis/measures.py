@@ -193,6 +193,22 @@ def pixel_weights(mask: Tensor, box: Tensor, measure: str) -> Tensor:
     )
 
 
+def _two_anchor_measures(
+    mask: Tensor, box: Tensor, anchors: Tensor, anchor_names: Sequence[str]
+) -> dict[str, Tensor]:
+    """Fig. 3(b)'s three measures of one GT against its two anchors: ``{name: [2]}``."""
+    from gmaiou.measure import maiou
+
+    if anchors.shape != (2, 4) or len(anchor_names) != 2:
+        raise ValueError(f"give two anchors [2, 4] and two names, got {tuple(anchors.shape)}")
+    boxes, masks = box[None].float(), mask[None]
+    return {
+        "IoU": pairwise_overlaps("iou", boxes, anchors)[0],
+        "maIoU (P = B)": maiou(boxes, masks, anchors)[0],
+        "GmaIoU (P = M)": gmaiou(boxes, masks, anchors)[0],
+    }
+
+
 def plot_pixel_weights(
     mask: Tensor,
     box: Tensor,
@@ -218,17 +234,7 @@ def plot_pixel_weights(
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
 
-    from gmaiou.measure import gmaiou as gmaiou_fn
-    from gmaiou.measure import maiou
-
-    if anchors.shape != (2, 4) or len(anchor_names) != 2:
-        raise ValueError(f"give two anchors [2, 4] and two names, got {tuple(anchors.shape)}")
-    boxes, masks = box[None].float(), mask[None]
-    values = {
-        "IoU": pairwise_overlaps("iou", boxes, anchors)[0],
-        "maIoU (P = B)": maiou(boxes, masks, anchors)[0],
-        "GmaIoU (P = M)": gmaiou_fn(boxes, masks, anchors)[0],
-    }
+    values = _two_anchor_measures(mask, box, anchors, anchor_names)
     colours = ("tab:orange", "tab:red")
     vmax = float(pixel_weights(mask, box, "gmaiou-box").max())
     fig, axes = plt.subplots(1, 3, figsize=(13, 5.0))
@@ -299,16 +305,8 @@ def pixel_weight_table(
     (``|A|``), ``mask pixels in anchor`` (``|A ∩ M|``), ``mask pixels`` (``|M|``), ``IoU``,
     ``maIoU (P = B)`` and ``GmaIoU (P = M)``, the measures rounded to 3 decimals.
     """
-    from gmaiou.measure import maiou
-
-    if anchors.shape != (2, 4) or len(anchor_names) != 2:
-        raise ValueError(f"give two anchors [2, 4] and two names, got {tuple(anchors.shape)}")
-    boxes, masks = box[None].float(), mask[None]
-    values = {
-        "IoU": pairwise_overlaps("iou", boxes, anchors)[0],
-        "maIoU (P = B)": maiou(boxes, masks, anchors)[0],
-        "GmaIoU (P = M)": gmaiou(boxes, masks, anchors)[0],
-    }
+    values = _two_anchor_measures(mask, box, anchors, anchor_names)
+    masks = mask[None]
     inside = mob_ratio(anchors, masks)[0] * (anchors[:, 2:] - anchors[:, :2]).prod(dim=1)
     rows = []
     for k, (colour, name) in enumerate(zip(("orange", "red"), anchor_names, strict=True)):
