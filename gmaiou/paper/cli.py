@@ -17,7 +17,7 @@ from gmaiou.cli import register_all, run_command
 __all__ = ["BENCHMARKS", "COMMANDS", "build_parser", "main"]
 
 #: Modules of the top-level subcommands, in the order of ``--help``.
-COMMANDS: tuple[str, ...] = ("gmaiou.paper.experiments.cli",)
+COMMANDS: tuple[str, ...] = ("gmaiou.paper.experiments.cli", "gmaiou.paper.experiments.tvcli")
 
 #: Modules of the ``gmaiou-paper bench <name>`` benchmarks.
 BENCHMARKS: tuple[str, ...] = (

@@ -653,17 +653,34 @@ def _evaluate(model: nn.Module, dataset) -> dict[str, dict[str, float]]:
     return coco_metrics(dataset.coco, detections)
 
 
-def train_run(run: TvRun, root: Path | None = None, progress: bool = False) -> dict[str, Any]:
+def train_run(
+    run: TvRun, root: Path | None = None, progress: bool = False, allow_dirty: bool | None = None
+) -> dict[str, Any]:
     """Train and evaluate one run; return its record (not written: :func:`paired_comparison`).
 
     Seed ``seed`` fixes the initial weights and the sample order, the same for both measures.
+    The record names the commit, whether tracked files were modified (``dirty``), the device,
+    torch's threads and version, the data seed and the split scored.
+
+    Raises:
+        ValueError: on a committed profile (``COMMITTED_PROFILES``: ``default``), the checkout
+            has modified tracked files outside ``figures/`` and ``allow_dirty`` is not set.
     """
     from gmaiou.data.coco import CocoInstances, find_split
-    from gmaiou.paper.experiments.runner import SyntheticData, source_state
+    from gmaiou.paper.benchmarks import cpu_name
+    from gmaiou.paper.experiments.runner import COMMITTED_PROFILES, SyntheticData, source_state
     from gmaiou.paper.paths import repo_root
 
     sc = _scale(run.profile)
     root = Path(root) if root is not None else repo_root()
+    state = source_state(root)
+    strict = allow_dirty is False or (allow_dirty is None and run.profile in COMMITTED_PROFILES)
+    if state.dirty and strict:
+        raise ValueError(
+            f"refusing to train {run.run_id}: tracked files are modified "
+            f"({', '.join(state.changed)}); commit them, or pass --allow-dirty "
+            "(allow_dirty=True) to record the run as dirty"
+        )
     data_root = SyntheticData(sc.images, sc.size, mix=run.mix).ensure(root)
     train = CocoInstances(*find_split(data_root, "train"), skip_empty=True)
     val = CocoInstances(*find_split(data_root, "val"))
@@ -692,15 +709,19 @@ def train_run(run: TvRun, root: Path | None = None, progress: bool = False) -> d
                 print(f"{run.run_id}: {it}/{total} loss {statistics.fmean(losses[-50:]):.3f}")
     seconds = time.perf_counter() - start
     metrics = _evaluate(model, val)
-    state = source_state(root)
     return {
         "run": asdict(run),
         "run_id": run.run_id,
         "scale": asdict(sc),
         "iterations": it,
         "train_seconds": seconds,
+        "eval_seconds": time.perf_counter() - start - seconds,
         "final_loss": statistics.fmean(losses[-20:]) if losses else None,
         "metrics": metrics,
+        "split": "val",
+        "data_seed": 0,
+        "device": "cpu",
+        "device_name": cpu_name(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "commit": state.commit,
@@ -714,11 +735,13 @@ def paired_comparison(
     figures: Path | None = None,
     train: bool | None = None,
     progress: bool = False,
+    allow_dirty: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Every run of :func:`tv_grid`: read from its record when one exists, else trained (and its
     record written) when ``train``, else left out. Returns the records in grid order.
 
     ``train=None`` trains unless ``GMAIOU_RECORDED_ONLY`` is set (``make reproduce RECORDED=1``).
+    ``allow_dirty`` as in :func:`train_run`.
     """
     if train is None:
         from gmaiou.paper.experiments.runner import _recorded_only_from_env
@@ -732,7 +755,7 @@ def paired_comparison(
             continue
         if not train:
             continue
-        record = train_run(run, root, progress)
+        record = train_run(run, root, progress, allow_dirty)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
@@ -892,6 +915,25 @@ def plot_paired(records: Sequence[dict[str, Any]]):
     return fig
 
 
+def provenance(records: Sequence[dict[str, Any]]) -> str:
+    """Which device, thread count and commit trained the runs: ``"trained on <CPU> at 1 thread,
+    commit abc1234"``, one clause per distinct combination (``;``-joined)."""
+    groups: dict[tuple[str, int, str], int] = {}
+    for r in records:
+        key = (
+            r.get("device_name") or "an unrecorded device",
+            int(r.get("threads") or 0),
+            (r.get("commit") or "unknown")[:7],
+        )
+        groups[key] = groups.get(key, 0) + 1
+    clauses = [
+        f"trained on {name} at {_plural(threads, 'thread')}, commit {commit}"
+        + (f" ({_plural(n, 'run')})" if len(groups) > 1 else "")
+        for (name, threads, commit), n in groups.items()
+    ]
+    return "; ".join(clauses)
+
+
 def write_paired_comparison(
     records: Sequence[dict[str, Any]], profile: str, source: str | None = None
 ) -> list[Path]:
@@ -904,13 +946,16 @@ def write_paired_comparison(
 
     from gmaiou.paper.figures import save_figure, save_findings, save_table
 
+    dirty = [r for r in records if r.get("dirty")]
+    records = [r for r in records if not r.get("dirty")]
     if not records:
         return []
     if source is None:
         source = (
             f"{_plural(len(records), 'run')} of torchvision's Mask R-CNN (ResNet-18 FPN, 160 px, "
-            f"random initial weights) on synthetic sets, records in "
-            f"{record_file(tv_grid(profile)[0]).parent}"
+            f"random initial weights) on synthetic sets, scored on the val split, "
+            f"{provenance(records)}; records in {record_file(tv_grid(profile)[0]).parent}"
+            + (f" ({_plural(len(dirty), 'dirty record')} left out)" if dirty else "")
         )
     paths = [save_table(paired_table(records), PAIRED, profile, source=source)]
     fig = plot_paired(records)

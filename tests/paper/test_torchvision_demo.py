@@ -219,3 +219,41 @@ def test_paired_comparison_is_written_under_one_stem_once_records_exist(tmp_path
     }
     headline = read_headline(tmp_path / "smoke" / f"{PAIRED}_findings.md")
     assert headline == paired_headline(records)
+
+
+def test_provenance_names_device_threads_and_commit_per_group():
+    from gmaiou.paper.torchvision_demo import provenance
+
+    one = {"device_name": "AMD EPYC", "threads": 1, "commit": "abcdef0123"}
+    assert provenance([one, dict(one)]) == "trained on AMD EPYC at 1 thread, commit abcdef0"
+    two = {"device_name": "Intel Xeon", "threads": 2, "commit": "0123456789"}
+    text = provenance([one, two, dict(two)])
+    assert text.split("; ") == [
+        "trained on AMD EPYC at 1 thread, commit abcdef0 (1 run)",
+        "trained on Intel Xeon at 2 threads, commit 0123456 (2 runs)",
+    ]
+    assert provenance([{}]) == "trained on an unrecorded device at 0 threads, commit unknown"
+
+
+def test_a_dirty_checkout_is_refused_on_default_and_dirty_records_stay_out(tmp_path, monkeypatch):
+    import gmaiou.paper.experiments.runner as runner
+    import gmaiou.paper.torchvision_demo as demo
+
+    dirty = runner.SourceState("f" * 40, True, ("gmaiou/iou.py",))
+    monkeypatch.setattr(runner, "source_state", lambda root: dirty)
+    run = tv_grid("default")[0]
+    with pytest.raises(
+        ValueError, match=r"refusing to train maskrcnn-r18-uniform-iou-seed0.*iou\.py"
+    ):
+        demo.train_run(run, root=tmp_path)
+    monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path))
+    records = [_fake_record(r, 10.0) | {"dirty": True} for r in tv_grid("smoke")]
+    assert demo.write_paired_comparison(records, "smoke") == []
+
+
+def test_tv_compare_cli_lists_the_runs(capsys):
+    assert main(["tv-compare", "--profile", "smoke", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [r.run_id for r in tv_grid("smoke")]
+    assert main(["tv-compare", "--profile", "smoke", "--threads", "0", "--list"]) != 0
+    assert "--threads must be at least 1, got 0" in capsys.readouterr().err
