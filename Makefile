@@ -1,5 +1,6 @@
 # Two entry points: `make reproduce` (all notebooks, default profile -> figures/)
-# and `make test` (unit tests + nbval over every notebook on the smoke profile).
+# and `make test` (unit tests + nbval over every notebook on the smoke profile; each step
+# lists its 15 slowest tests, so a CI log shows where the minutes go).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -28,8 +29,8 @@ reproduce: $(STAMP)
 	@echo "figures written to figures/; executed notebooks in build/notebooks/"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
-	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q --durations=15 --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
 # Copy the generated files that README.md and docs/*.md include (<!-- include figures/x.md -->)
 # into them; `python -m gmaiou.paper.readme --check` only reports the stale ones.
