@@ -31,10 +31,12 @@ __all__ = [
     "save_figure",
     "save_stem",
     "save_findings",
+    "save_no_result",
     "read_headline",
     "HEADLINE",
     "save_table",
     "table_figure",
+    "text_figure",
     "write_figure",
 ]
 
@@ -167,6 +169,46 @@ def save_stem(
     (:func:`save_findings`), all with the same stamp."""
     paths = [save_table(table, name, profile, source=source)]
     paths += save_figure(fig, name, profile, source=source)
+    paths.append(save_findings(lines, name, profile, source=source, headline=headline))
+    return paths
+
+
+def text_figure(text: str, width: int = 70):
+    """A figure that only says ``text`` (wrapped at ``width`` characters): what a figure shows
+    where its data is missing (:func:`save_no_result`)."""
+    import matplotlib.pyplot as plt
+
+    wrapped = textwrap.fill(text, width)
+    fig = plt.figure(figsize=(6.4, 0.8 + 0.25 * wrapped.count("\n")))
+    fig.text(0.5, 0.5, wrapped, ha="center", va="center", fontsize=10)
+    return fig
+
+
+def save_no_result(
+    name: str,
+    lines: Iterable[str],
+    headline: str,
+    profile: str = "default",
+    *,
+    source: str | None = None,
+    tables: Iterable[str] = (),
+) -> list[Path]:
+    """A stem whose result cannot be computed yet (e.g. no clean run record): the files a
+    result would have, each saying why instead of keeping an older result.
+
+    ``<name>.md`` and each of ``tables`` hold ``lines`` (one paragraph each); ``<name>.png``
+    and ``.pdf`` show ``headline`` as text; ``<name>_findings.md`` holds ``lines`` under
+    ``headline`` (:func:`save_findings`). Every file carries the stamp of ``source``.
+    """
+    import matplotlib.pyplot as plt
+
+    lines = list(lines)
+    text = "\n\n".join(lines)
+    paths = [save_table(text, name, profile, source=source)]
+    paths += [save_table(text, table, profile, source=source) for table in tables]
+    fig = text_figure(headline)
+    paths += save_figure(fig, name, profile, source=textwrap.fill(source or "", 110) or None)
+    plt.close(fig)
     paths.append(save_findings(lines, name, profile, source=source, headline=headline))
     return paths
 

@@ -349,7 +349,7 @@ def test_committed_fig2_records_are_the_current_grids_runs():
     runs = figures / "runs" / "default"
     for fig2_folder, grid in (("fig2", "table2"), ("fig2-recipe1", "table2-recipe1")):
         specs = {s.run_id: s for s in get_grid(grid, "default")}
-        trained = {r["id"]: r for r in load_records("default", grid, figures)}
+        trained = {r["id"]: r for r in load_records("default", grid, figures, include_dirty=True)}
         stored = [json.loads(p.read_text()) for p in sorted((runs / fig2_folder).glob("*.json"))]
         assert stored and all(r["id"] in specs for r in stored)
         # each was made from the checkpoint of the run its record names (same iteration count)

@@ -3,11 +3,15 @@
     gmaiou-paper experiment --grid table2 --profile default            # skips runs whose record exists
     gmaiou-paper experiment --grid table2 --profile default --force    # retrains every run
     gmaiou-paper experiment --grid table2 --profile default --list     # the runs and whether each is done
+    gmaiou-paper experiment --grid table2 --profile default --redo-dirty  # retrains the dirty records
 
 Records go to ``figures/runs/<profile>/<grid>/<id>.json``, run folders to ``runs/``;
 an interrupted run resumes from its checkpoint the next time. The ``default`` profile trains
 only from a checkout without modified tracked files (outside ``figures/``) unless
-``--allow-dirty``, whose records say ``"dirty": true`` and stay out of the tables.
+``--allow-dirty``, whose records say ``"dirty": true`` and stay out of the tables. A record
+trained from a checkout with uncommitted changes (``"dirty": true``, or a ``commit`` ending in
+``-dirty``) counts as done unless ``--redo-dirty``, which retrains exactly those runs (``--list``
+shows them as ``dirty: to retrain``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train from a checkout with modified tracked files; the records say dirty: true",
     )
     parser.add_argument(
+        "--redo-dirty",
+        action="store_true",
+        help="retrain the runs whose record is dirty (trained from a checkout with uncommitted "
+        "changes); the tables leave such records out",
+    )
+    parser.add_argument(
         "--list", action="store_true", help="list the runs and their state, train nothing"
     )
     parser.add_argument(
@@ -63,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from gmaiou.paper.experiments.grids import get_grid
-    from gmaiou.paper.experiments.runner import record_path, run_grid
+    from gmaiou.paper.experiments.runner import run_grid, run_state
 
     if args.parallel < 1:
         raise ValueError(f"--parallel must be >= 1, got {args.parallel}")
@@ -90,10 +100,15 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= k < n:
             raise ValueError(f"--shard must be K/N with 0 <= K < N, got {args.shard!r}")
         specs = specs[k::n]
+    if args.redo_dirty and args.allow_dirty:
+        raise ValueError(
+            "--redo-dirty retrains dirty records: it needs a clean checkout, not --allow-dirty"
+        )
     if args.list:
-        for spec in specs:
-            state = "done" if record_path(spec).is_file() else "to run"
-            print(f"{state:7s} {spec.run_id}")
+        states = [run_state(spec, redo_dirty=args.redo_dirty) for spec in specs]
+        width = max((len(state) for state in states), default=0)
+        for spec, state in zip(specs, states):
+            print(f"{state:{width}s} {spec.run_id}")
         return 0
     records = run_grid(
         specs,
@@ -103,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         parallel=args.parallel,
         progress=not args.no_progress,
         allow_dirty=args.allow_dirty or None,  # None: the profile decides
+        redo_dirty=args.redo_dirty,
     )
     for record in records:
         segm, bbox = record["metrics"]["segm"], record["metrics"]["bbox"]

@@ -35,7 +35,7 @@ def plot_paired_differences(
         raise ValueError("no paired differences to plot")
     datasets = list(dict.fromkeys(diffs["data"]))
     fig, axes = plt.subplots(
-        1, len(datasets), figsize=(5.2 * len(datasets), 0.5 + 0.55 * diffs.groupby("data").size().max()),
+        1, len(datasets), figsize=(5.2 * len(datasets), max(2.2, 0.5 + 0.55 * diffs.groupby("data").size().max())),
         squeeze=False, sharex=True,
     )  # fmt: skip
     for ax, data in zip(axes[0], datasets):
@@ -109,15 +109,17 @@ def plot_recipe_search(frame: pd.DataFrame):
         raise ValueError("no recipe-search records to plot")
     frame = frame.sort_values("mask AP")
     y = np.arange(len(frame))
-    fig, ax = plt.subplots(figsize=(7.0, 0.6 + 0.3 * len(frame)))
+    fig, ax = plt.subplots(figsize=(7.0, max(2.4, 0.6 + 0.3 * len(frame))))
     ax.barh(y - 0.2, frame["mask AP"], height=0.4, label="mask AP")
     ax.barh(y + 0.2, frame["box AP"], height=0.4, label="box AP", alpha=0.6)
     for yi, value in zip(y, frame["mask AP"]):
         ax.text(value + 0.3, yi - 0.2, f"{value:.1f}", va="center", fontsize=7)
     ax.set_yticks(y, frame["label"], fontsize=8)
-    ax.set_xlabel(
-        "COCO AP on the val split after 4,800 training images (1,200 iterations at batch 4)"
+    iterations = sorted({int(i) for i in frame["iterations"]})
+    span = (
+        f"{iterations[0]:,}" if len(iterations) == 1 else f"{iterations[0]:,} to {iterations[-1]:,}"
     )
+    ax.set_xlabel(f"COCO AP on the val split after {span} training iterations")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("Recipe search (ATSS-IoU YOLACT unless named, seed 0)")

@@ -2,19 +2,28 @@
 (stem ``recipe_learning_curve``) and the search that chose it (stem ``recipe_search``).
 
 Each question has a table, a figure (:mod:`gmaiou.paper.experiments.plots`) and findings whose
-numbers are read from the table; notebook 04 writes them.
+numbers are read from the table; notebook 04 writes them with :func:`write_learning_curve` and
+:func:`write_recipe_search`, from the clean records only
+(:class:`~gmaiou.paper.experiments.records.GridRecords`): a dirty record is left out and named
+in the footers, and a question without a clean record says so instead of keeping an older result.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
+from gmaiou.paper.experiments.records import GridRecords
+
 __all__ = [
+    "CURVE",
     "CURVE_COLUMNS",
+    "SEARCH",
     "SEARCH_COLUMNS",
     "curve_findings",
     "curve_points",
@@ -23,7 +32,14 @@ __all__ = [
     "recipe_search_table",
     "recipe_seeds",
     "seeds_findings",
+    "synthetic_sets",
+    "write_learning_curve",
+    "write_recipe_search",
 ]
+
+#: The stems of the two questions' outputs.
+CURVE = "recipe_learning_curve"
+SEARCH = "recipe_search"
 
 #: Columns of :func:`curve_points`.
 CURVE_COLUMNS: tuple[str, ...] = ("run", "device", "iteration", "minutes", "mask AP", "box AP")
@@ -73,11 +89,16 @@ def _within(part: pd.DataFrame, budget_minutes: float) -> float:
 
 
 def curve_findings(
-    points: pd.DataFrame, target_ap: float = 30.0, budget_minutes: float = 6.0
+    points: pd.DataFrame,
+    target_ap: float = 30.0,
+    budget_minutes: float = 6.0,
+    first_is_recipe: bool = True,
 ) -> tuple[list[str], str]:
     """Sentences and a headline on :func:`curve_points`: the first run against the target
     (``target_ap`` mask AP within ``budget_minutes`` of training), then every other run's best
-    mask AP within the budget and at the end of its schedule.
+    mask AP within the budget and at the end of its schedule. With ``first_is_recipe=False``
+    (the recipe's own curve has no clean record) no run is held to the target and the
+    headline is ``""``.
 
     Returns ``(lines, headline)``, each line one sentence.
     """
@@ -98,7 +119,7 @@ def curve_findings(
             f"{last['mask AP']:.1f} mask AP after its whole schedule "
             f"({int(last['iteration'])} iterations, {last['minutes']:.1f} min)"
         )
-        if i == 0:
+        if i == 0 and first_is_recipe:
             if best != best:
                 verdict, short = "not met: no evaluation within the budget", "not met"
             elif best >= target_ap:
@@ -244,4 +265,164 @@ def seeds_findings(seeds: pd.DataFrame, label: str) -> tuple[list[str], str]:
             f"{part['minutes with evaluation'].max():.1f} min with evaluation, "
             f"{part['train minutes'].min():.1f} to {part['train minutes'].max():.1f} of training."
         )
+    return lines, headline
+
+
+def synthetic_sets(records: Sequence[Mapping[str, Any]]) -> str:
+    """The synthetic sets of ``records`` in words, counted from them: ``synthetic 1000 images at
+    160 px``, or with several sizes ``synthetic 1000 images at 160 px (3000 for 1 run)``."""
+    counts = Counter((int(r["data"]["images"]), int(r["data"]["size"])) for r in records)
+    if not counts:
+        return "no synthetic set"
+    ranked = counts.most_common()
+    (images, size), _ = ranked[0]
+    text = f"synthetic {images} images at {size} px"
+    others = [
+        f"{n} images at {px} px for {k} run{'s' if k != 1 else ''}"
+        if px != size
+        else f"{n} for {k} run{'s' if k != 1 else ''}"
+        for (n, px), k in ranked[1:]
+    ]
+    return text + (f" ({', '.join(others)})" if others else "")
+
+
+def _mix(record: Mapping[str, Any]) -> str:
+    data = record.get("data")
+    return str(data.get("mix", "")) if isinstance(data, Mapping) else ""
+
+
+def _footer_notes(*grids: GridRecords) -> str:
+    from gmaiou.paper.experiments.stats import dirty_note
+
+    return "".join(f"; {note}" for g in grids if (note := dirty_note(g)))
+
+
+def write_learning_curve(
+    curve: GridRecords,
+    earlier: GridRecords,
+    seeds_from: GridRecords,
+    recipe: Mapping[str, Any],
+    data: str,
+    profile: str = "default",
+    target_ap: float = 30.0,
+    budget_minutes: float = 6.0,
+) -> tuple[list[str], str]:
+    """Write :data:`CURVE`: the learning curves (figure), their points and the recipe over
+    seeds (table), and the findings, from clean records only.
+
+    Args:
+        curve: the ``curve`` grid's records (the current recipe's curve).
+        earlier: the ``curve-recipe1`` grid's (the first recipe's curve), shown beside it.
+        seeds_from: the ``table2`` grid's, whose runs of the recipe's preset on the uniform
+            set give the recipe over seeds (:func:`recipe_seeds`).
+        recipe: the curve run's ``preset``, ``seed``, ``label`` and ``variant``
+            (:meth:`~gmaiou.paper.experiments.runner.RunSpec.to_dict` of the grid's run), named
+            where the curve has no clean record.
+        data: the synthetic set in words, for the footer.
+        profile: the figures folder written.
+
+    Without a clean record of ``curve`` the findings say so
+    (:func:`~gmaiou.paper.experiments.stats.no_clean_record`) and hold no run to the target;
+    every footer names the dirty records left out. Returns ``(lines, headline)``.
+    """
+    import matplotlib.pyplot as plt
+
+    from gmaiou.paper.experiments.plots import plot_learning_curve
+    from gmaiou.paper.experiments.stats import no_clean_record
+    from gmaiou.paper.figures import save_figure, save_findings, save_table, text_figure
+
+    runs = curve.used + earlier.used
+    preset = recipe["preset"]
+    recipe_dirty = [
+        r for r in seeds_from.left_out if r.get("preset") == preset and _mix(r) == "uniform"
+    ]  # only the recipe's own runs would have been used
+    notes = _footer_notes(curve, earlier, GridRecords(seeds_from.grid, left_out=recipe_dirty))
+    if curve.used:
+        r = curve.used[0]
+        source = (
+            f"{data}, {r['preset']}, seed {r['seed']}, {r['device_name']}, "
+            f"{r['torch_threads']} torch thread(s)"
+        )
+    else:
+        source = f"{data}, {recipe['preset']}, seed {recipe['seed']}: no clean record"
+    missing_lines, missing_headline = no_clean_record(curve)
+    if any(r.get("curve") for r in runs):
+        fig = plot_learning_curve(runs, target_ap=target_ap, budget_minutes=budget_minutes)
+    else:
+        fig = text_figure(missing_headline)
+    save_figure(fig, CURVE, profile, source=textwrap.fill(source + notes, 130))
+    plt.close(fig)
+    if earlier.used:  # the table and findings hold the first recipe's points too
+        n = len(earlier.used)
+        source += (
+            f"; the first recipe's curve: {n} run{'s' if n != 1 else ''} of grid {earlier.grid}"
+        )
+    points = curve_points(runs)
+    mine = [r for r in seeds_from.used if r.get("preset") == preset and _mix(r) == "uniform"]
+    seeds = recipe_seeds(mine, preset, "uniform") if mine else None
+    source += f"; over seeds: {0 if seeds is None else len(seeds)} runs of grid {seeds_from.grid}"
+    source += notes
+    over_seeds = (
+        seeds.to_markdown(index=False)
+        if seeds is not None
+        else f"No clean run of {preset} on the uniform set in grid {seeds_from.grid} yet."
+    )
+    save_table(
+        points.to_markdown(index=False)
+        + f"\n\nThe recipe over seeds (its runs in grid {seeds_from.grid}, uniform set):\n\n"
+        + over_seeds,
+        CURVE,
+        profile,
+        source=source,
+    )
+    curve_lines, curve_headline = (
+        curve_findings(points, target_ap, budget_minutes, first_is_recipe=bool(curve.used))
+        if len(points)
+        else ([], "")
+    )
+    if not curve.used:
+        curve_lines = missing_lines + curve_lines
+    name = curve_run_name(
+        curve.used[0] if curve.used else {**recipe, "label": recipe.get("label") or preset}
+    )
+    seed_lines, headline = seeds_findings(seeds, name) if seeds is not None else ([], "")
+    headline = headline or curve_headline or missing_headline
+    lines = seed_lines + curve_lines
+    save_findings(lines, CURVE, profile, source=source, headline=headline)
+    return lines, headline
+
+
+def write_recipe_search(search: GridRecords, profile: str = "default") -> tuple[list[str], str]:
+    """Write :data:`SEARCH` (table, figure, findings) from the clean records of the
+    ``recipe-search`` grid, or, where it has none, the files saying so
+    (:func:`~gmaiou.paper.figures.save_no_result`); every footer names the dirty records left
+    out. Nothing is written for a grid without any record. Returns ``(lines, headline)``."""
+    import matplotlib.pyplot as plt
+
+    from gmaiou.paper.experiments.plots import plot_recipe_search
+    from gmaiou.paper.experiments.stats import no_clean_record, records_frame
+    from gmaiou.paper.figures import save_figure, save_findings, save_no_result, save_table
+
+    if not search.total:
+        return [], ""
+    notes = _footer_notes(search)
+    if not search.used:
+        lines, headline = no_clean_record(search)
+        source = f"{search.total} runs of grid {search.grid}" + notes
+        save_no_result(SEARCH, lines, headline, profile, source=source)
+        return lines, headline
+    frame = records_frame(search.used)
+    source = (
+        f"{synthetic_sets(search.used)}, {len(search.used)} runs on "
+        + ", ".join(sorted(set(frame["device"])))
+        + notes
+    )
+    fig = plot_recipe_search(frame)
+    save_figure(fig, SEARCH, profile, source=textwrap.fill(source, 110))
+    plt.close(fig)
+    # minutes: the run's own; GPU-machine rows ran 12-14 at once on its CPU cores
+    table = recipe_search_table(frame)
+    save_table(table, SEARCH, profile, source=source)
+    lines, headline = recipe_search_findings(table)
+    save_findings(lines, SEARCH, profile, source=source, headline=headline)
     return lines, headline

@@ -19,8 +19,12 @@ notebooks re-plot from the records in seconds and a long grid is completed over 
 
 Provenance: a run of a profile whose records are committed (``default``) refuses to start
 from a checkout with modified tracked files outside ``figures/`` unless ``allow_dirty``
-(``gmaiou-paper experiment --allow-dirty``); such a record says ``"dirty": true`` and
-:func:`load_records` leaves it out unless asked. The ``smoke`` and ``quick`` profiles, whose
+(``gmaiou-paper experiment --allow-dirty``); such a record says ``"dirty": true``. Tables load
+records through :func:`grid_records` (train what is missing, then load) or :func:`load_grid`
+(load only), which leave dirty records (:func:`~gmaiou.paper.experiments.records.is_dirty`:
+``"dirty": true``, or a ``commit`` ending in ``-dirty``) out unless asked and name them in the
+footers; ``redo_dirty`` (``gmaiou-paper experiment --redo-dirty``) counts a run whose record is
+dirty as not done, and retrains it from scratch. The ``smoke`` and ``quick`` profiles, whose
 records stay on the machine, train from any checkout and keep their dirty records.
 
 Paired seeds: seed ``s`` seeds the model initialisation, the sample order and the
@@ -56,6 +60,7 @@ from typing import Any
 
 import torch
 
+from gmaiou.paper.experiments.records import GridRecords, is_dirty, split_dirty
 from gmaiou.paper.paths import figures_dir, repo_root
 
 __all__ = [
@@ -63,11 +68,14 @@ __all__ = [
     "RunSpec",
     "SourceState",
     "SyntheticData",
+    "grid_records",
+    "load_grid",
     "load_records",
     "rebase_record",
     "record_path",
     "run_grid",
     "run_one",
+    "run_state",
     "source_state",
     "spec_from_record",
 ]
@@ -551,6 +559,7 @@ def run_one(
     device: str | None = None,
     progress: bool = True,
     allow_dirty: bool | None = None,
+    redo_dirty: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate ``spec`` unless its record exists (or ``force``); returns the record.
 
@@ -559,6 +568,9 @@ def run_one(
     An interrupted run resumes from its last checkpoint; ``force`` retrains from scratch.
     ``allow_dirty``: train from a checkout with modified tracked files, recording
     ``"dirty": true`` (``None``: only for profiles not in :data:`COMMITTED_PROFILES`).
+    ``redo_dirty``: a record that exists but is dirty
+    (:func:`~gmaiou.paper.experiments.records.is_dirty`) does not count: the run is retrained
+    from scratch, as with ``force``.
 
     Raises:
         ValueError: the checkout is dirty and ``allow_dirty`` does not allow it.
@@ -568,7 +580,10 @@ def run_one(
     root = Path(root) if root is not None else repo_root()
     path = record_path(spec, figures)
     if path.is_file() and not force:
-        return json.loads(path.read_text())
+        existing = json.loads(path.read_text())
+        if not (redo_dirty and is_dirty(existing)):
+            return existing
+        force = True  # the dirty run's folder holds weights only: it starts again
     source = _check_source([spec], allow_dirty)
     run_dir = spec.run_dir(root)
     if force and run_dir.exists():
@@ -638,6 +653,7 @@ def run_grid(
     progress: bool = True,
     recorded_only: bool | None = None,
     allow_dirty: bool | None = None,
+    redo_dirty: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every spec (one at a time, or ``parallel`` subprocesses at once on a GPU machine).
 
@@ -647,6 +663,8 @@ def run_grid(
     With ``recorded_only`` (``None``: the ``GMAIOU_RECORDED_ONLY`` environment variable) nothing
     is trained: the records that exist are returned and the missing runs are named on stderr.
     ``allow_dirty`` as in :func:`run_one`; a dirty checkout is refused before any run trains.
+    ``redo_dirty``: the runs whose record is dirty are retrained too (:func:`run_one`), and only
+    they among the recorded ones.
     """
     if recorded_only is None:
         recorded_only = _recorded_only_from_env()
@@ -662,10 +680,13 @@ def run_grid(
         return [json.loads(record_path(s, figures).read_text()) for s in have]
     if force is None:
         force = _force_from_env()
-    todo = [s for s in specs if force or not record_path(s, figures).is_file()]
+    todo = [s for s in specs if force or run_state(s, figures, redo_dirty) in _TO_TRAIN]
     _check_source(todo, allow_dirty)
     if parallel <= 1:
-        return [run_one(s, root, figures, force, device, progress, allow_dirty) for s in specs]
+        return [
+            run_one(s, root, figures, force, device, progress, allow_dirty, redo_dirty)
+            for s in specs
+        ]
     root_path = Path(root) if root is not None else repo_root()
 
     def launch(spec: RunSpec) -> int:
@@ -675,6 +696,8 @@ def run_grid(
             cmd.append("--force")
         if allow_dirty:
             cmd.append("--allow-dirty")
+        if redo_dirty:
+            cmd.append("--redo-dirty")
         if device:
             cmd += ["--device", device]
         log = root_path / "runs" / spec.profile / spec.grid / f"{spec.run_id}.log"
@@ -692,18 +715,66 @@ def run_grid(
     return [json.loads(record_path(s, figures).read_text()) for s in specs]
 
 
-def load_records(
-    profile: str, grid: str, figures: Path | None = None, include_dirty: bool | None = None
-) -> list[dict[str, Any]]:
-    """Every record of ``grid`` under ``profile`` (sorted by id); an empty list if none.
+#: The :func:`run_state` of a run that trains (unless forced, every other one is skipped).
+_TO_TRAIN: tuple[str, ...] = ("to run", "dirty: to retrain")
 
-    Records of runs trained from a dirty checkout (``"dirty": true``) are left out unless
-    ``include_dirty`` (``None``: kept only for profiles not in :data:`COMMITTED_PROFILES`).
-    Records written before the flag existed are kept.
+
+def run_state(spec: RunSpec, figures: Path | None = None, redo_dirty: bool = False) -> str:
+    """Whether ``spec`` still has to train: ``"to run"`` (no record), ``"done"``, or, where its
+    record is dirty (:func:`~gmaiou.paper.experiments.records.is_dirty`), ``"dirty: to retrain"``
+    with ``redo_dirty`` and ``"dirty"`` (done, but left out of the tables) without."""
+    path = record_path(spec, figures)
+    if not path.is_file():
+        return "to run"
+    if not is_dirty(json.loads(path.read_text())):
+        return "done"
+    return "dirty: to retrain" if redo_dirty else "dirty"
+
+
+def _include_dirty(profile: str, include_dirty: bool | None) -> bool:
+    """``include_dirty``, or where ``None`` whether ``profile``'s tables keep dirty records
+    (those of profiles not in :data:`COMMITTED_PROFILES`, whose runs train from any checkout)."""
+    return include_dirty if include_dirty is not None else profile not in COMMITTED_PROFILES
+
+
+def load_grid(
+    profile: str, grid: str, figures: Path | None = None, include_dirty: bool | None = None
+) -> GridRecords:
+    """Every record of ``grid`` under ``profile`` (sorted by id), split into the ones tables use
+    and the dirty ones left out (:func:`~gmaiou.paper.experiments.records.split_dirty`); both
+    empty if the grid has no record.
+
+    Dirty records are left out unless ``include_dirty`` (``None``: kept only for profiles not
+    in :data:`COMMITTED_PROFILES`). ``figures``: the figures folder holding ``runs/``
+    (default: the profile's).
     """
-    if include_dirty is None:
-        include_dirty = profile not in COMMITTED_PROFILES
     base = figures if figures is not None else figures_dir(profile)
     folder = base / "runs" / profile / grid
     records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    return [r for r in records if include_dirty or r.get("dirty") is not True]
+    return split_dirty(records, grid, _include_dirty(profile, include_dirty))
+
+
+def load_records(
+    profile: str, grid: str, figures: Path | None = None, include_dirty: bool | None = None
+) -> list[dict[str, Any]]:
+    """The records of ``grid`` that tables use: :attr:`GridRecords.used` of :func:`load_grid`
+    (same arguments; dirty records left out unless ``include_dirty``)."""
+    return load_grid(profile, grid, figures, include_dirty).used
+
+
+def grid_records(
+    specs: Sequence[RunSpec],
+    figures: Path | None = None,
+    include_dirty: bool | None = None,
+    **run: Any,
+) -> GridRecords:
+    """The records of ``specs`` (one grid) for a table: :func:`run_grid` (``run``: its other
+    arguments; it trains the runs without a record unless recorded-only), then the dirty
+    records left out unless ``include_dirty`` (``None``: as in :func:`load_grid`, by the
+    specs' profile). No spec: an empty :class:`GridRecords`."""
+    if not specs:
+        return GridRecords("")
+    grids = {s.grid for s in specs}
+    grid = grids.pop() if len(grids) == 1 else ""
+    records = run_grid(specs, figures=figures, **run)
+    return split_dirty(records, grid, _include_dirty(specs[0].profile, include_dirty))

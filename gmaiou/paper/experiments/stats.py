@@ -24,10 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gmaiou.paper.experiments.records import DIRTY_REASON, GridRecords, is_dirty
+
 __all__ = [
     "METRICS",
     "describe_difference",
+    "dirty_note",
     "format_mean_std",
+    "no_clean_record",
     "paired_differences",
     "records_frame",
     "regularized_beta",
@@ -371,10 +375,57 @@ def _name_runs(records: Sequence[Mapping[str, Any]], order: Sequence[str], with_
     return "; ".join(f"{', '.join(labels)}: {text}" for text, labels in described.items())
 
 
-def training_provenance(records: Sequence[Mapping[str, Any]], order: Sequence[str] = ()) -> str:
+def dirty_note(grid: GridRecords, order: Sequence[str] = ()) -> str:
+    """The footer's words on the dirty records a table left out of ``grid`` (``""`` if none):
+    ``2 dirty records of grid table2 left out (trained from a checkout with uncommitted
+    changes): ATSS DIoU, ATSS maIoU (P=B): uniform seed 0``; runs named as by
+    :func:`training_provenance` (``order``: the labels' order)."""
+    dirty = grid.left_out
+    if not dirty:
+        return ""
+    n = len(dirty)
+    of = f" of grid {grid.grid}" if grid.grid else ""
+    names = _name_runs(dirty, list(order), with_mix=True)
+    return f"{n} dirty record{'s' if n != 1 else ''}{of} left out ({DIRTY_REASON}): {names}"
+
+
+def no_clean_record(grid: GridRecords, order: Sequence[str] = ()) -> tuple[list[str], str]:
+    """Sentences and a headline for a table whose grid has no record to use, e.g. for a grid
+    whose one record is dirty: ``["No clean record of grid curve yet: 1 dirty record of grid
+    curve left out (trained from a checkout with uncommitted changes): ATSS IoU: uniform seed
+    0.", "Retrain them with: gmaiou-paper experiment --grid curve --profile default
+    --redo-dirty (from a clean checkout)."]`` and ``No clean record of grid curve yet (1 dirty
+    record left out, to retrain)``; without dirty records ``No record of grid curve yet``.
+
+    Returns ``(lines, headline)``, each line one sentence.
+    """
+    of = f" of grid {grid.grid}" if grid.grid else ""
+    if not grid.left_out:
+        return [f"No record{of} yet."], f"No record{of} yet"
+    n = len(grid.left_out)
+    lines = [f"No clean record{of} yet: {dirty_note(grid, order)}."]
+    if grid.grid:
+        profile = grid.left_out[0].get("profile")
+        lines.append(
+            f"Retrain them with: gmaiou-paper experiment --grid {grid.grid}"
+            + (f" --profile {profile}" if profile else "")
+            + " --redo-dirty (from a clean checkout)."
+        )
+    headline = (
+        f"No clean record{of} yet ({n} dirty record{'s' if n != 1 else ''} left out, to retrain)"
+    )
+    return lines, headline
+
+
+def training_provenance(
+    records: Sequence[Mapping[str, Any]],
+    order: Sequence[str] = (),
+    left_out: Sequence[GridRecords] = (),
+) -> str:
     """Where a table's runs were trained, for its footer: device and torch threads per group
-    of runs, whether the table mixes devices or thread counts, and the runs trained from a
-    checkout with uncommitted changes (a ``commit`` ending in ``-dirty``, or ``"dirty": true``).
+    of runs, whether the table mixes devices or thread counts, the runs trained from a
+    checkout with uncommitted changes (:func:`~gmaiou.paper.experiments.records.is_dirty`), and
+    the dirty records left out of each grid of ``left_out`` (:func:`dirty_note`).
 
     The largest group is counted; every other group names its runs by label, class mix (when
     the records span several) and seeds. ``order``: the labels' order in those names (others
@@ -382,8 +433,9 @@ def training_provenance(records: Sequence[Mapping[str, Any]], order: Sequence[st
     other 23 on CPU X with 1 torch thread; this table mixes thread counts (1, 2); 0 of 31 runs
     from a checkout with uncommitted changes``.
     """
+    notes = [note for grid in left_out if (note := dirty_note(grid, order))]
     if not records:
-        return "no runs"
+        return "; ".join(["no runs", *notes])
     order = list(order)
     with_mix = len({_mix_of(r) for r in records}) > 1
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
@@ -422,15 +474,11 @@ def training_provenance(records: Sequence[Mapping[str, Any]], order: Sequence[st
             else "; seeds whose runs (the pairs compared) differ in them: "
             + ", ".join(f"{mix} seed {seed}" if with_mix else f"seed {seed}" for mix, seed in split)
         )
-    dirty = [
-        r
-        for r in records
-        if str(r.get("commit") or "").endswith("-dirty") or r.get("dirty") is True
-    ]
+    dirty = [r for r in records if is_dirty(r)]
     text += (
         f"; {len(dirty)} of {n} runs from a checkout with uncommitted changes "
         "(commit ending in -dirty)"
     )
     if dirty:
         text += f": {_name_runs(dirty, order, with_mix)}"
-    return text
+    return "; ".join([text, *notes])

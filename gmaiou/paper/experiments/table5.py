@@ -4,7 +4,9 @@ as trained by the CPU recipe, from the committed run records.
 These are **synthetic 160-px CPU-recipe numbers** (ResNet-18, the synthetic set's val split),
 not COCO results: notebook 07 shows them in their own table, apart from the cited COCO
 numbers of :mod:`gmaiou.paper.sota`. Nothing is trained here; a model without records is listed as
-such.
+such. Records trained from a checkout with uncommitted changes are left out
+(:func:`gmaiou.paper.experiments.runner.load_grid`), and the footer names those of the models
+tabulated (:func:`dirty_records`).
 
 :func:`write_cpu_accuracy` writes the table under one stem, :data:`NAME`: ``table5_cpu_accuracy.md``,
 its figure (mask and box AP per model, seeds as dots; PNG and PDF) and its findings, headed by
@@ -20,8 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from gmaiou.paper.experiments.runner import load_records
-from gmaiou.paper.experiments.stats import format_mean_std
+from gmaiou.paper.experiments.records import GridRecords
+from gmaiou.paper.experiments.runner import load_grid
+from gmaiou.paper.experiments.stats import dirty_note, format_mean_std
 
 __all__ = [
     "CPU_MODELS",
@@ -32,6 +35,7 @@ __all__ = [
     "cpu_accuracy_findings",
     "cpu_accuracy_headline",
     "cpu_accuracy_table",
+    "dirty_records",
     "pick_records",
     "plot_cpu_accuracy",
     "write_cpu_accuracy",
@@ -59,9 +63,7 @@ def _records_in(
     the preset's own model, assigner, losses and post-processing (its schedule and
     augmentation may differ; a Table 3 step named after a preset but adding CARAFE or DCN
     is another model)."""
-    own = [r for r in records if r.get("preset") == preset and r.get("data", {}).get("mix") == mix]
-    parts = _model_parts(preset) if any(r.get("variant") for r in own) else {}
-    matching = [r for r in own if not r.get("variant") or _trains(r, parts)]
+    matching = _candidates(records, preset, mix)
     if not matching:
         return "", []
     variants: dict[str, list[Mapping[str, Any]]] = {}
@@ -69,6 +71,16 @@ def _records_in(
         variants.setdefault(r.get("variant", "") or "", []).append(r)
     variant = "" if "" in variants else max(variants, key=lambda v: (len(variants[v]), v))
     return variant, sorted(variants[variant], key=lambda r: r["seed"])
+
+
+def _candidates(
+    records: Sequence[Mapping[str, Any]], preset: str, mix: str
+) -> list[Mapping[str, Any]]:
+    """``preset``'s records on the ``mix`` set that train its model: without a variant, or
+    with one that keeps the preset's model, assigner, losses and post-processing."""
+    own = [r for r in records if r.get("preset") == preset and r.get("data", {}).get("mix") == mix]
+    parts = _model_parts(preset) if any(r.get("variant") for r in own) else {}
+    return [r for r in own if not r.get("variant") or _trains(r, parts)]
 
 
 #: The parts of a config that make the model what it is (not its schedule or augmentation).
@@ -142,7 +154,7 @@ def cpu_accuracy(
     """
     if not models:
         raise ValueError("no model to tabulate")
-    by_grid = {g: load_records(profile, g, figures) for g in grids}
+    by_grid = {g: load_grid(profile, g, figures).used for g in grids}
     picked = pick_records(by_grid, list(models), mix, grids)
     return [
         {"model": label, "preset": preset, "grid": picked[preset][0],
@@ -311,11 +323,33 @@ def plot_cpu_accuracy(models: Sequence[Mapping[str, Any]]):
     return fig
 
 
-def accuracy_source(grids: Sequence[str] = GRIDS, profile: str = "default") -> str:
-    """The stamp's data part: the grids read and what the runs trained on."""
+def dirty_records(
+    profile: str = "default",
+    figures: Path | None = None,
+    grids: Sequence[str] = GRIDS,
+    models: Mapping[str, str] = CPU_MODELS,
+    mix: str = "uniform",
+) -> list[GridRecords]:
+    """Per grid of ``grids``, the dirty records left out of :func:`cpu_accuracy` that it would
+    have considered: runs of the model of one of ``models``' presets on the ``mix`` set
+    (``left_out``; ``used`` is empty)."""
+    out = []
+    for grid in grids:
+        dirty = load_grid(profile, grid, figures).left_out
+        left_out = [r for preset in models for r in _candidates(dirty, preset, mix)]
+        out.append(GridRecords(grid, left_out=[dict(r) for r in left_out]))
+    return out
+
+
+def accuracy_source(
+    grids: Sequence[str] = GRIDS, profile: str = "default", left_out: Sequence[GridRecords] = ()
+) -> str:
+    """The stamp's data part: the grids read, what the runs trained on, and the dirty records
+    left out of each grid of ``left_out`` (:func:`dirty_records`)."""
+    notes = "".join(f"; {note}" for g in left_out if (note := dirty_note(g)))
     return (
         f"committed run records of grids {', '.join(grids)} (profile {profile}): "
-        "synthetic 1000 images at 160 px, uniform class mix, val split; ResNet-18; not COCO"
+        "synthetic 1000 images at 160 px, uniform class mix, val split; ResNet-18; not COCO" + notes
     )
 
 
@@ -336,7 +370,7 @@ def write_cpu_accuracy(
     from gmaiou.paper.paths import figures_dir
 
     figures = figures_dir(records_profile) if figures is None else figures
-    source = accuracy_source(grids, records_profile)
+    source = accuracy_source(grids, records_profile, dirty_records(records_profile, figures, grids))
     table = cpu_accuracy_table(records_profile, figures, grids)
     models = cpu_accuracy(records_profile, figures, grids)
     paths = [save_table(table, NAME, profile, source=source)]
