@@ -944,10 +944,11 @@ def write_paired_comparison(
 
     import matplotlib.pyplot as plt
 
+    from gmaiou.paper.experiments.records import split_dirty
     from gmaiou.paper.figures import save_figure, save_findings, save_table
 
-    dirty = [r for r in records if r.get("dirty")]
-    records = [r for r in records if not r.get("dirty")]
+    split = split_dirty(records)
+    records, dirty = split.used, split.left_out
     if not records:
         return []
     if source is None:
