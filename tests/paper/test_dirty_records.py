@@ -154,8 +154,7 @@ def test_the_footer_counts_and_names_the_dirty_records_left_out():
     assert dirty_note(split_dirty(records[2:], "table2")) == ""
     footer = training_provenance(table2.used, [], [table2])
     # 2 runs on one setting, 0 of 2 dirty, then the 2 left out
-    assert footer.endswith("; 0 of 2 runs from a checkout with uncommitted changes "
-                           f"(commit ending in -dirty); {note}")  # fmt: skip
+    assert footer.endswith(f"; 0 of 2 runs dirty ({REASON}); {note}")
     assert training_provenance([], [], [table2]) == f"no runs; {note}"
 
 

@@ -431,7 +431,7 @@ def training_provenance(
     the records span several) and seeds. ``order``: the labels' order in those names (others
     follow, sorted). E.g. ``8 runs on CPU X with 2 torch threads (ATSS IoU: coco seed 2), the
     other 23 on CPU X with 1 torch thread; this table mixes thread counts (1, 2); 0 of 31 runs
-    from a checkout with uncommitted changes``.
+    dirty (trained from a checkout with uncommitted changes)``.
     """
     notes = [note for grid in left_out if (note := dirty_note(grid, order))]
     if not records:
@@ -475,10 +475,7 @@ def training_provenance(
             + ", ".join(f"{mix} seed {seed}" if with_mix else f"seed {seed}" for mix, seed in split)
         )
     dirty = [r for r in records if is_dirty(r)]
-    text += (
-        f"; {len(dirty)} of {n} runs from a checkout with uncommitted changes "
-        "(commit ending in -dirty)"
-    )
+    text += f"; {len(dirty)} of {n} runs dirty ({DIRTY_REASON})"
     if dirty:
         text += f": {_name_runs(dirty, order, with_mix)}"
     return "; ".join([text, *notes])
