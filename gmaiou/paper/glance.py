@@ -71,6 +71,11 @@ CLAIMS: tuple[Claim, ...] = (
         (("plan", "../docs/results.md"),),
     ),
     Claim(
+        "Beyond the paper: GmaIoU in torchvision's Mask R-CNN (RPN and RoI heads)",
+        "tv_maskrcnn_iou_vs_gmaiou_findings.md",
+        (("docs", "../docs/torchvision.md"),),
+    ),
+    Claim(
         "GmaYOLACT gains about +7 mask AP over YOLACT (Table 3)",
         "table3_gmayolact_findings.md",
         (("figure", "table3_gmayolact.png"),),
