@@ -12,7 +12,9 @@
 * the paired comparison: torchvision's Mask R-CNN (ResNet-18 FPN, 160 px) trained with box IoU
   and with GmaIoU in the RPN and the RoI heads, paired seeds, on Table 2's synthetic sets
   (:func:`tv_grid`); :func:`time_iteration` and :func:`plan` size it, and
-  :func:`paired_comparison` trains the runs without a record and reads those with one.
+  :func:`paired_comparison` trains the runs without a record and reads those with one. A run
+  checkpoints every :data:`CHECKPOINT_EVERY` iterations (:func:`checkpoint_file`): an
+  interrupted run resumes from its last checkpoint, exactly as if it had not stopped.
 
 Each question is written under one stem, a table (Markdown), a picture (PNG and PDF) and
 findings headed by a computed sentence: :func:`write_label_changes` (:data:`LABEL_CHANGES`) and,
@@ -26,7 +28,7 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from torch import Tensor, nn
 from gmaiou.torchvision import atss_matches, capture_matches, match_quality, use_measure
 
 __all__ = [
+    "CHECKPOINT_EVERY",
     "FAMILIES",
     "FCOS_ANCHOR_SCALE",
     "LABEL_CHANGES",
@@ -48,6 +51,7 @@ __all__ = [
     "TvScale",
     "build_family",
     "change_table",
+    "checkpoint_file",
     "label_change_findings",
     "label_change_headline",
     "label_changes",
@@ -499,6 +503,8 @@ TV_SCALES: dict[str, TvScale] = {
 TV_SCALES["paper"] = TV_SCALES["default"]  # a CPU comparison: the paper profile has no larger one
 #: The measures compared (RPN and RoI heads alike).
 TV_MEASURES: tuple[str, ...] = ("iou", "gmaiou")
+#: Iterations between a run's checkpoints (:func:`train_run` also writes one at its last).
+CHECKPOINT_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -540,6 +546,15 @@ def record_file(run: TvRun, figures: Path | None = None) -> Path:
 
     base = figures if figures is not None else figures_dir(run.profile)
     return base / "runs" / run.profile / _GRID / f"{run.run_id}.json"
+
+
+def checkpoint_file(run: TvRun, root: Path | None = None) -> Path:
+    """Where ``run`` keeps its checkpoint while it trains:
+    ``<root>/runs/<profile>/torchvision/<id>/checkpoint.pt`` (``root``: the repository's)."""
+    from gmaiou.paper.paths import repo_root
+
+    base = Path(root) if root is not None else repo_root()
+    return base / "runs" / run.profile / _GRID / run.run_id / "checkpoint.pt"
 
 
 def _iterations(sc: TvScale) -> int:
@@ -653,8 +668,151 @@ def _evaluate(model: nn.Module, dataset) -> dict[str, dict[str, float]]:
     return coco_metrics(dataset.coco, detections)
 
 
+@dataclass
+class _Position:
+    """Where a run's training stands: all a checkpoint holds besides the states of the model,
+    the optimizer and the random generators.
+
+    Attributes:
+        iteration: iterations done.
+        epoch: permutations of the training set drawn so far.
+        perm: the current epoch's sample order (``None`` before the first).
+        batch: the next batch's index within ``perm``.
+        losses: the summed loss of every iteration done.
+        seconds: training seconds so far, over every stretch.
+        segments: the stretches of training (``start``, ``device_name``, ``threads``,
+            ``commit``, ``dirty``).
+    """
+
+    iteration: int = 0
+    epoch: int = 0
+    perm: list[int] | None = None
+    batch: int = 0
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    segments: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON would give it back (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(value))
+
+
+def _save_checkpoint(
+    path: Path,
+    run: TvRun,
+    sc: TvScale,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    order: torch.Generator,
+    pos: _Position,
+) -> None:
+    """Write the run's checkpoint to ``path`` atomically (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(
+        {
+            "run": _plain(asdict(run)),
+            "scale": _plain(asdict(sc)),
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "order": order.get_state(),
+            "rng": torch.get_rng_state(),
+            "position": asdict(pos),
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, run: TvRun, sc: TvScale) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` (``None`` when there is none).
+
+    Raises:
+        ValueError: it is of another run or scale; the message names what differs.
+    """
+    if not path.is_file():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    diffs = [
+        f"{kind} {key} {saved[kind].get(key)!r} (checkpoint) vs {now.get(key)!r} (now)"
+        for kind, now in (("run", _plain(asdict(run))), ("scale", _plain(asdict(sc))))
+        for key in sorted(set(saved[kind]) | set(now))
+        if saved[kind].get(key) != now.get(key)
+    ]
+    if diffs:
+        raise ValueError(
+            f"checkpoint {path} is not of {run.run_id} at this scale: {'; '.join(diffs)}; "
+            "delete it to train the run from the start"
+        )
+    return saved
+
+
+def _restore(
+    saved: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer, order: torch.Generator
+) -> _Position:
+    """Put back a checkpoint's model, optimizer, sample order and torch's global RNG (the RPN's
+    and RoI heads' samplers draw from it); its position."""
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["optimizer"])
+    order.set_state(saved["order"])
+    torch.set_rng_state(saved["rng"])
+    return _Position(**saved["position"])
+
+
+def _train(
+    run: TvRun,
+    sc: TvScale,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    order: torch.Generator,
+    train,
+    pos: _Position,
+    checkpoint: tuple[Path, int],
+    progress: bool,
+) -> None:
+    """Train from ``pos`` to the scale's last iteration, updating ``pos``; checkpoint to
+    ``checkpoint[0]`` every ``checkpoint[1]`` iterations and at the last.
+
+    An epoch's sample order is drawn from ``order`` when its first batch is due (the last
+    partial batch is dropped), so a run resumed from ``pos`` sees the same batches."""
+    path, every = checkpoint
+    total = _iterations(sc)
+    per_epoch = len(train) // sc.batch_size
+    if per_epoch < 1:
+        raise ValueError(f"{len(train)} training images make no batch of {sc.batch_size}")
+    start, before = time.perf_counter(), pos.seconds
+    model.train()
+    while pos.iteration < total:
+        if pos.perm is None or pos.batch >= per_epoch:
+            pos.perm = torch.randperm(len(train), generator=order).tolist()
+            pos.epoch, pos.batch = pos.epoch + 1, 0
+        first = pos.batch * sc.batch_size
+        images, targets = _collate(train, pos.perm[first : first + sc.batch_size])
+        pos.batch += 1
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(sc, pos.iteration, total)
+        loss = sum(model(images, targets).values())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        pos.losses.append(float(loss.detach()))
+        pos.iteration += 1
+        pos.seconds = before + time.perf_counter() - start
+        if pos.iteration % every == 0 or pos.iteration == total:
+            _save_checkpoint(path, run, sc, model, opt, order, pos)
+        if progress and pos.iteration % 50 == 0:
+            recent = statistics.fmean(pos.losses[-50:])
+            print(f"{run.run_id}: {pos.iteration}/{total} loss {recent:.3f}")
+
+
 def train_run(
-    run: TvRun, root: Path | None = None, progress: bool = False, allow_dirty: bool | None = None
+    run: TvRun,
+    root: Path | None = None,
+    progress: bool = False,
+    allow_dirty: bool | None = None,
+    checkpoint_every: int | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one run; return its record (not written: :func:`paired_comparison`).
 
@@ -662,15 +820,31 @@ def train_run(
     The record names the commit, whether tracked files were modified (``dirty``), the device,
     torch's threads and version, the data seed and the split scored.
 
+    Every ``checkpoint_every`` iterations (:data:`CHECKPOINT_EVERY`) and at the last, the run
+    writes its checkpoint (:func:`checkpoint_file`): the model's and optimizer's states, the
+    iteration, the epoch's sample order and batch, the sample-order generator's and torch's
+    global RNG states, the losses and the training seconds. A run whose checkpoint exists
+    resumes from it, exactly as if it had not stopped; ``train_seconds`` sums the stretches,
+    and ``segments`` lists them (``start``: the iteration it resumed from, ``device_name``,
+    ``threads``, ``commit`` and ``dirty``; a stretch resumed from the last iteration only
+    evaluates). The record is ``dirty`` when any stretch was, and names the last one's
+    ``commit``. The checkpoint stays: :func:`paired_comparison` deletes it once the record is
+    written.
+
     Raises:
         ValueError: on a committed profile (``COMMITTED_PROFILES``: ``default``), the checkout
-            has modified tracked files outside ``figures/`` and ``allow_dirty`` is not set.
+            has modified tracked files outside ``figures/`` and ``allow_dirty`` is not set; the
+            run's checkpoint is of another run or scale (the message names what differs);
+            ``checkpoint_every`` is below 1.
     """
     from gmaiou.data.coco import CocoInstances, find_split
     from gmaiou.paper.benchmarks import cpu_name
     from gmaiou.paper.experiments.runner import COMMITTED_PROFILES, SyntheticData, source_state
     from gmaiou.paper.paths import repo_root
 
+    every = CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
+    if every < 1:
+        raise ValueError(f"checkpoint_every must be at least 1, got {every}")
     sc = _scale(run.profile)
     root = Path(root) if root is not None else repo_root()
     state = source_state(root)
@@ -681,42 +855,36 @@ def train_run(
             f"({', '.join(state.changed)}); commit them, or pass --allow-dirty "
             "(allow_dirty=True) to record the run as dirty"
         )
+    path = checkpoint_file(run, root)
+    saved = _load_checkpoint(path, run, sc)
     data_root = SyntheticData(sc.images, sc.size, mix=run.mix).ensure(root)
     train = CocoInstances(*find_split(data_root, "train"), skip_empty=True)
     val = CocoInstances(*find_split(data_root, "val"))
     model = use_measure(build_family("maskrcnn", sc.size, run.seed), run.measure)
     opt = torch.optim.SGD(model.parameters(), lr=sc.lr, momentum=0.9, weight_decay=1e-4)
-    total = _iterations(sc)
     order = torch.Generator().manual_seed(run.seed)
-    it, losses, start = 0, [], time.perf_counter()
-    model.train()
-    while it < total:
-        perm = torch.randperm(len(train), generator=order).tolist()
-        for b in range(0, len(perm) - sc.batch_size + 1, sc.batch_size):
-            if it >= total:
-                break
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(sc, it, total)
-            images, targets = _collate(train, perm[b : b + sc.batch_size])
-            loss = sum(model(images, targets).values())
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-            losses.append(float(loss.detach()))
-            it += 1
-            if progress and it % 50 == 0:
-                print(f"{run.run_id}: {it}/{total} loss {statistics.fmean(losses[-50:]):.3f}")
-    seconds = time.perf_counter() - start
+    pos = _restore(saved, model, opt, order) if saved is not None else _Position()
+    del saved
+    pos.segments.append(
+        {
+            "start": pos.iteration,
+            "device_name": cpu_name(),
+            "threads": torch.get_num_threads(),
+            "commit": state.commit,
+            "dirty": state.dirty,
+        }
+    )
+    _train(run, sc, model, opt, order, train, pos, (path, every), progress)
+    evaluated = time.perf_counter()
     metrics = _evaluate(model, val)
     return {
         "run": asdict(run),
         "run_id": run.run_id,
         "scale": asdict(sc),
-        "iterations": it,
-        "train_seconds": seconds,
-        "eval_seconds": time.perf_counter() - start - seconds,
-        "final_loss": statistics.fmean(losses[-20:]) if losses else None,
+        "iterations": pos.iteration,
+        "train_seconds": pos.seconds,
+        "eval_seconds": time.perf_counter() - evaluated,
+        "final_loss": statistics.fmean(pos.losses[-20:]) if pos.losses else None,
         "metrics": metrics,
         "split": "val",
         "data_seed": 0,
@@ -725,7 +893,8 @@ def train_run(
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "commit": state.commit,
-        "dirty": state.dirty,
+        "dirty": any(segment["dirty"] for segment in pos.segments),
+        "segments": pos.segments,
     }
 
 
@@ -741,7 +910,8 @@ def paired_comparison(
     record written) when ``train``, else left out. Returns the records in grid order.
 
     ``train=None`` trains unless ``GMAIOU_RECORDED_ONLY`` is set (``make reproduce RECORDED=1``).
-    ``allow_dirty`` as in :func:`train_run`.
+    ``allow_dirty`` as in :func:`train_run`. A run interrupted before its record resumes from
+    its checkpoint (:func:`checkpoint_file`), which is deleted once the record is in place.
     """
     if train is None:
         from gmaiou.paper.experiments.runner import _recorded_only_from_env
@@ -760,8 +930,19 @@ def paired_comparison(
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         tmp.replace(path)
+        _remove_checkpoint(run, root)
         records.append(record)
     return records
+
+
+def _remove_checkpoint(run: TvRun, root: Path | None) -> None:
+    """Delete ``run``'s checkpoint, and its folder when that is left empty."""
+    path = checkpoint_file(run, root)
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:  # absent, or holds something else
+        pass
 
 
 def paired_table(records: Sequence[dict[str, Any]]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import matplotlib
@@ -15,6 +16,7 @@ from gmaiou.paper.torchvision_demo import (
     TV_MEASURES,
     build_family,
     change_table,
+    checkpoint_file,
     label_changes,
     paired_comparison,
     paired_table,
@@ -136,7 +138,10 @@ def test_paired_comparison_reads_records_and_trains_only_the_missing(tmp_path):
     trained = records[3]
     assert trained["run_id"] == runs[3].run_id and trained["iterations"] == 2
     assert set(trained["metrics"]) == {"bbox", "segm"} and "AP" in trained["metrics"]["segm"]
+    assert [s["start"] for s in trained["segments"]] == [0]
     assert (tmp_path / "data").is_dir()
+    # The record is in place: its checkpoint and the checkpoint's folder are gone.
+    assert not checkpoint_file(runs[3], tmp_path).parent.exists()
 
 
 def test_paired_comparison_trains_nothing_with_recorded_only(tmp_path, monkeypatch):
@@ -251,9 +256,120 @@ def test_a_dirty_checkout_is_refused_on_default_and_dirty_records_stay_out(tmp_p
     assert demo.write_paired_comparison(records, "smoke") == []
 
 
-def test_tv_compare_cli_lists_the_runs(capsys):
+def test_tv_compare_cli_lists_the_runs(capsys, tmp_path, monkeypatch):
+    import gmaiou.paper.torchvision_demo as demo
+
+    monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setattr(demo, "checkpoint_file", lambda run, root=None: tmp_path / run.run_id)
+    runs = tv_grid("smoke")
+    (tmp_path / runs[1].run_id).touch()
     assert main(["tv-compare", "--profile", "smoke", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == [r.run_id for r in tv_grid("smoke")]
+    assert [line.split(":")[0] for line in lines] == [r.run_id for r in runs]
+    assert [line.split(": ")[1] for line in lines[:3]] == [
+        "to train",
+        "to resume from its checkpoint",
+        "to train",
+    ]
     assert main(["tv-compare", "--profile", "smoke", "--threads", "0", "--list"]) != 0
     assert "--threads must be at least 1, got 0" in capsys.readouterr().err
+
+
+class _Stop(Exception):
+    """Stands for a crash in the middle of a run."""
+
+
+def _tiny_smoke(monkeypatch, **changes) -> None:
+    """Smoke's comparison at 96 px on 8 images (6 train: 3 batches of 2 per epoch), 2 epochs
+    cut at 4 iterations, so that a run crosses into its second epoch; ``changes`` on top."""
+    import gmaiou.paper.torchvision_demo as demo
+
+    tiny = dataclasses.replace(
+        demo.TV_SCALES["smoke"], images=8, size=96, seeds=1, epochs=2, max_iters=4
+    )
+    monkeypatch.setitem(demo.TV_SCALES, "smoke", dataclasses.replace(tiny, **changes))
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_exactly(tmp_path, monkeypatch):
+    import gmaiou.paper.experiments.runner as runner
+    import gmaiou.paper.torchvision_demo as demo
+    from gmaiou.paper.benchmarks import cpu_name
+
+    _tiny_smoke(monkeypatch)
+    run = tv_grid("smoke")[1]  # GmaIoU: its matching in the RPN and RoI heads is exercised
+    path = checkpoint_file(run, tmp_path)
+    whole = demo.train_run(run, tmp_path, allow_dirty=True, checkpoint_every=2)
+    reference = torch.load(path, weights_only=True)  # written at the last iteration, 4
+    path.unlink()
+
+    lr_at = demo._lr_at
+
+    def crash_at_third(sc, it, total):  # it counts from 0: iteration 3, after the checkpoint at 2
+        if it == 2:
+            raise _Stop
+        return lr_at(sc, it, total)
+
+    dirty = runner.SourceState("f" * 40, True, ("gmaiou/iou.py",))
+    with monkeypatch.context() as crashing, pytest.raises(_Stop):
+        crashing.setattr(demo, "_lr_at", crash_at_third)
+        crashing.setattr(runner, "source_state", lambda root: dirty)  # this stretch only
+        demo.train_run(run, tmp_path, allow_dirty=True, checkpoint_every=2)
+    kept = torch.load(path, weights_only=True)["position"]
+    assert (kept["iteration"], kept["epoch"], kept["batch"]) == (2, 1, 2)  # mid-epoch
+    assert len(kept["losses"]) == 2 and len(kept["segments"]) == 1
+    resumed = demo.train_run(run, tmp_path, allow_dirty=True, checkpoint_every=2)
+    final = torch.load(path, weights_only=True)
+
+    # The resumed run finished epoch 1 from the saved order, drew epoch 2's from the restored
+    # generator, and ends exactly where the uninterrupted run did.
+    position = final["position"]
+    assert (position["iteration"], position["epoch"], position["batch"]) == (4, 2, 1)
+    for key in ("perm", "losses", "iteration", "epoch", "batch"):
+        assert position[key] == reference["position"][key], key
+    assert set(final["model"]) == set(reference["model"])
+    for key, value in reference["model"].items():
+        assert torch.equal(final["model"][key], value), key
+    for index, state in reference["optimizer"]["state"].items():
+        assert torch.equal(final["optimizer"]["state"][index]["momentum_buffer"],
+                           state["momentum_buffer"]), index  # fmt: skip
+    assert torch.equal(final["order"], reference["order"])
+    assert torch.equal(final["rng"], reference["rng"])
+    assert resumed["iterations"] == whole["iterations"] == 4
+    assert resumed["final_loss"] == whole["final_loss"]
+    assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(
+        whole["metrics"], sort_keys=True
+    )  # NaN-safe: the metrics a 4-iteration model scores have NaNs
+    here = {"device_name": cpu_name(), "threads": 1}
+    clean = {"commit": None, "dirty": False}  # tmp_path is no git checkout
+    assert whole["segments"] == [{"start": 0, **here, **clean}] and whole["dirty"] is False
+    # The crashed stretch ran from a dirty checkout: so does the record, whose commit is the last
+    # stretch's.
+    assert resumed["segments"] == [
+        {"start": 0, **here, "commit": "f" * 40, "dirty": True},
+        {"start": 2, **here, **clean},
+    ]
+    assert resumed["dirty"] is True and resumed["commit"] is None
+    assert resumed["train_seconds"] == position["seconds"] > kept["seconds"] > 0
+
+
+def test_a_checkpoint_of_another_run_or_scale_is_refused(tmp_path, monkeypatch):
+    import gmaiou.paper.torchvision_demo as demo
+
+    run = tv_grid("smoke")[0]
+    path = checkpoint_file(run, tmp_path)
+    assert path == tmp_path / "runs/smoke/torchvision/maskrcnn-r18-uniform-iou-seed0/checkpoint.pt"
+    path.parent.mkdir(parents=True)
+    scale = json.loads(json.dumps(dataclasses.asdict(demo.TV_SCALES["smoke"])))
+    torch.save({"run": dataclasses.asdict(run) | {"seed": 1}, "scale": scale}, path)
+    with pytest.raises(ValueError, match=r"^checkpoint .* is not of maskrcnn-r18-uniform-iou-seed0 "
+                       r"at this scale: run seed 1 \(checkpoint\) vs 0 \(now\); delete it"):  # fmt: skip
+        demo.train_run(run, tmp_path, allow_dirty=True)
+    torch.save({"run": dataclasses.asdict(run), "scale": scale}, path)
+    _tiny_smoke(monkeypatch)
+    with pytest.raises(ValueError, match=r"at this scale: scale epochs 1 \(checkpoint\) vs 2 \(now\); "
+                       r"scale images 12 \(checkpoint\) vs 8 \(now\); scale "
+                       r"max_iters 2 \(checkpoint\) vs 4 \(now\); scale seeds 2 \(checkpoint\) vs "
+                       r"1 \(now\); scale size 160 \(checkpoint\) vs 96 \(now\); delete it"):  # fmt: skip
+        demo.train_run(run, tmp_path, allow_dirty=True)
+    with pytest.raises(ValueError, match="checkpoint_every must be at least 1, got 0"):
+        demo.train_run(run, tmp_path, allow_dirty=True, checkpoint_every=0)
