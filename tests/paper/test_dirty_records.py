@@ -387,3 +387,28 @@ def test_experiment_cli_lists_dirty_runs_and_passes_redo_dirty(tmp_path, monkeyp
     assert seen == [True, False]
     assert main(["experiment", "--grid", "table2", *only, "--redo-dirty", "--allow-dirty"]) == 2
     assert "--redo-dirty" in capsys.readouterr().err
+
+
+def test_table5_reads_each_grid_once_and_shared_reads_give_the_same_rows(tmp_path, monkeypatch):
+    from gmaiou.paper.experiments import table5
+
+    _write(tmp_path, "table2", [
+        _record("fixed IoU", 0, preset="yolact-fixed-r18-160", commit="x-dirty"),
+        _record("fixed IoU", 1, preset="yolact-fixed-r18-160"),
+    ])  # fmt: skip
+    loaded = table5.load_grids("default", tmp_path, ["table2", "table3"])
+    assert [(g, len(r.used), len(r.left_out)) for g, r in loaded.items()] == [
+        ("table2", 1, 1),
+        ("table3", 0, 0),
+    ]
+    shared = table5.cpu_accuracy("default", tmp_path, ["table2", "table3"], loaded=loaded)
+    assert shared == table5.cpu_accuracy("default", tmp_path, ["table2", "table3"])
+    assert [len(m["records"]) for m in shared] == [1, 0, 0]
+
+    monkeypatch.setenv("GMAIOU_FIGURES", str(tmp_path / "out"))
+    reads: list[str] = []
+    real = table5.load_grid
+    monkeypatch.setattr(table5, "load_grid", lambda p, g, f=None: reads.append(g) or real(p, g, f))
+    table5.write_cpu_accuracy("smoke", records_profile="default", figures=tmp_path,
+                              grids=("table2", "table3"))  # fmt: skip
+    assert reads == ["table2", "table3"]

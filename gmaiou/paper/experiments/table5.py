@@ -36,6 +36,7 @@ __all__ = [
     "cpu_accuracy_headline",
     "cpu_accuracy_table",
     "dirty_records",
+    "load_grids",
     "pick_records",
     "plot_cpu_accuracy",
     "write_cpu_accuracy",
@@ -134,12 +135,22 @@ def pick_records(
     return out
 
 
+def load_grids(
+    profile: str = "default", figures: Path | None = None, grids: Sequence[str] = GRIDS
+) -> dict[str, GridRecords]:
+    """Each grid of ``grids`` read once (:func:`~gmaiou.paper.experiments.runner.load_grid`):
+    grid -> its used and left-out records, for :func:`cpu_accuracy` and :func:`dirty_records`
+    to share."""
+    return {g: load_grid(profile, g, figures) for g in grids}
+
+
 def cpu_accuracy(
     profile: str = "default",
     figures: Path | None = None,
     grids: Sequence[str] = GRIDS,
     models: Mapping[str, str] = CPU_MODELS,
     mix: str = "uniform",
+    loaded: Mapping[str, GridRecords] | None = None,
 ) -> list[dict[str, Any]]:
     """Each model's runs at CPU scale, from run records: one dict per model of ``models`` with
     ``model`` (its label), ``preset``, ``grid``, ``variant`` and ``records`` (empty where the
@@ -151,10 +162,12 @@ def cpu_accuracy(
         grids: grids searched, in order of preference (:func:`pick_records`).
         models: preset -> label.
         mix: the synthetic set's class mix.
+        loaded: the grids' records already read (:func:`load_grids`); read here if ``None``.
     """
     if not models:
         raise ValueError("no model to tabulate")
-    by_grid = {g: load_grid(profile, g, figures).used for g in grids}
+    loaded = load_grids(profile, figures, grids) if loaded is None else loaded
+    by_grid = {g: loaded[g].used for g in grids}
     picked = pick_records(by_grid, list(models), mix, grids)
     return [
         {"model": label, "preset": preset, "grid": picked[preset][0],
@@ -175,6 +188,7 @@ def cpu_accuracy_table(
     grids: Sequence[str] = GRIDS,
     models: Mapping[str, str] = CPU_MODELS,
     mix: str = "uniform",
+    loaded: Mapping[str, GridRecords] | None = None,
 ) -> pd.DataFrame:
     """Mask and box AP (mean ± std over seeds) of each model at CPU scale, from run records
     (:func:`cpu_accuracy`, same arguments).
@@ -185,7 +199,7 @@ def cpu_accuracy_table(
         none in any grid.
     """
     rows = []
-    for model in cpu_accuracy(profile, figures, grids, models, mix):
+    for model in cpu_accuracy(profile, figures, grids, models, mix, loaded):
         records = model["records"]
         if not records:
             rows.append(
@@ -329,13 +343,15 @@ def dirty_records(
     grids: Sequence[str] = GRIDS,
     models: Mapping[str, str] = CPU_MODELS,
     mix: str = "uniform",
+    loaded: Mapping[str, GridRecords] | None = None,
 ) -> list[GridRecords]:
     """Per grid of ``grids``, the dirty records left out of :func:`cpu_accuracy` that it would
     have considered: runs of the model of one of ``models``' presets on the ``mix`` set
-    (``left_out``; ``used`` is empty)."""
+    (``left_out``; ``used`` is empty). ``loaded``: the grids already read (:func:`load_grids`)."""
+    loaded = load_grids(profile, figures, grids) if loaded is None else loaded
     out = []
     for grid in grids:
-        dirty = load_grid(profile, grid, figures).left_out
+        dirty = loaded[grid].left_out
         left_out = [r for preset in models for r in _candidates(dirty, preset, mix)]
         out.append(GridRecords(grid, left_out=[dict(r) for r in left_out]))
     return out
@@ -370,9 +386,11 @@ def write_cpu_accuracy(
     from gmaiou.paper.paths import figures_dir
 
     figures = figures_dir(records_profile) if figures is None else figures
-    source = accuracy_source(grids, records_profile, dirty_records(records_profile, figures, grids))
-    table = cpu_accuracy_table(records_profile, figures, grids)
-    models = cpu_accuracy(records_profile, figures, grids)
+    loaded = load_grids(records_profile, figures, grids)
+    left_out = dirty_records(records_profile, figures, grids, loaded=loaded)
+    source = accuracy_source(grids, records_profile, left_out)
+    table = cpu_accuracy_table(records_profile, figures, grids, loaded=loaded)
+    models = cpu_accuracy(records_profile, figures, grids, loaded=loaded)
     paths = [save_table(table, NAME, profile, source=source)]
     fig = plot_cpu_accuracy(models)
     paths += save_figure(fig, NAME, profile, source=textwrap.fill(source, 100))
