@@ -267,6 +267,27 @@ def test_the_recipe_search_uses_its_clean_records_only(tmp_path, monkeypatch):
     assert write_recipe_search(GridRecords("recipe-search")) == ([], "")
 
 
+def test_the_footer_names_the_commits_and_the_pairs_that_straddle_two():
+    a, b = "a" * 40, "b" * 40
+    one = [_record("ATSS IoU", 0, commit=a), _record("ATSS GmaIoU (P=M)", 0, commit=a + "-dirty")]
+    assert f"; all at commit aaaaaaa; 1 of 2 runs dirty ({REASON})" in training_provenance(one)
+    assert "; at commit aaaaaaa; 0 of 1 runs dirty" in training_provenance(one[:1])
+    paired = [*one, _record("ATSS IoU", 1, commit=b), _record("ATSS GmaIoU (P=M)", 1, commit=b)]
+    assert (
+        "; trained at 2 commits (aaaaaaa, bbbbbbb); the runs of each seed (the pairs compared) "
+        "share one commit; 1 of 4"
+    ) in training_provenance(paired)
+    split = [
+        *paired,
+        _record("ATSS IoU", 2, "coco", commit=a),
+        _record("ATSS IoU", 2, "coco", commit=None),
+    ]
+    assert training_provenance(split).split("; ")[1:3] == [
+        "trained at 3 commits (aaaaaaa, bbbbbbb, unrecorded)",
+        "seeds whose runs (the pairs compared) straddle commits: coco seed 2",
+    ]
+
+
 def test_table5_footer_names_the_dirty_runs_of_its_models(tmp_path):
     _write(tmp_path, "table2", [
         _record("fixed IoU", 0, preset="yolact-fixed-r18-160", commit="x-dirty"),

@@ -338,6 +338,34 @@ def _threads_of(record: Mapping[str, Any]) -> str:
     return f"{threads} torch thread" + ("" if threads == 1 else "s")
 
 
+def _commit_of(record: Mapping[str, Any]) -> str:
+    """The record's commit, abbreviated to 7 characters (``-dirty`` dropped; dirtiness is
+    counted apart), or ``unrecorded``."""
+    commit = str(record.get("commit") or "")
+    commit = commit.removesuffix("-dirty")
+    return commit[:7] if commit else "unrecorded"
+
+
+def _commits_text(records: Sequence[Mapping[str, Any]], with_mix: bool) -> str:
+    """The footer's words on the commits the runs were trained at: ``all at commit abc1234``,
+    or how many commits with the seeds whose runs (the pairs compared) straddle two."""
+    commits = sorted({_commit_of(r) for r in records})
+    if len(commits) == 1:
+        return f"all at commit {commits[0]}" if len(records) > 1 else f"at commit {commits[0]}"
+    by_seed: dict[tuple[str, int], set[str]] = {}
+    for r in records:
+        by_seed.setdefault((_mix_of(r), int(r["seed"])), set()).add(_commit_of(r))
+    split = sorted(key for key, found in by_seed.items() if len(found) > 1)
+    text = f"trained at {len(commits)} commits ({', '.join(commits)})"
+    if not split:
+        return text + "; the runs of each seed (the pairs compared) share one commit"
+    return (
+        text
+        + "; seeds whose runs (the pairs compared) straddle commits: "
+        + ", ".join(f"{mix} seed {seed}" if with_mix else f"seed {seed}" for mix, seed in split)
+    )
+
+
 def _seeds_text(seeds: Iterable[int]) -> str:
     """``seed 2``, ``seeds 3, 4``, ``seeds 0-2`` or ``seeds 0-2, 5``."""
     values = sorted(set(seeds))
@@ -425,13 +453,16 @@ def training_provenance(
     """Where a table's runs were trained, for its footer: device and torch threads per group
     of runs, whether the table mixes devices or thread counts, the runs trained from a
     checkout with uncommitted changes (:func:`~gmaiou.paper.experiments.records.is_dirty`), and
-    the dirty records left out of each grid of ``left_out`` (:func:`dirty_note`).
+    the dirty records left out of each grid of ``left_out`` (:func:`dirty_note`), and the
+    commits the runs were trained at, naming the seeds whose runs straddle two (a pair at two
+    commits compares code versions too).
 
     The largest group is counted; every other group names its runs by label, class mix (when
     the records span several) and seeds. ``order``: the labels' order in those names (others
     follow, sorted). E.g. ``8 runs on CPU X with 2 torch threads (ATSS IoU: coco seed 2), the
-    other 23 on CPU X with 1 torch thread; this table mixes thread counts (1, 2); 0 of 31 runs
-    dirty (trained from a checkout with uncommitted changes)``.
+    other 23 on CPU X with 1 torch thread; this table mixes thread counts (1, 2); ...; trained
+    at 2 commits (0af8ee0, 3002dd6); seeds whose runs (the pairs compared) straddle commits:
+    coco seed 2; 0 of 31 runs dirty (trained from a checkout with uncommitted changes)``.
     """
     notes = [note for grid in left_out if (note := dirty_note(grid, order))]
     if not records:
@@ -474,6 +505,7 @@ def training_provenance(
             else "; seeds whose runs (the pairs compared) differ in them: "
             + ", ".join(f"{mix} seed {seed}" if with_mix else f"seed {seed}" for mix, seed in split)
         )
+    text += "; " + _commits_text(records, with_mix)
     dirty = [r for r in records if is_dirty(r)]
     text += f"; {len(dirty)} of {n} runs dirty ({DIRTY_REASON})"
     if dirty:
