@@ -357,3 +357,79 @@ def test_committed_fig2_records_are_the_current_grids_runs():
             r["source"]["checkpoint_iteration"] == trained[r["id"]]["iterations"] for r in stored
         )
     assert len(list((runs / "fig2").glob("*.json"))) == 10  # ATSS IoU and GmaIoU, seeds 0-4
+
+
+def _finished_run(root, spec, segm_ap: float) -> None:
+    """A finished run folder of ``spec`` under ``root`` (an empty checkpoint, its eval.json)."""
+    import json
+
+    run_dir = spec.run_dir(root)
+    run_dir.mkdir(parents=True)
+    (run_dir / "checkpoint.pt").write_bytes(b"")
+    (run_dir / "eval.json").write_text(json.dumps({"segm": {"AP": segm_ap}, "bbox": {"AP": 1.0}}))
+
+
+def _run_record(segm_ap: float, commit: str, finished: str) -> dict:
+    metrics = {"segm": {"AP": segm_ap}, "bbox": {"AP": 1.0}}
+    return {"metrics": metrics, "commit": commit, "dirty": False, "finished_at": finished,
+            "device_name": "CPU", "torch_threads": 1, "torch_version": "2"}  # fmt: skip
+
+
+def test_trained_by_matches_a_run_folder_to_its_record_by_metrics(tmp_path):
+    from gmaiou.paper.analysis.anchor_losses import TRAINED_FIELDS, trained_by
+    from gmaiou.paper.experiments import get_grid
+
+    spec = get_grid("table2", "smoke")[0]
+    _finished_run(tmp_path, spec, 12.5)
+    record = _run_record(12.5, "c" * 40, "t1")
+    assert trained_by(spec.run_dir(tmp_path), record) == {k: record[k] for k in TRAINED_FIELDS}
+    assert trained_by(spec.run_dir(tmp_path), _run_record(12.25, "c" * 40, "t1")) is None
+    assert trained_by(spec.run_dir(tmp_path), None) is None
+
+
+def test_collect_recomputes_a_record_whose_run_was_retrained(tmp_path, monkeypatch):
+    import json
+
+    import gmaiou.paper.analysis.anchor_losses as al
+    from gmaiou.paper.experiments import get_grid
+    from gmaiou.paper.experiments.runner import record_path
+
+    specs = [s for s in get_grid("table2", "smoke") if s.data.mix == "uniform"][:3]
+    monkeypatch.setattr("gmaiou.paper.paths.repo_root", lambda: tmp_path)
+    computed = []
+    monkeypatch.setattr(al, "run_fig2_record", lambda run_dir, label, seed, bands, device: (
+        computed.append(run_dir.name) or {"id": run_dir.name, "seed": seed}))  # fmt: skip
+    new = _run_record(11.0, "b" * 40, "t1")  # the old run: commit a, finished t0
+    for spec in specs:
+        path = record_path(spec, tmp_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(new))
+    # 0: computed from the old run, retrained since, its new checkpoint here -> recomputed
+    # 1: computed from the current run -> read; 2: from the old run, no checkpoint -> kept
+    stored = [
+        {"id": specs[0].run_id, "trained": {"commit": "a" * 40, "finished_at": "t0"}},
+        {"id": specs[1].run_id, "trained": {"commit": "b" * 40, "finished_at": "t1"}},
+        {"id": specs[2].run_id},
+    ]
+    for spec, record in zip(specs, stored, strict=True):
+        path = al.fig2_record_path("smoke", spec.run_id, tmp_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+    _finished_run(tmp_path, specs[0], 11.0)
+    _finished_run(tmp_path / "other", specs[2], 10.0)  # another run's checkpoint: not used
+    records, missing = al.collect_fig2_records(specs, [tmp_path / "other" / "runs" / "smoke" /
+                                                       "table2"], figures=tmp_path)  # fmt: skip
+    assert computed == [specs[0].run_id] and missing == []
+    assert records[0]["trained"]["commit"] == "b" * 40 and records[1:] == stored[1:]
+    saved = json.loads(al.fig2_record_path("smoke", specs[0].run_id, tmp_path).read_text())
+    assert saved == records[0]
+    assert al.trained_note(records) == (
+        "records from runs trained: 2 at commit bbbbbbb, "
+        "1 not naming their run's commit (computed before records kept it)"
+    )
+    assert al.trained_note(records[:2]) == "all 2 records from runs trained at commit bbbbbbb"
+    assert al.trained_note(stored[2:]) == (
+        "the record does not name its run's commit (computed before records kept it)"
+    )
+    records, missing = al.collect_fig2_records(specs, figures=tmp_path, force=True)
+    assert missing == [specs[1].run_id, specs[2].run_id]  # force: only checkpoints count

@@ -55,6 +55,8 @@ __all__ = [
     "mob_trends",
     "records_frame",
     "run_fig2_record",
+    "trained_by",
+    "trained_note",
 ]
 
 #: Loss columns of :func:`anchor_loss_table`.
@@ -480,6 +482,55 @@ def mob_trends(frame: pd.DataFrame, min_bins: int = 2) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+#: What a Fig. 2 record keeps, under ``trained``, of the run record whose checkpoint it read.
+TRAINED_FIELDS: tuple[str, ...] = (
+    "commit", "dirty", "device_name", "torch_threads", "torch_version", "finished_at",
+)  # fmt: skip
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def trained_by(run_dir: str | os.PathLike, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``record``'s :data:`TRAINED_FIELDS` if the finished run in ``run_dir`` is the run it
+    records (its ``eval.json`` holds the record's box and mask metrics), else ``None``."""
+    if record is None:
+        return None
+    evaluation = json.loads((Path(run_dir) / "eval.json").read_text())
+    metrics = record.get("metrics") or {}
+    if any(evaluation.get(kind) != metrics.get(kind) for kind in ("segm", "bbox")):
+        return None
+    return {k: record.get(k) for k in TRAINED_FIELDS}
+
+
+def _is_current(stored: dict[str, Any], record: dict[str, Any] | None) -> bool:
+    """Whether a Fig. 2 record was computed from the run that ``record`` (the table's run
+    record) describes: same commit and finishing time."""
+    trained = stored.get("trained")
+    return bool(trained and record) and all(
+        trained.get(k) == record.get(k) for k in ("commit", "finished_at")
+    )
+
+
+def _checkpoint_of(
+    run_id: str, folders: Sequence[Path], record: dict[str, Any] | None, records_of
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """The finished run folder among ``folders`` whose run ``record`` describes, with its
+    provenance (:func:`trained_by`). Without ``record``: the first finished folder, with the
+    provenance of the record its own checkout wrote (``records_of(run_dir)``) if one matches."""
+    for folder in folders:
+        run_dir = find_finished_run(run_id, [folder])
+        if run_dir is None:
+            continue
+        if record is None:
+            found = (trained_by(run_dir, r) for r in records_of(run_dir))
+            return run_dir, next((t for t in found if t is not None), None)
+        if (trained := trained_by(run_dir, record)) is not None:
+            return run_dir, trained
+    return None, None
+
+
 def collect_fig2_records(
     specs: Sequence[Any],
     folders: Sequence[str | os.PathLike] = (),
@@ -492,10 +543,15 @@ def collect_fig2_records(
     """The Fig. 2 record of every run of ``specs`` that has one or a finished checkpoint.
 
     For each :class:`~gmaiou.paper.experiments.RunSpec`: its record under
-    :func:`fig2_record_path` if present (unless ``force``); else it is computed from the
-    first finished run folder among ``runs/<profile>/<grid>/`` of the repository and
-    ``folders`` and written; else, with ``train_missing`` (the smoke profile), the run is
-    trained with :func:`gmaiou.paper.experiments.run_one` first.
+    :func:`fig2_record_path` if it was computed from the run that the spec's run record
+    (``record_path``) describes (its ``trained`` commit and finishing time; unless
+    ``force``). Else it is computed, and written, from that run's checkpoint: the finished
+    run folder among ``runs/<profile>/<grid>/`` of the repository and ``folders`` whose
+    ``eval.json`` holds the run record's metrics (:func:`trained_by`); the record keeps the
+    run's provenance under ``trained``. Else, with ``train_missing`` (the smoke profile), the
+    run is trained with :func:`gmaiou.paper.experiments.run_one` first. A stored record whose
+    run cannot be checked (no ``trained``, or its run retrained) is kept when no checkpoint
+    of the current run is found.
 
     Returns:
         the records (in ``specs`` order) and the ids of the runs with neither record nor
@@ -505,24 +561,65 @@ def collect_fig2_records(
     from gmaiou.paper.experiments.runner import record_path
     from gmaiou.paper.paths import repo_root
 
+    def records_of(run_dir: Path) -> list[dict[str, Any]]:
+        # the record the checkout that trained run_dir wrote: <root>/runs/<profile>/<grid>/<id>
+        root, (profile, grid) = run_dir.parents[3], run_dir.parts[-3:-1]
+        beside = root / "figures" / "runs" / profile / grid / f"{run_dir.name}.json"
+        return [r for r in [_read_json(beside)] if r is not None]
+
     records, missing = [], []
     for spec in specs:
         path = fig2_record_path(spec.profile, spec.run_id, figures)
-        if path.is_file() and not force:
-            records.append(json.loads(path.read_text()))
+        stored = _read_json(path)
+        trained = _read_json(record_path(spec, figures))
+        if stored is not None and not force and _is_current(stored, trained):
+            records.append(stored)
             continue
-        where = [spec.run_dir(repo_root()).parent, *folders]
-        run_dir = find_finished_run(spec.run_id, where)
-        if run_dir is None and train_missing:
-            run_one(spec, force=record_path(spec).is_file(), device=device, progress=False)
-            run_dir = find_finished_run(spec.run_id, where)
+        where = [spec.run_dir(repo_root()).parent, *map(Path, folders)]
+        run_dir, provenance = _checkpoint_of(spec.run_id, where, trained, records_of)
+        if run_dir is None and stored is None and train_missing:
+            run_one(spec, force=trained is not None, device=device, progress=False)
+            trained = _read_json(record_path(spec, figures))
+            run_dir, provenance = _checkpoint_of(spec.run_id, where, trained, records_of)
         if run_dir is None:
-            missing.append(spec.run_id)
+            if stored is not None and not force:
+                records.append(stored)
+            else:
+                missing.append(spec.run_id)
             continue
         record = run_fig2_record(
             run_dir, spec.label or spec.preset, spec.seed, bands, device=device
         )
+        record["trained"] = provenance
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         records.append(record)
     return records, missing
+
+
+def trained_note(records: Sequence[dict[str, Any]]) -> str:
+    """The footer's words on the runs whose checkpoints Fig. 2 records were computed from:
+    ``all 10 records from runs trained at commit dbc1351``, or each commit with its count,
+    the records that do not name their run (computed before records kept it) counted apart."""
+    counts: dict[str, int] = {}
+    for r in records:
+        trained = r.get("trained") or {}
+        commit = str(trained.get("commit") or "")
+        dirty = commit.endswith("-dirty") or bool(trained.get("dirty"))
+        key = commit.removesuffix("-dirty")[:7] + (" (dirty)" if commit and dirty else "")
+        counts[key] = counts.get(key, 0) + 1
+    unknown = counts.pop("", 0)
+    if not unknown and len(counts) == 1:
+        what = "the record" if len(records) == 1 else f"all {len(records)} records"
+        return f"{what} from runs trained at commit {next(iter(counts))}"
+    if not counts:
+        what = (
+            "the record does not name its run's commit"
+            if unknown == 1
+            else f"the {unknown} records do not name their runs' commits"
+        )
+        return f"{what} (computed before records kept it)"
+    parts = [f"{n} at commit {commit}" for commit, n in sorted(counts.items())]
+    if unknown:
+        parts.append(f"{unknown} not naming their run's commit (computed before records kept it)")
+    return "records from runs trained: " + ", ".join(parts)
