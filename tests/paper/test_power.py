@@ -26,6 +26,12 @@ def test_power_grows_with_pairs_and_is_symmetric_in_the_sign():
     assert paired_power(6, -0.7, 1.0) == pytest.approx(paired_power(6, 0.7, 1.0))
 
 
+def test_the_pooled_primary_test_is_sized_for_the_planning_sd():
+    from gmaiou.paper.experiments.grids import PLANNING_SD, PRIMARY_MIXES, PRIMARY_PAIRS
+
+    assert pairs_needed(1.0, PLANNING_SD) == len(PRIMARY_MIXES) * PRIMARY_PAIRS == 10
+
+
 def test_pairs_needed_is_the_first_count_that_reaches_the_power():
     n = pairs_needed(1.0, 1.0)
     assert n == 10

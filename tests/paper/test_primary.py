@@ -12,7 +12,7 @@ import pytest
 from conftest import numbers_in
 
 from gmaiou.paper.experiments.grids import PRIMARY_PAIRS
-from gmaiou.paper.experiments.power import holm_adjust, pairs_needed
+from gmaiou.paper.experiments.power import holm_adjust, paired_power, pairs_needed
 from gmaiou.paper.experiments.primary import (
     holm_table,
     mob_share_slope,
@@ -308,7 +308,12 @@ def test_write_primary_test(tmp_path, monkeypatch):
     first = numbers_in(findings[2])
     # pairs, planned pairs, mean, sd, 95, interval, t, df, p, 95 (the verdict), the claim
     assert first == [5, 10, 1.2, 0.57, 95, 0.49, 1.91, 4.71, 4, 0.009, 95, 1.0, 1.5]
-    assert len([line for line in findings if line.startswith("- ")]) == 3
+    # planning sd, observed sd, pairs, the claim's low end, power at it, 5%
+    sd = float(np.std(list(PRIMARY_GAINS.values()), ddof=1))
+    power = round(100 * paired_power(5, 1.0, sd))
+    assert numbers_in(findings[3]) == [1.0, 0.57, 5, 1.0, power, 5]
+    assert findings[3].startswith("- Size check (not part of the pre-registered analysis)")
+    assert len([line for line in findings if line.startswith("- ")]) == 4
 
 
 def test_write_mob_share_gain(tmp_path, monkeypatch):

@@ -38,6 +38,7 @@ __all__ = [
     "MOB_SHARE_PAIRS",
     "PRIMARY_ASSIGNERS",
     "PRIMARY_MIXES",
+    "PLANNING_SD",
     "PRIMARY_PAIRS",
     "TEST_IMAGES",
     "TABLE2_ASSIGNERS",
@@ -543,6 +544,9 @@ PRIMARY_MIXES: tuple[str, ...] = ("uniform", "coco")
 #: Power at 5 pairs: 0.85 (0.67 at 4). Those pairs shared data seed 0 and were scored on val;
 #: varying the data seed may widen the spread, and the test then pools both mixes (10 pairs).
 PRIMARY_PAIRS = 5
+#: The largest standard deviation of one paired difference that the pooled test (2 x
+#: PRIMARY_PAIRS pairs) was sized for: ``pairs_needed(1.0, PLANNING_SD) == 2 * PRIMARY_PAIRS``.
+PLANNING_SD = 1.0
 
 #: Pairs per level of the MOB-share grid.
 MOB_SHARE_PAIRS = 3

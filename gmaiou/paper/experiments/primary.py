@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gmaiou.paper.experiments.grids import ASSIGNER_LABELS, PRIMARY_ASSIGNERS
-from gmaiou.paper.experiments.power import holm_adjust
+from gmaiou.paper.experiments.grids import ASSIGNER_LABELS, PLANNING_SD, PRIMARY_ASSIGNERS
+from gmaiou.paper.experiments.power import holm_adjust, paired_power
 from gmaiou.paper.experiments.stats import (
     METRICS,
     regularized_beta,
@@ -423,6 +423,15 @@ def primary_findings(
         f"paired t = {result['t']:.2f} with {result['df']} df, two-sided p = {_p_text(result['p'])}: "
         f"{verdict}; {claim}."
     ]
+    if planned and result["pairs"] >= 2:
+        low = result["claim"][0]
+        power = paired_power(result["pairs"], low, result["sd"])
+        lines.append(
+            f"Size check (not part of the pre-registered analysis): the test was sized for a "
+            f"paired-difference sd of at most {PLANNING_SD:.1f}; the observed sd is "
+            f"{result['sd']:.2f}, at which {result['pairs']} pairs detect {low:+.1f} with "
+            f"{power:.0%} power (two-sided 5%)."
+        )
     for _, row in table.iloc[1:].iterrows():
         lines.append(
             f"{row['set']} mix alone ({row['pairs']} pairs): {row['mean']:+.2f} "
