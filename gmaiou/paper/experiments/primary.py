@@ -481,7 +481,8 @@ def plot_primary_test(records: Sequence[Mapping[str, Any]], metric: str = "mask 
 def _source(records: Sequence[Mapping[str, Any]], grid: str, profile: str, pairs: int) -> str:
     """The footer's data: the grid's records, its pairs and where its runs were trained."""
     return (
-        f"runs/{profile}/{grid}, {len(records)} runs ({pairs} complete pairs), test split; "
+        f"runs/{profile}/{grid}, {len(records)} run{'' if len(records) == 1 else 's'} "
+        f"({pairs} complete pair{'' if pairs == 1 else 's'}), test split; "
         + training_provenance(records, [BASELINE, TREATMENT])
     )
 
@@ -660,7 +661,12 @@ def write_mob_share_gain(
             f"on {gains['mix'].nunique()} level{'' if gains['mix'].nunique() == 1 else 's'} so far; "
             f"{why}, so there is no result yet."
         )
-        headline = f"no result yet: {len(gains)} complete pairs on {gains['mix'].nunique()} levels"
+        n, levels = len(gains), gains["mix"].nunique()
+        of_planned = f" of the {planned} planned" if waiting else ""
+        headline = (
+            f"no result yet: {n} complete pair{'' if n == 1 else 's'}{of_planned} on {levels} "
+            f"level{'' if levels == 1 else 's'}"
+        )
         return [save_findings([line], "mob_share_gain", profile, source=source, headline=headline)]
     if shares is None:
         shares = realised_shares(records)
